@@ -1,0 +1,45 @@
+"""mscc-triage: a triage rules engine for suspected metastatic spinal cord compression (MSCC).
+
+    >>> import triage
+    >>> result = triage.evaluate({"patient": {"cancer": {"history": "current"}},
+    ...                           "presentation": {"weakness": {"present": True}}})
+    >>> result.urgency
+    'emergency'
+
+Decision support for clinicians; it does not replace clinical judgement.
+"""
+
+from ._case import Case, parse_case, validate_case
+from ._errors import CaseValidationError, EngineError, Problem, RulesetError, TriageError, VignetteFormatError
+from ._result import ActionItem, FiredRule, FlagItem, Result, RulesetRef, Scores, SinsScore, Unknown
+from ._sins import sins_category, sins_total
+from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionItem",
+    "Case",
+    "CaseValidationError",
+    "EngineError",
+    "FiredRule",
+    "FlagItem",
+    "Problem",
+    "Result",
+    "Ruleset",
+    "RulesetError",
+    "RulesetRef",
+    "Scores",
+    "SinsScore",
+    "TriageError",
+    "Unknown",
+    "VignetteFormatError",
+    "__version__",
+    "default_ruleset",
+    "evaluate",
+    "load_ruleset",
+    "parse_case",
+    "sins_category",
+    "sins_total",
+    "validate_case",
+]

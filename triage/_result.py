@@ -1,0 +1,164 @@
+"""The result (result-format v1), and how it is assembled from the rules that fired.
+
+The explanation is a value: which rules fired, what each asked for, and which findings are still
+unknown that could raise the urgency. Rendering it (JSON, a CDS card, a web page) is a separate step.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+from ._compile import Unit
+from ._ruleset import RulesetData, SEVERITIES, TIMINGS
+from ._sins import sins_category
+
+Urgency = Literal["emergency", "urgent", "routine"]
+URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ActionItem(_Frozen):
+    id: str
+    label: str
+    timing: Literal["immediately", "within_4h", "within_24h", "within_1_week", "routine"]
+    because: list[str]
+    source: str
+
+
+class FlagItem(_Frozen):
+    id: str
+    severity: Literal["critical", "warning", "info"]
+    label: str
+    because: list[str]
+
+
+class SinsScore(_Frozen):
+    total: int = Field(ge=0, le=18)
+    category: Literal["stable", "potentially_unstable", "unstable"]
+
+
+class Scores(_Frozen):
+    sins: Optional[SinsScore] = None
+
+    @model_serializer(mode="wrap")
+    def _omit_missing(self, handler):  # type: ignore[no-untyped-def]
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class Unknown(_Frozen):
+    field: str
+    could_raise_to: Urgency
+
+
+class FiredRule(_Frozen):
+    id: str
+    version: str
+    title: str
+
+
+class RulesetRef(_Frozen):
+    name: str
+    version: str
+    sha256: str
+
+
+class Result(_Frozen):
+    """What the engine concludes for one case (result-format v1)."""
+
+    case_id: Optional[str] = None
+    urgency: Urgency
+    headline: str = Field(max_length=140)
+    actions: list[ActionItem]
+    flags: list[FlagItem]
+    scores: Scores
+    unknowns: list[Unknown]
+    fired_rules: list[FiredRule]
+    ruleset: RulesetRef
+    disclaimer: str
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Deterministic JSON: the same case always gives the same bytes."""
+        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=indent)
+
+    def action_ids(self) -> list[str]:
+        return [a.id for a in self.actions]
+
+    def flag_ids(self) -> list[str]:
+        return [f.id for f in self.flags]
+
+
+def urgency_of(units: Iterable[Unit]) -> str:
+    level = "routine"
+    for unit in units:
+        for out in unit.outputs:
+            if out.kind == "urgency" and URGENCY_RANK[out.id] > URGENCY_RANK[level]:
+                level = out.id
+    return level
+
+
+def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unknowns: list[Unknown],
+             sins_total: Optional[int]) -> Result:
+    """Build the result from the units that fired for the case itself."""
+    units = sorted(units, key=lambda u: (u.rule.order, u.name))
+    urgency = urgency_of(units)
+    removed = {o.id for u in units for o in u.outputs if o.kind == "remove"}
+    action_because: dict[str, list[str]] = {}
+    flag_because: dict[str, list[str]] = {}
+    fired: dict[str, FiredRule] = {}
+    for unit in units:
+        rule = unit.rule
+        if unit.main:
+            fired.setdefault(rule.id, FiredRule(id=rule.id, version=rule.version, title=rule.title))
+        for out in unit.outputs:
+            target = action_because if out.kind == "action" else flag_because if out.kind == "flag" else None
+            if target is not None and rule.id not in target.setdefault(out.id, []):
+                target[out.id].append(rule.id)
+
+    action_order = {a: i for i, a in enumerate(data.actions)}
+    flag_order = {f: i for i, f in enumerate(data.flags)}
+    sources = {r.id: r.source for r in data.rules}
+    actions = [
+        ActionItem(id=a, label=data.actions[a].label, timing=data.actions[a].timing, because=because,
+                   source=_join_sources(sources[r] for r in because))
+        for a, because in action_because.items() if a not in removed
+    ]
+    actions.sort(key=lambda item: (TIMINGS.index(item.timing), action_order[item.id]))
+    flags = [
+        FlagItem(id=f, severity=data.flags[f].severity, label=data.flags[f].label, because=because)
+        for f, because in flag_because.items()
+    ]
+    flags.sort(key=lambda item: (SEVERITIES.index(item.severity), flag_order[item.id]))
+
+    headline = data.headlines[urgency]
+    for unit in units:
+        if unit.rule.headline and any(o.kind == "urgency" and o.id == urgency for o in unit.outputs):
+            headline = unit.rule.headline
+            break
+    else:
+        if urgency == "routine":
+            headline = next((u.rule.headline for u in units if u.main and u.rule.headline), headline)
+
+    scores = Scores(sins=SinsScore(total=sins_total, category=sins_category(sins_total))
+                    if sins_total is not None else None)
+    return Result(
+        case_id=case_id, urgency=urgency, headline=headline, actions=actions, flags=flags, scores=scores,
+        unknowns=unknowns, fired_rules=list(fired.values()),
+        ruleset=RulesetRef(name=data.name, version=data.version, sha256=data.sha256),
+        disclaimer=data.disclaimer,
+    )
+
+
+def _join_sources(sources: Iterable[str]) -> str:
+    seen: list[str] = []
+    for source in sources:
+        for part in source.split(";"):
+            part = part.strip()
+            if part and part not in seen:
+                seen.append(part)
+    return "; ".join(seen)

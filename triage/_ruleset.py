@@ -1,0 +1,369 @@
+"""Loading a ruleset folder: rule files are data, checked completely here, at load time.
+
+A ruleset folder holds ``ruleset.yaml`` (name, version, the files in order, headlines, disclaimer),
+a vocabulary file (every action and flag with its label and timing or severity), a concepts file
+(derived concepts, each a condition) and rule files. Every field a rule names must exist in the case
+model with an operator that fits its type; every concept, rule, action and flag it names must exist.
+Any problem raises :class:`RulesetError` with the file, the rule id, the reason and a hint.
+
+The ruleset's ``sha256`` is reproducible from a shell, over every regular file of the folder::
+
+    cd rules && LC_ALL=C sha256sum * | sha256sum
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._conditions import (
+    URGENCIES, All, ConceptRef, Condition, ConditionError, Fired, HasAction, Not, parse_condition, references,
+)
+from ._errors import RulesetError
+
+TIMINGS = ("immediately", "within_4h", "within_24h", "within_1_week", "routine")
+SEVERITIES = ("critical", "warning", "info")
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _ManifestFile(_Strict):
+    name: str
+    version: str
+    description: str = ""
+    vocabulary: str
+    concepts: str
+    rule_files: list[str] = Field(min_length=1)
+    headlines: dict[Literal["emergency", "urgent", "routine"], str]
+    disclaimer: str = Field(min_length=1)
+
+    @field_validator("headlines")
+    @classmethod
+    def _all_levels(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = [u for u in URGENCIES if u not in value]
+        if missing:
+            raise ValueError(f"a default headline is needed for {', '.join(missing)}")
+        for level, text in value.items():
+            if len(text) > 140:
+                raise ValueError(f"the {level} headline is {len(text)} characters; at most 140")
+        return value
+
+
+class ActionDef(_Strict):
+    id: str
+    label: str = Field(min_length=1)
+    timing: Literal["immediately", "within_4h", "within_24h", "within_1_week", "routine"]
+
+
+class FlagDef(_Strict):
+    id: str
+    label: str = Field(min_length=1)
+    severity: Literal["critical", "warning", "info"]
+
+
+class _VocabularyFile(_Strict):
+    actions: list[ActionDef]
+    flags: list[FlagDef]
+
+
+class _ConceptEntry(_Strict):
+    id: str
+    meaning: str = Field(min_length=1)
+    when: Any
+
+
+class _ConceptsFile(_Strict):
+    concepts: list[_ConceptEntry]
+
+
+class _OutputEntry(_Strict):
+    id: str
+    when: Any = None
+    unless: Any = None
+
+
+class _UrgencyEntry(_Strict):
+    level: Literal["routine", "urgent", "emergency"]
+    when: Any = None
+
+
+class _RuleEntry(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+    version: Union[int, str]
+    title: str = Field(min_length=1, max_length=120)
+    rationale: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    when: Any
+    urgency: Optional[Union[Literal["routine", "urgent", "emergency"], list[_UrgencyEntry]]] = None
+    headline: Optional[str] = Field(None, max_length=140)
+    actions: list[Union[str, _OutputEntry]] = []
+    flags: list[Union[str, _OutputEntry]] = []
+    removes_actions: list[str] = []
+
+
+class _RulesFile(_Strict):
+    rules: list[_RuleEntry]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One thing a rule produces: an action, a flag, an urgency or the removal of an action."""
+
+    kind: Literal["action", "flag", "urgency", "remove"]
+    id: str
+    when: Optional[Condition] = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    version: str
+    title: str
+    rationale: str
+    source: str
+    when: Condition
+    headline: Optional[str]
+    outputs: tuple[Output, ...]
+    file: str
+    order: int
+
+
+@dataclass(frozen=True)
+class Concept:
+    id: str
+    meaning: str
+    when: Condition
+
+
+@dataclass
+class RulesetData:
+    """Everything read from a ruleset folder, checked; compiled later by ``_compile``."""
+
+    path: Path
+    name: str
+    version: str
+    description: str
+    sha256: str
+    disclaimer: str
+    headlines: dict[str, str]
+    actions: dict[str, ActionDef]
+    flags: dict[str, FlagDef]
+    concepts: dict[str, Concept]
+    rules: list[Rule]
+    files: list[str] = field(default_factory=list)
+
+    def rule(self, rule_id: str) -> Rule:
+        return self._by_id[rule_id]
+
+    def __post_init__(self) -> None:
+        self._by_id = {r.id: r for r in self.rules}
+
+
+def _hint(word: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def ruleset_sha256(folder: Path) -> str:
+    """sha256 of ``LC_ALL=C sha256sum *`` run in the folder (regular files, sorted by name)."""
+    lines = []
+    for name in sorted(os.listdir(folder), key=lambda n: n.encode()):
+        path = folder / name
+        if path.is_file() and not name.startswith("."):
+            lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {name}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _read_yaml(folder: Path, name: str) -> Any:
+    path = folder / name
+    if not path.is_file():
+        raise RulesetError(name, f"file not found in {folder}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RulesetError(name, f"is not valid YAML: {exc}") from None
+
+
+def _schema_error(file: str, exc: ValidationError, data: Any, list_key: str | None) -> RulesetError:
+    err = exc.errors(include_url=False)[0]
+    loc = list(err["loc"])
+    rule_id = None
+    if list_key and len(loc) >= 2 and loc[0] == list_key and isinstance(loc[1], int):
+        try:
+            rule_id = data[list_key][loc[1]].get("id")
+        except (AttributeError, IndexError, KeyError, TypeError):
+            rule_id = None
+        loc = loc[2:] if rule_id else loc
+    where = ".".join(str(p) for p in loc if not str(p).startswith(("str", "_OutputEntry", "list[")))
+    hint = None
+    if err["type"] == "extra_forbidden":
+        known = {"rules": list(_RuleEntry.model_fields), "concepts": list(_ConceptEntry.model_fields)}.get(
+            list_key or "", list(_ManifestFile.model_fields))
+        hint = _hint(str(loc[-1]), known)
+        return RulesetError(file, f"unknown key '{where}'", rule_id, hint)
+    return RulesetError(file, f"{where or 'file'}: {err['msg']}", rule_id, hint)
+
+
+def _validate(model: type[BaseModel], file: str, data: Any, list_key: str | None = None) -> Any:
+    if not isinstance(data, dict):
+        raise RulesetError(file, "must be a YAML mapping")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _schema_error(file, exc, data, list_key) from None
+
+
+def _condition(raw: Any, file: str, rule_id: str | None, where: str) -> Condition:
+    try:
+        return parse_condition(raw, where)
+    except ConditionError as exc:
+        raise RulesetError(file, f"{exc.where}: {exc.reason}", rule_id, exc.hint) from None
+
+
+def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData:
+    """Read and check a ruleset folder (default: the project's ``rules/``)."""
+    folder = Path(path) if path is not None else Path(os.environ.get("MSCC_TRIAGE_RULES", DEFAULT_RULES_DIR))
+    if not folder.is_dir():
+        raise RulesetError(str(folder), "is not a folder of rule files")
+    manifest = _validate(_ManifestFile, "ruleset.yaml", _read_yaml(folder, "ruleset.yaml"))
+    vocab = _validate(_VocabularyFile, manifest.vocabulary, _read_yaml(folder, manifest.vocabulary))
+    actions: dict[str, ActionDef] = {}
+    flags: dict[str, FlagDef] = {}
+    for item in vocab.actions:
+        if item.id in actions:
+            raise RulesetError(manifest.vocabulary, f"action '{item.id}' is listed twice")
+        actions[item.id] = item
+    for flag in vocab.flags:
+        if flag.id in flags:
+            raise RulesetError(manifest.vocabulary, f"flag '{flag.id}' is listed twice")
+        flags[flag.id] = flag
+
+    raw_concepts = _validate(_ConceptsFile, manifest.concepts, _read_yaml(folder, manifest.concepts), "concepts")
+    concepts: dict[str, Concept] = {}
+    for entry in raw_concepts.concepts:
+        if entry.id in concepts:
+            raise RulesetError(manifest.concepts, f"concept '{entry.id}' is defined twice")
+        concepts[entry.id] = Concept(entry.id, entry.meaning,
+                                     _condition(entry.when, manifest.concepts, None, f"concept {entry.id}.when"))
+
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for file in manifest.rule_files:
+        data = _read_yaml(folder, file)
+        parsed = _validate(_RulesFile, file, data, "rules")
+        for entry in parsed.rules:
+            if entry.id in seen:
+                raise RulesetError(file, f"rule id is already used in {seen[entry.id]}", entry.id)
+            seen[entry.id] = file
+            rules.append(_build_rule(entry, file, len(rules), actions, flags))
+
+    data = RulesetData(
+        path=folder, name=manifest.name, version=manifest.version, description=manifest.description,
+        sha256=ruleset_sha256(folder), disclaimer=manifest.disclaimer, headlines=dict(manifest.headlines),
+        actions=actions, flags=flags, concepts=concepts, rules=rules,
+        files=[manifest.vocabulary, manifest.concepts, *manifest.rule_files],
+    )
+    _check_references(data, manifest.concepts)
+    return data
+
+
+def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, ActionDef],
+                flags: dict[str, FlagDef]) -> Rule:
+    rid = entry.id
+    outputs: list[Output] = []
+
+    def output_condition(item: _OutputEntry, where: str) -> Optional[Condition]:
+        parts: list[Condition] = []
+        if item.when is not None:
+            parts.append(_condition(item.when, file, rid, f"{where}.when"))
+        if item.unless is not None:
+            parts.append(Not(_condition(item.unless, file, rid, f"{where}.unless")))
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else All(tuple(parts))
+
+    for kind, items, known in (("action", entry.actions, actions), ("flag", entry.flags, flags)):
+        for i, item in enumerate(items):
+            out = item if isinstance(item, _OutputEntry) else _OutputEntry(id=item)
+            if out.id not in known:
+                raise RulesetError(file, f"{kind}s[{i}]: '{out.id}' is not in the vocabulary", rid,
+                                   _hint(out.id, list(known)))
+            outputs.append(Output(kind, out.id, output_condition(out, f"{kind}s[{i}]")))  # type: ignore[arg-type]
+    for i, action_id in enumerate(entry.removes_actions):
+        if action_id not in actions:
+            raise RulesetError(file, f"removes_actions[{i}]: '{action_id}' is not in the vocabulary", rid,
+                               _hint(action_id, list(actions)))
+        outputs.append(Output("remove", action_id))
+    if isinstance(entry.urgency, str):
+        outputs.append(Output("urgency", entry.urgency))
+    elif entry.urgency:
+        for i, urg in enumerate(entry.urgency):
+            cond = _condition(urg.when, file, rid, f"urgency[{i}].when") if urg.when is not None else None
+            outputs.append(Output("urgency", urg.level, cond))
+    if not outputs:
+        raise RulesetError(file, "the rule produces nothing (no urgency, action, flag or removal)", rid)
+    return Rule(
+        id=rid, version=str(entry.version), title=entry.title, rationale=entry.rationale, source=entry.source,
+        when=_condition(entry.when, file, rid, "when"), headline=entry.headline, outputs=tuple(outputs),
+        file=file, order=order,
+    )
+
+
+def _check_references(data: RulesetData, concepts_file: str) -> None:
+    """Every concept, rule and action a condition names exists, and nothing refers to itself."""
+    rule_ids = [r.id for r in data.rules]
+
+    def check(cond: Condition, file: str, owner: str | None) -> None:
+        for leaf in references(cond):
+            if isinstance(leaf, ConceptRef) and leaf.name not in data.concepts:
+                raise RulesetError(file, f"unknown concept '{leaf.name}'", owner, _hint(leaf.name, list(data.concepts)))
+            if isinstance(leaf, Fired) and leaf.rule_id not in rule_ids:
+                raise RulesetError(file, f"unknown rule '{leaf.rule_id}' in 'fired'", owner, _hint(leaf.rule_id, rule_ids))
+            if isinstance(leaf, HasAction) and leaf.action_id not in data.actions:
+                raise RulesetError(file, f"unknown action '{leaf.action_id}'", owner,
+                                   _hint(leaf.action_id, list(data.actions)))
+
+    for concept in data.concepts.values():
+        check(concept.when, concepts_file, None)
+        for leaf in references(concept.when):
+            if isinstance(leaf, (Fired, HasAction)):
+                raise RulesetError(concepts_file, f"concept '{concept.id}' may only test the case, not rule outcomes")
+    for rule in data.rules:
+        check(rule.when, rule.file, rule.id)
+        for out in rule.outputs:
+            if out.when is not None:
+                check(out.when, rule.file, rule.id)
+
+    def visit(kind: str, name: str, stack: list[str]) -> None:
+        key = f"{kind}:{name}"
+        if key in stack:
+            cycle = " -> ".join(stack[stack.index(key):] + [key])
+            owner = data.rule(name) if kind == "rule" else None
+            raise RulesetError(owner.file if owner else concepts_file, f"circular reference: {cycle}",
+                               name if kind == "rule" else None)
+        cond = data.concepts[name].when if kind == "concept" else data.rule(name).when
+        for leaf in references(cond):
+            if isinstance(leaf, ConceptRef):
+                visit("concept", leaf.name, stack + [key])
+            elif isinstance(leaf, Fired):
+                visit("rule", leaf.rule_id, stack + [key])
+
+    for name in data.concepts:
+        visit("concept", name, [])
+    for rule in data.rules:
+        visit("rule", rule.id, [])
+
+
+def load_yaml_file(path: Path) -> Any:
+    """Read a YAML (or JSON) file for the CLI and the vignette loader."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

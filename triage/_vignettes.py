@@ -1,0 +1,197 @@
+"""Vignettes (vignette-format v1): clinical cases with the answer a clinician expects, replayed.
+
+An expectation that names an id the ruleset does not know is itself a failure: otherwise a typo in
+``actions_exclude`` would pass for ever without checking anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._case import tri_state_presentation_fields
+from ._errors import CaseValidationError, Problem, VignetteFormatError
+from ._result import Result
+from ._triage import Ruleset
+
+VIGNETTE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class Expect(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    urgency: Optional[Literal["emergency", "urgent", "routine"]] = None
+    error: Optional[bool] = None
+    actions_include: list[str] = []
+    actions_exclude: list[str] = []
+    flags_include: list[str] = []
+    flags_exclude: list[str] = []
+    unknowns_include: list[str] = []
+    unknowns_exclude: list[str] = []
+    sins_category: Optional[Literal["stable", "potentially_unstable", "unstable"]] = None
+
+    @model_validator(mode="after")
+    def _urgency_or_error(self) -> "Expect":
+        if self.error is True:
+            if self.urgency is not None:
+                raise ValueError("give either 'urgency' or 'error: true', not both")
+        elif self.urgency is None:
+            raise ValueError("'urgency' is required (or 'error: true' for a case that must be rejected)")
+        return self
+
+
+class Vignette(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Union[str, int]
+    title: str = ""
+    source: str = ""
+    case: Any = Field(default_factory=dict)
+    expect: Expect
+
+    @property
+    def key(self) -> str:
+        return str(self.id)
+
+
+@dataclass
+class VignetteOutcome:
+    vignette: Vignette
+    file: str
+    mismatches: list[str]
+    result: Optional[Result] = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+def vignette_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Vignette files named directly, or found (recursively, sorted) in the folders named."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in VIGNETTE_SUFFIXES and p.is_file()))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise VignetteFormatError(str(path), [Problem("", "no such file or folder", "not_found")])
+    return found
+
+
+def load_vignette_file(path: Path) -> list[Vignette]:
+    """Read one vignette file (a YAML or JSON list); every problem is reported with its place."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise VignetteFormatError(str(path), [Problem("", f"cannot be read: {exc}", "unreadable")]) from None
+    if not isinstance(data, list):
+        raise VignetteFormatError(str(path), [Problem("", "a vignette file holds a list of vignettes", "invalid_type")])
+    vignettes: list[Vignette] = []
+    problems: list[Problem] = []
+    for index, item in enumerate(data):
+        label = f"[{index}]" + (f" ({item.get('id')})" if isinstance(item, dict) and "id" in item else "")
+        try:
+            vignettes.append(Vignette.model_validate(item))
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                loc = ".".join(str(p) for p in err["loc"])
+                reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+                problems.append(Problem(f"{label}.{loc}" if loc else label, reason, err["type"]))
+    if problems:
+        raise VignetteFormatError(str(path), problems)
+    return vignettes
+
+
+def load_suite(paths: Iterable[str | Path]) -> list[tuple[str, Vignette]]:
+    """Every vignette of the files and folders named, with its file; ids must be unique in the suite."""
+    suite: list[tuple[str, Vignette]] = []
+    seen: dict[str, str] = {}
+    for path in vignette_files(paths):
+        for vignette in load_vignette_file(path):
+            if vignette.key in seen:
+                raise VignetteFormatError(str(path), [Problem(
+                    vignette.key, f"duplicate vignette id (also in {seen[vignette.key]})", "duplicate_id")])
+            seen[vignette.key] = str(path)
+            suite.append((str(path), vignette))
+    return suite
+
+
+def _unknown_ids(kind: str, ids: list[str], known: list[str], key: str) -> list[str]:
+    out = []
+    for item in ids:
+        if item not in known:
+            close = difflib.get_close_matches(item, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            out.append(f"{key}: '{item}' is not a known {kind}{hint}")
+    return out
+
+
+def expectation_problems(vignette: Vignette, ruleset: Ruleset) -> list[str]:
+    """Ids in the expectations that the ruleset does not know (each would check nothing)."""
+    e = vignette.expect
+    actions, flags = list(ruleset.data.actions), list(ruleset.data.flags)
+    fields = tri_state_presentation_fields()
+    return (_unknown_ids("action", e.actions_include + e.actions_exclude, actions, "actions")
+            + _unknown_ids("flag", e.flags_include + e.flags_exclude, flags, "flags")
+            + _unknown_ids("tri-state presentation field", e.unknowns_include + e.unknowns_exclude, fields, "unknowns"))
+
+
+def check(vignette: Vignette, ruleset: Ruleset, file: str = "") -> VignetteOutcome:
+    """Evaluate a vignette's case and compare every expectation; every mismatch is spelled out."""
+    expect = vignette.expect
+    mismatches = expectation_problems(vignette, ruleset)
+    try:
+        result = ruleset.evaluate(vignette.case)
+    except CaseValidationError as exc:
+        if not expect.error:
+            mismatches.append("the case was rejected: " + "; ".join(str(p) for p in exc.problems))
+        return VignetteOutcome(vignette, file, mismatches, None, exc.problems)
+    if expect.error:
+        mismatches.append(f"expected the case to be rejected, but it was triaged as {result.urgency}")
+        return VignetteOutcome(vignette, file, mismatches, result)
+
+    if result.urgency != expect.urgency:
+        why = ", ".join(r.id for r in result.fired_rules) or "no rule"
+        mismatches.append(f"expected urgency {expect.urgency}, got {result.urgency} (fired: {why})")
+    actions = {a.id: a for a in result.actions}
+    flags = {f.id: f for f in result.flags}
+    unknowns = {u.field: u for u in result.unknowns}
+    for item in expect.actions_include:
+        if item not in actions:
+            mismatches.append(f"expected action {item}, missing")
+    for item in expect.actions_exclude:
+        if item in actions:
+            mismatches.append(f"action {item} must not appear, but it does (because {', '.join(actions[item].because)})")
+    for item in expect.flags_include:
+        if item not in flags:
+            mismatches.append(f"expected flag {item}, missing")
+    for item in expect.flags_exclude:
+        if item in flags:
+            mismatches.append(f"flag {item} must not appear, but it does (because {', '.join(flags[item].because)})")
+    for item in expect.unknowns_include:
+        if item not in unknowns:
+            mismatches.append(f"expected unknown {item}, missing")
+    for item in expect.unknowns_exclude:
+        if item in unknowns:
+            mismatches.append(f"unknown {item} must not appear, but it does (could raise to "
+                              f"{unknowns[item].could_raise_to})")
+    if expect.sins_category is not None:
+        got = result.scores.sins.category if result.scores.sins else None
+        if got != expect.sins_category:
+            mismatches.append(f"expected SINS category {expect.sins_category}, got {got or 'no SINS score'}")
+    return VignetteOutcome(vignette, file, mismatches, result)
+
+
+def replay(paths: Iterable[str | Path], ruleset: Ruleset) -> list[VignetteOutcome]:
+    """Check every vignette of a suite, in file order."""
+    return [check(vignette, ruleset, file) for file, vignette in load_suite(paths)]

@@ -1,0 +1,141 @@
+"""The ``triage`` command line: evaluate cases, replay vignettes, check and list rules, serve.
+
+Exit codes (one place, from the error tree): 0 success, 1 a vignette failed, 2 invalid input
+(a case or a vignette file), 3 a broken ruleset, 4 an engine failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import click
+import yaml
+
+from ._errors import CaseValidationError, Problem, TriageError, VignetteFormatError
+from ._triage import Ruleset, load_ruleset
+from ._vignettes import replay as replay_suite
+
+RULESET_OPTION = click.option(
+    "--ruleset", "ruleset_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Ruleset folder (default: $MSCC_TRIAGE_RULES or the project's rules/).",
+)
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Map the error tree to messages and exit codes: no traceback ever reaches the user."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (CaseValidationError, VignetteFormatError) as exc:
+            title = "invalid case" if isinstance(exc, CaseValidationError) else f"invalid vignette file {exc.source}"
+            click.echo(f"error: {title}:", err=True)
+            for problem in exc.problems:
+                click.echo(f"  {problem}", err=True)
+            sys.exit(exc.exit_code)
+        except TriageError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def _load(ruleset_path: Optional[Path]) -> Ruleset:
+    return load_ruleset(ruleset_path)
+
+
+def read_case_text(text: str, source: str) -> Any:
+    """A case from JSON or YAML text; unreadable input is an invalid case, never a traceback."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CaseValidationError([Problem("", f"{source} is neither JSON nor YAML: {exc}", "unreadable")]) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mscc-triage")
+def main() -> None:
+    """mscc-triage: triage suspected metastatic spinal cord compression (decision support)."""
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@RULESET_OPTION
+@click.option("--compact", is_flag=True, help="One line of JSON instead of an indented document.")
+@_handle_errors
+def evaluate(file: Any, ruleset_path: Optional[Path], compact: bool) -> None:
+    """Triage the case in FILE (JSON or YAML; '-' reads standard input) and print the result as JSON."""
+    data = read_case_text(file.read(), file.name)
+    result = _load(ruleset_path).evaluate(data)
+    click.echo(result.to_json(indent=None if compact else 2))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@RULESET_OPTION
+@click.option("-q", "--quiet", is_flag=True, help="Print failures and the summary only.")
+@_handle_errors
+def replay(paths: tuple[Path, ...], ruleset_path: Optional[Path], quiet: bool) -> None:
+    """Replay vignette files or folders; exit 1 if any vignette fails."""
+    ruleset = _load(ruleset_path)
+    outcomes = replay_suite(paths, ruleset)
+    failed = 0
+    for outcome in outcomes:
+        v = outcome.vignette
+        if outcome.passed:
+            if not quiet:
+                click.echo(f"PASS {v.key}  {v.title}")
+            continue
+        failed += 1
+        click.echo(f"FAIL {v.key}  {v.title}  ({outcome.file})")
+        for mismatch in outcome.mismatches:
+            click.echo(f"     {v.key}: {mismatch}")
+    click.echo(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256}")
+    click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
+def rules() -> None:
+    """Check or list the rules of a ruleset."""
+
+
+@rules.command("check")
+@RULESET_OPTION
+@_handle_errors
+def rules_check(ruleset_path: Optional[Path]) -> None:
+    """Load, check and compile the rule files; print what they hold."""
+    ruleset = _load(ruleset_path)
+    data, program = ruleset.data, ruleset.program
+    click.echo(f"ruleset {data.name} {data.version} ({data.path})")
+    click.echo(f"sha256 {data.sha256}")
+    click.echo(f"{len(data.rules)} rules in {len(data.files) - 2} files, {len(data.concepts)} concepts, "
+               f"{len(data.actions)} actions, {len(data.flags)} flags")
+    click.echo(f"compiled: {len(program.units)} durable rules in {len(program.stages)} stages, "
+               f"{sum(len(s) for s in program.stages)} facts per evaluation")
+    click.echo("ok")
+
+
+@rules.command("list")
+@RULESET_OPTION
+@_handle_errors
+def rules_list(ruleset_path: Optional[Path]) -> None:
+    """List every rule: id, version, title and source."""
+    ruleset = _load(ruleset_path)
+    width = max(len(r.id) for r in ruleset.data.rules)
+    for rule in ruleset.data.rules:
+        click.echo(f"{rule.id:<{width}}  v{rule.version:<3} {rule.title}  [{rule.source}]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
