@@ -17,7 +17,6 @@ import yaml
 
 from ._errors import CaseValidationError, Problem, TriageError, VignetteFormatError
 from ._triage import Ruleset, load_ruleset
-from ._vignettes import replay as replay_suite
 
 RULESET_OPTION = click.option(
     "--ruleset", "ruleset_path", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -25,7 +24,7 @@ RULESET_OPTION = click.option(
 )
 
 
-def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Map the error tree to messages and exit codes: no traceback ever reaches the user."""
 
     @functools.wraps(func)
@@ -45,7 +44,7 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _load(ruleset_path: Optional[Path]) -> Ruleset:
+def load_for_cli(ruleset_path: Optional[Path]) -> Ruleset:
     return load_ruleset(ruleset_path)
 
 
@@ -71,38 +70,12 @@ def main() -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @RULESET_OPTION
 @click.option("--compact", is_flag=True, help="One line of JSON instead of an indented document.")
-@_handle_errors
+@handle_errors
 def evaluate(file: Any, ruleset_path: Optional[Path], compact: bool) -> None:
     """Triage the case in FILE (JSON or YAML; '-' reads standard input) and print the result as JSON."""
     data = read_case_text(file.read(), file.name)
-    result = _load(ruleset_path).evaluate(data)
+    result = load_for_cli(ruleset_path).evaluate(data)
     click.echo(result.to_json(indent=None if compact else 2))
-
-
-@main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@RULESET_OPTION
-@click.option("-q", "--quiet", is_flag=True, help="Print failures and the summary only.")
-@_handle_errors
-def replay(paths: tuple[Path, ...], ruleset_path: Optional[Path], quiet: bool) -> None:
-    """Replay vignette files or folders; exit 1 if any vignette fails."""
-    ruleset = _load(ruleset_path)
-    outcomes = replay_suite(paths, ruleset)
-    failed = 0
-    for outcome in outcomes:
-        v = outcome.vignette
-        if outcome.passed:
-            if not quiet:
-                click.echo(f"PASS {v.key}  {v.title}")
-            continue
-        failed += 1
-        click.echo(f"FAIL {v.key}  {v.title}  ({outcome.file})")
-        for mismatch in outcome.mismatches:
-            click.echo(f"     {v.key}: {mismatch}")
-    click.echo(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256}")
-    click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
-    if failed:
-        sys.exit(1)
 
 
 @main.group()
@@ -112,10 +85,10 @@ def rules() -> None:
 
 @rules.command("check")
 @RULESET_OPTION
-@_handle_errors
+@handle_errors
 def rules_check(ruleset_path: Optional[Path]) -> None:
     """Load, check and compile the rule files; print what they hold."""
-    ruleset = _load(ruleset_path)
+    ruleset = load_for_cli(ruleset_path)
     data, program = ruleset.data, ruleset.program
     click.echo(f"ruleset {data.name} {data.version} ({data.path})")
     click.echo(f"sha256 {data.sha256}")
@@ -128,14 +101,25 @@ def rules_check(ruleset_path: Optional[Path]) -> None:
 
 @rules.command("list")
 @RULESET_OPTION
-@_handle_errors
+@handle_errors
 def rules_list(ruleset_path: Optional[Path]) -> None:
     """List every rule: id, version, title and source."""
-    ruleset = _load(ruleset_path)
+    ruleset = load_for_cli(ruleset_path)
     width = max(len(r.id) for r in ruleset.data.rules)
     for rule in ruleset.data.rules:
         click.echo(f"{rule.id:<{width}}  v{rule.version:<3} {rule.title}  [{rule.source}]")
 
+
+def _register_commands() -> None:
+    # Commands kept in their own modules (vignette suites; the server), registered here.
+    from ._cli_serve import serve
+    from ._cli_vignettes import register as register_vignette_commands
+
+    main.add_command(serve)
+    register_vignette_commands(main)
+
+
+_register_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()
