@@ -302,7 +302,12 @@ def _implications(d: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def normalise(case: Case) -> Case:
-    """Apply case-format.md normalisation; raise :class:`CaseValidationError` on any contradiction.
+    """Apply case-format.md normalisation; raise :class:`CaseValidationError` on any contradiction."""
+    return Case.model_validate(normalised_dict(case))
+
+
+def normalised_dict(case: Case) -> dict[str, Any]:
+    """:func:`normalise`, returning the normalised case as a plain dict (what the engine reads).
 
     Implications only ever turn an unknown into ``true``; one that meets an explicit ``false``
     is a contradiction naming both fields. They are applied until nothing changes, so chains
@@ -357,7 +362,7 @@ def normalise(case: Case) -> Case:
         cancer["history"] = "unknown"
     if cancer["primary"] is None:
         cancer["primary"] = "unknown"
-    return Case.model_validate(d)
+    return d
 
 
 def parse_case(data: Any) -> Case:

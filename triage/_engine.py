@@ -16,6 +16,11 @@ How the engine is used, and why (measured on durable-rules 2.0.28, see HOUSE_STY
   when the others matched; their actions are pending. We always drain the action queue after an
   assert (durable's own ``Host`` raises ``MessageNotHandledException`` there and leaves them queued
   in the session, to surface on the next assert).
+* durable's C ``createStateNode`` leaves ``context.messages`` and ``context.stateFact`` uninitialised;
+  they are set only when an action starts, and ``deleteState`` frees them. Deleting a session in
+  which no rule fired therefore frees garbage (seen here: a segfault in ``deleteStateNode`` on a
+  fresh pool slot, ``Invalid free()`` under valgrind, depending on heap layout). Every session
+  therefore starts with a sentinel fact that fires a sentinel rule, so an action always starts.
 * C rulesets are created lazily in the process that evaluates, and re-created after a fork, so a
   server's master process evaluates nothing and workers never share engine state.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import threading
 from typing import Any, Iterable
 
@@ -36,6 +42,13 @@ from ._errors import EngineError
 _LOCK = threading.Lock()
 _SIDS = itertools.count(1)
 _URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
+_RESERVED = {"sid", "world", "chunk", "outcome", "id"}
+SENTINEL = "session_sentinel"
+_SENTINEL_CHUNK = -1
+# A fired message is {"<unit>":{"m":{<the fact>}}}. Facts hold only validated enum strings, numbers and
+# our own keys (no free text), so the unit name and the fact's world index can be read without decoding
+# the whole fact; anything else falls back to json.loads.
+_MESSAGE = re.compile(r'^\{"(?P<name>[A-Za-z0-9_]+)":\{"m":\{.*"world": ?(?P<world>-?\d+)[,}]', re.S)
 
 
 def _reset_after_fork() -> None:
@@ -82,10 +95,15 @@ class CompiledEngine:
     def __init__(self, label: str, program: Program):
         self.label = label
         self.program = program
-        self._definition = json.dumps(program.definition, ensure_ascii=False, sort_keys=True)
+        definition = dict(program.definition)
+        definition[SENTINEL] = {"all": [{"m": {"chunk": _SENTINEL_CHUNK}}]}
+        self._definition = json.dumps(definition, ensure_ascii=False, sort_keys=True)
         self._handle: int | None = None
         self._pid: int | None = None
         self._max_firings = max(1, len(program.units))
+        clash = [f for f in program.fields if set(f.split(".")) & _RESERVED]
+        if clash:  # the message reader and the outcome facts rely on these keys being ours alone
+            raise EngineError(f"case fields {clash} use a key reserved by the engine ({sorted(_RESERVED)})")
 
     def _ensure_handle(self) -> int:
         pid = os.getpid()
@@ -106,7 +124,7 @@ class CompiledEngine:
             handle = self._ensure_handle()
             try:
                 for stage, chunks in enumerate(program.stages):
-                    facts = []
+                    facts = [{"sid": sid, "chunk": _SENTINEL_CHUNK, "world": -1}] if stage == 0 else []
                     for index, world in enumerate(worlds):
                         base = dict(world, sid=sid, world=index)
                         if program.needs_actions[stage] or program.needs_urgency[stage]:
@@ -114,7 +132,7 @@ class CompiledEngine:
                                                          program.needs_urgency[stage])
                         for chunk in chunks:
                             facts.append(dict(base, chunk=chunk))
-                    self._assert(handle, facts, fired, len(worlds) * len(chunks))
+                    self._assert(handle, facts, fired, len(facts))
             finally:
                 _dre.delete_state(handle, sid)
         return fired
@@ -134,15 +152,30 @@ class CompiledEngine:
         action = _dre.start_action_for_state(handle, state)
         message = action[1] if action else None
         while message:
-            for name, payload in json.loads(message).items():
+            for name, world in _read_message(message):
+                if name == SENTINEL:
+                    continue
                 unit = units.get(name)
                 if unit is None:
                     raise EngineError(f"durable-rules fired an unknown rule {name!r} on {self.label}")
-                fact = payload.get("m", payload) if isinstance(payload, dict) else None
-                if not isinstance(fact, dict) or not isinstance(fact.get("world"), int):
-                    raise EngineError(f"durable-rules returned an unexpected message for {name!r}")
-                fired[fact["world"]].append(unit)
+                if not 0 <= world < len(fired):
+                    raise EngineError(f"durable-rules returned a fact of an unknown world for {name!r}")
+                fired[world].append(unit)
             count += 1
             if count > limit:
                 raise EngineError(f"durable-rules kept firing on {self.label} (more than {limit} firings)")
             message = _dre.complete_and_start_action(handle, state)
+
+
+def _read_message(message: str) -> list[tuple[str, int]]:
+    """(unit name, world index) of each rule in a fired message."""
+    match = _MESSAGE.match(message)
+    if match:
+        return [(match["name"], int(match["world"]))]
+    found = []
+    for name, payload in json.loads(message).items():
+        fact = payload.get("m", payload) if isinstance(payload, dict) else None
+        if not isinstance(fact, dict) or not isinstance(fact.get("world"), int):
+            raise EngineError(f"durable-rules returned an unexpected message for {name!r}")
+        found.append((name, fact["world"]))
+    return found

@@ -120,20 +120,19 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
             if target is not None and rule.id not in target.setdefault(out.id, []):
                 target[out.id].append(rule.id)
 
-    action_order = {a: i for i, a in enumerate(data.actions)}
-    flag_order = {f: i for i, f in enumerate(data.flags)}
-    sources = {r.id: r.source for r in data.rules}
+    # Items are built with model_construct: every value comes from the checked vocabulary and rules.
+    order = _orders(data)
     actions = [
-        ActionItem(id=a, label=data.actions[a].label, timing=data.actions[a].timing, because=because,
-                   source=_join_sources(sources[r] for r in because))
+        ActionItem.model_construct(id=a, label=data.actions[a].label, timing=data.actions[a].timing,
+                                   because=because, source=_sources(data, tuple(because)))
         for a, because in action_because.items() if a not in removed
     ]
-    actions.sort(key=lambda item: (TIMINGS.index(item.timing), action_order[item.id]))
+    actions.sort(key=lambda item: order[item.id])
     flags = [
-        FlagItem(id=f, severity=data.flags[f].severity, label=data.flags[f].label, because=because)
+        FlagItem.model_construct(id=f, severity=data.flags[f].severity, label=data.flags[f].label, because=because)
         for f, because in flag_because.items()
     ]
-    flags.sort(key=lambda item: (SEVERITIES.index(item.severity), flag_order[item.id]))
+    flags.sort(key=lambda item: order[item.id])
 
     headline = data.headlines[urgency]
     for unit in units:
@@ -152,6 +151,27 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
         ruleset=RulesetRef(name=data.name, version=data.version, sha256=data.sha256),
         disclaimer=data.disclaimer,
     )
+
+
+_ORDERS: dict[int, dict[str, tuple[int, int]]] = {}
+_SOURCES: dict[tuple[int, tuple[str, ...]], str] = {}
+
+
+def _orders(data: RulesetData) -> dict[str, tuple[int, int]]:
+    """Sort keys: actions by (timing, vocabulary order), flags by (severity, vocabulary order)."""
+    key = id(data)
+    if key not in _ORDERS:
+        table = {a.id: (TIMINGS.index(a.timing), i) for i, a in enumerate(data.actions.values())}
+        table.update({f.id: (SEVERITIES.index(f.severity), i) for i, f in enumerate(data.flags.values())})
+        _ORDERS[key] = table
+    return _ORDERS[key]
+
+
+def _sources(data: RulesetData, rule_ids: tuple[str, ...]) -> str:
+    key = (id(data), rule_ids)
+    if key not in _SOURCES:
+        _SOURCES[key] = _join_sources(data.rule(r).source for r in rule_ids)
+    return _SOURCES[key]
 
 
 def _join_sources(sources: Iterable[str]) -> str:

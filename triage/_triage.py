@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
-from ._case import Case, FIELDS, GROUPS, parse_case, tri_state_presentation_fields
+from ._case import Case, FIELDS, GROUPS, normalised_dict, tri_state_presentation_fields, validate_case
 from ._compile import Program, compile_ruleset
 from ._conditions import URGENCIES
 from ._engine import CompiledEngine, encode
@@ -15,32 +15,37 @@ from ._result import URGENCY_RANK, Result, Unknown, assemble, urgency_of
 from ._ruleset import RulesetData, load_ruleset_data
 
 
-def _flatten(case: Case) -> dict[str, Any]:
-    """Every leaf of a normalised case by dotted path, encoded for the engine."""
-    dumped = case.model_dump()
+_LEAVES = [(path, tuple(path.split(".")), spec.kind == "tristate") for path, spec in FIELDS.items()]
+
+
+def _flatten(normalised: dict[str, Any]) -> dict[str, Any]:
+    """Every leaf of a normalised case (as a dict) by dotted path, encoded for the engine."""
     flat: dict[str, Any] = {}
-    for path, spec in FIELDS.items():
-        node: Any = dumped
-        for part in path.split("."):
+    for path, parts, tristate in _LEAVES:
+        node: Any = normalised
+        for part in parts:
             node = node[part]
-        if spec.kind == "tristate":
+        if tristate:
             flat[path] = "unknown" if node is None else encode(node)
         elif node is not None:
             flat[path] = node
     return flat
 
 
-def _nest(flat: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+def _nest(flat: dict[str, Any], fields: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
     """The nested fact a program needs: only the fields its rules read, unknown choices left out."""
     fact: dict[str, Any] = {}
-    for path in fields:
+    for path, parts in fields:
         if path in flat:
-            parts = path.split(".")
             node = fact
             for part in parts[:-1]:
                 node = node.setdefault(part, {})
             node[parts[-1]] = flat[path]
     return fact
+
+
+def _field_parts(program: Program) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((path, tuple(path.split("."))) for path in program.fields)
 
 
 def what_if_fields(flat: dict[str, Any]) -> list[str]:
@@ -71,6 +76,8 @@ class Ruleset:
         self._full = CompiledEngine(f"{data.name}-{tag}", full)
         self._what_if = {level: CompiledEngine(f"{data.name}-{tag}-above-{level}", program)
                          for level, program in what_if.items()}
+        self._fields = _field_parts(full)
+        self._what_if_fields = {level: _field_parts(p) for level, p in what_if.items()}
 
     @property
     def name(self) -> str:
@@ -94,12 +101,12 @@ class Ruleset:
 
     def evaluate(self, case: Case | dict[str, Any]) -> Result:
         """Triage one case. Raises :class:`CaseValidationError` on an invalid case, nothing partial."""
-        normalised = parse_case(case)
+        normalised = normalised_dict(validate_case(case))
         flat = _flatten(normalised)
-        fired = self._full.run([_nest(flat, self._full.program.fields)])[0]
+        fired = self._full.run([_nest(flat, self._fields)])[0]
         urgency = urgency_of(fired)
         unknowns = self._unknowns(flat, urgency)
-        return assemble(self.data, normalised.case_id, fired, unknowns, normalised.assessment.sins.total)
+        return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
 
     def _unknowns(self, flat: dict[str, Any], urgency: str) -> list[Unknown]:
         """Each unknown finding that, set to true, would raise the urgency: computed by the rules."""
@@ -113,7 +120,7 @@ class Ruleset:
         for path in candidates:
             variant = dict(flat)
             variant[path] = "yes"
-            worlds.append(_nest(variant, engine.program.fields))
+            worlds.append(_nest(variant, self._what_if_fields[urgency]))
         results = engine.run(worlds)
         unknowns = []
         for path, units in zip(candidates, results):
