@@ -119,6 +119,8 @@ class CompiledEngine:
         """Evaluate each world (a nested fact dict) in one session; the units fired for each world."""
         fired: list[list[Unit]] = [[] for _ in worlds]
         program = self.program
+        if not program.stages or not worlds:  # nothing to match: no session is opened
+            return fired
         sid = str(next(_SIDS))
         with _LOCK:
             handle = self._ensure_handle()

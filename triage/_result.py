@@ -153,25 +153,21 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
     )
 
 
-_ORDERS: dict[int, dict[str, tuple[int, int]]] = {}
-_SOURCES: dict[tuple[int, tuple[str, ...]], str] = {}
-
-
 def _orders(data: RulesetData) -> dict[str, tuple[int, int]]:
     """Sort keys: actions by (timing, vocabulary order), flags by (severity, vocabulary order)."""
-    key = id(data)
-    if key not in _ORDERS:
+    table = data.cache.get("order")
+    if table is None:
         table = {a.id: (TIMINGS.index(a.timing), i) for i, a in enumerate(data.actions.values())}
         table.update({f.id: (SEVERITIES.index(f.severity), i) for i, f in enumerate(data.flags.values())})
-        _ORDERS[key] = table
-    return _ORDERS[key]
+        data.cache["order"] = table
+    return table
 
 
 def _sources(data: RulesetData, rule_ids: tuple[str, ...]) -> str:
-    key = (id(data), rule_ids)
-    if key not in _SOURCES:
-        _SOURCES[key] = _join_sources(data.rule(r).source for r in rule_ids)
-    return _SOURCES[key]
+    key = ("sources", rule_ids)
+    if key not in data.cache:
+        data.cache[key] = _join_sources(data.rule(r).source for r in rule_ids)
+    return data.cache[key]
 
 
 def _join_sources(sources: Iterable[str]) -> str:

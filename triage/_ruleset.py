@@ -161,6 +161,7 @@ class RulesetData:
     concepts: dict[str, Concept]
     rules: list[Rule]
     files: list[str] = field(default_factory=list)
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived tables
 
     def rule(self, rule_id: str) -> Rule:
         return self._by_id[rule_id]
