@@ -44,3 +44,9 @@ def emergency_case():
 @pytest.fixture(scope="session")
 def shared_vignettes() -> Path:
     return SHARED_VIGNETTES
+
+
+@pytest.fixture(scope="session")
+def project_vignettes() -> Path:
+    """The project's own vignette suite (tests/vignettes): it stands without ../shared."""
+    return PROJECT_VIGNETTES

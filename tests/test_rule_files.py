@@ -1,0 +1,177 @@
+"""Rule files are data checked at load: a broken file fails with the file, the rule, the reason, a hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import triage
+from triage import RulesetError
+from triage.cli import main
+
+
+def edit_rule(folder: Path, file: str, rule_id: str, change) -> None:
+    path = folder / file
+    data = yaml.safe_load(path.read_text())
+    rule = next(r for r in data["rules"] if r["id"] == rule_id)
+    change(rule)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def load_error(folder: Path) -> RulesetError:
+    with pytest.raises(RulesetError) as info:
+        triage.load_ruleset(folder)
+    return info.value
+
+
+@pytest.mark.parametrize("file, rule_id, change, reason, hint", [
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"field": "presentation.focal_vertebral_pain.presnt", "is": True}),
+     "not a field of the case model", "presentation.focal_vertebral_pain.present"),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"field": "presentation.gait_difficulty", "gt": 1}),
+     "does not apply to presentation.gait_difficulty, a tristate field", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"field": "patient.cancer.history", "is": True}),
+     "does not apply to patient.cancer.history, a enum field", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"field": "patient.cancer.history", "in": ["curent"]}),
+     "'curent' is not a value of patient.cancer.history", "current"),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"field": "presentation.weakness.present", "is": "yes"}),
+     "a tri-state test is true, false or unknown", None),
+    ("bone_health.yaml", "bone.high_calcium", lambda r: r.update(when={"field": "labs.corrected_calcium_mmol_l", "gt": 26.0}),
+     "outside the range of labs.corrected_calcium_mmol_l", None),
+    ("bone_health.yaml", "bone.high_calcium", lambda r: r.update(when={"field": "labs.corrected_calcium_mmol_l", "gt": "2.6"}),
+     "must be a number", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(actions=["analgesics"]),
+     "'analgesics' is not in the vocabulary", "analgesia"),
+    ("mscc.yaml", "mscc.paediatric", lambda r: r.update(flags=["paediatric_outside_adult_guidline"]),
+     "is not in the vocabulary", "paediatric_outside_adult_guideline"),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"concept": "pains"}), "unknown concept 'pains'", "pain"),
+    ("steroids.yaml", "steroids.diabetes", lambda r: r["when"]["all"].__setitem__(0, {"fired": "steroids.high_dose"}),
+     "unknown rule 'steroids.high_dose'", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.pop("source"), "source", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(sorce="x"), "unknown key 'sorce'", "source"),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"anything": []}), "unknown condition 'anything'", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"all": []}), "must be a non-empty list", None),
+    ("mscc.yaml", "mscc.suspected", lambda r: r.update(headline="x" * 141), "headline", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(actions=[]), "produces nothing", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(urgency="critical"), "urgency", None),
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"action": "analgesia"}), "produces itself", None),
+])
+def test_broken_rule_fails_at_load_with_file_rule_reason_and_hint(rules_copy, file, rule_id, change, reason, hint):
+    edit_rule(rules_copy, file, rule_id, change)
+    error = load_error(rules_copy)
+    assert error.file == file
+    assert error.rule_id == rule_id
+    assert reason in str(error)
+    if hint:
+        assert error.hint and hint in error.hint
+
+
+def test_duplicate_rule_id(rules_copy):
+    edit_rule(rules_copy, "bone_health.yaml", "bone.high_calcium", lambda r: r.update(id="mscc.analgesia"))
+    error = load_error(rules_copy)
+    assert error.file == "bone_health.yaml" and error.rule_id == "mscc.analgesia"
+    assert "already used in mscc.yaml" in str(error)
+
+
+def test_circular_fired_references(rules_copy):
+    edit_rule(rules_copy, "mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"fired": "mscc.bladder_scan"}))
+    edit_rule(rules_copy, "mscc.yaml", "mscc.bladder_scan", lambda r: r.update(when={"fired": "mscc.analgesia"}))
+    assert "circular reference" in str(load_error(rules_copy))
+
+
+def test_circular_concepts(rules_copy):
+    path = rules_copy / "concepts.yaml"
+    data = yaml.safe_load(path.read_text())
+    pain = next(c for c in data["concepts"] if c["id"] == "pain")
+    pain["when"] = {"concept": "neuro_deficit"}
+    nd = next(c for c in data["concepts"] if c["id"] == "neuro_deficit")
+    nd["when"] = {"any": [{"concept": "pain"}]}
+    path.write_text(yaml.safe_dump(data))
+    error = load_error(rules_copy)
+    assert error.file == "concepts.yaml" and "circular reference" in str(error)
+
+
+def test_outcomes_depending_on_each_other_in_a_circle(rules_copy):
+    edit_rule(rules_copy, "mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"action": "bladder_scan"}))
+    edit_rule(rules_copy, "mscc.yaml", "mscc.bladder_scan", lambda r: r.update(when={"action": "analgesia"}))
+    assert "in a circle" in str(load_error(rules_copy))
+
+
+def test_yaml_syntax_error_names_the_file(rules_copy):
+    (rules_copy / "treatment.yaml").write_text("rules:\n  - id: [unclosed\n")
+    error = load_error(rules_copy)
+    assert error.file == "treatment.yaml" and "not valid YAML" in str(error)
+
+
+def test_vocabulary_entry_without_timing(rules_copy):
+    path = rules_copy / "vocabulary.yaml"
+    data = yaml.safe_load(path.read_text())
+    del data["actions"][0]["timing"]
+    path.write_text(yaml.safe_dump(data))
+    assert load_error(rules_copy).file == "vocabulary.yaml"
+
+
+def test_missing_rule_file(rules_copy):
+    (rules_copy / "steroids.yaml").unlink()
+    error = load_error(rules_copy)
+    assert error.file == "steroids.yaml" and "not found" in str(error)
+
+
+def test_rules_check_cli_reports_a_broken_file_and_exits_3(rules_copy):
+    edit_rule(rules_copy, "mscc.yaml", "mscc.analgesia", lambda r: r.update(actions=["analgesics"]))
+    out = CliRunner().invoke(main, ["rules", "check", "--ruleset", str(rules_copy)])
+    assert out.exit_code == 3
+    assert "mscc.yaml, rule mscc.analgesia: actions[0]: 'analgesics' is not in the vocabulary" in out.output
+    assert "did you mean 'analgesia'?" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_rules_check_cli_on_the_project_rules():
+    out = CliRunner().invoke(main, ["rules", "check"])
+    assert out.exit_code == 0, out.output
+    assert "36 rules in 4 files" in out.output and out.output.rstrip().endswith("ok")
+
+
+def test_every_rule_carries_id_version_title_rationale_source(ruleset):
+    for rule in ruleset.data.rules:
+        assert rule.id and rule.version and rule.title and rule.rationale and rule.source
+
+
+def test_sha256_is_what_sha256sum_gives(ruleset, rules_copy):
+    import hashlib
+
+    lines = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+                    for p in sorted(rules_copy.iterdir(), key=lambda p: p.name.encode()) if p.is_file())
+    assert hashlib.sha256(lines.encode()).hexdigest() == ruleset.sha256
+    (rules_copy / "mscc.yaml").write_text((rules_copy / "mscc.yaml").read_text() + "\n# a comment\n")
+    assert triage.load_ruleset(rules_copy).sha256 != ruleset.sha256
+
+
+def test_the_vocabulary_holds_every_id_of_the_contract(ruleset):
+    spec_actions = """contact_mscc_coordinator_immediately contact_mscc_coordinator_within_24h mri_whole_spine_within_24h
+    mri_whole_spine_within_1_week mri_within_4h_cauda_equina dexamethasone_16mg gastroprotection_ppi
+    capillary_glucose_monitoring urgent_spinal_surgical_opinion radiotherapy_referral cementoplasty_assessment
+    spinal_precautions spinal_stability_assessment bladder_scan analgesia safety_net_advice
+    urgent_haemato_oncology_discussion neurology_review review_steroids_mscc_excluded consider_bone_modifying_agent
+    phosphocalcic_assessment dental_assessment_with_panoramic vitamin_d_assay annual_dental_review calcium_monitoring
+    vitamin_d_supplement_100000iu_monthly""".split()
+    spec_flags = {
+        "critical": "cauda_equina_red_flags rapidly_progressive_deficit sins_unstable significant_hypercalcaemia",
+        "warning": """radiological_compression_without_deficit paediatric_outside_adult_guideline
+            no_known_cancer_consider_malignancy senior_review_before_steroids cancer_history_unknown
+            haematological_malignancy_suspected_discuss_before_steroids diabetes_steroid_hyperglycaemia_risk
+            consider_immune_related_myelitis possible_spinal_instability sins_potentially_unstable
+            high_grade_epidural_compression hypercalcaemia_avoid_calcium_supplement
+            zoledronate_not_recommended_crcl_below_30 denosumab_hypocalcaemia_risk_renal""",
+        "info": """discuss_steroids_with_haematology_mdt already_on_corticosteroids
+            checkpoint_inhibitor_do_not_withhold_steroids consider_decompression_then_radiotherapy
+            radiosensitive_histology_radiotherapy_first not_for_cementoplasty_alone prolonged_paraplegia_over_48h
+            prior_spinal_radiotherapy_discuss_reirradiation mscc_excluded_by_mri oligometastatic_consider_local_treatment
+            palliative_radiotherapy_for_pain zoledronate_dose_reduction consider_daily_calcium_vitamin_d""",
+    }
+    assert set(spec_actions) <= set(ruleset.data.actions)
+    for severity, ids in spec_flags.items():
+        for flag in ids.split():
+            assert ruleset.data.flags[flag].severity == severity
