@@ -1,0 +1,5 @@
+"""The WSGI entry point: ``api.wsgi:app`` (rules loaded and checked here, at start-up)."""
+
+from . import create_app
+
+app = create_app()

@@ -1,0 +1,245 @@
+"""CDS Hooks 2.0: discovery, the FHIR R4 mapping of every code in the map, cards, 412, feedback, JWT."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import jwt
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from api import create_app
+from api.cds import CODEMAP_PATH, case_from_prefetch, default_codemap, recorded_feedback
+
+SNOMED = "http://snomed.info/sct"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+SERVICE = "/cds-services/mscc-triage"
+
+
+def condition(system: str, code: str, clinical: str = "active", verification: str = "confirmed") -> dict:
+    return {
+        "resourceType": "Condition", "id": str(uuid.uuid4())[:8],
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                       "code": clinical}]},
+        "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                                           "code": verification}]},
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": "Patient/p1"},
+    }
+
+
+def observation(code: str, value=True, status: str = "final") -> dict:
+    obs = {"resourceType": "Observation", "id": str(uuid.uuid4())[:8], "status": status,
+           "code": {"coding": [{"system": SNOMED, "code": code}]}, "subject": {"reference": "Patient/p1"}}
+    if isinstance(value, bool):
+        obs["valueBoolean"] = value
+    else:
+        obs["valueCodeableConcept"] = {"coding": [{"system": SNOMED, "code": value}]}
+    return obs
+
+
+def bundle(*resources: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+
+
+def request_body(conditions=(), observations=(), birth="1958-03-14") -> dict:
+    return {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "p1", "birthDate": birth},
+                         "conditions": bundle(*conditions), "observations": bundle(*observations)}}
+
+
+def test_discovery(client):
+    service = client.get("/cds-services").get_json()["services"][0]
+    assert service["id"] == "mscc-triage" and service["hook"] == "patient-view"
+    assert service["prefetch"] == {"patient": "Patient/{{context.patientId}}",
+                                   "conditions": "Condition?patient={{context.patientId}}",
+                                   "observations": "Observation?patient={{context.patientId}}"}
+
+
+def test_emergency_card(client):
+    body = request_body([condition(SNOMED, "399068003")],
+                        [observation("161891005"), observation("26544005")])
+    card = client.post(SERVICE, json=body).get_json()["cards"][0]
+    assert card["indicator"] == "critical"
+    assert card["summary"] == "Suspected metastatic spinal cord compression: act now"
+    assert len(card["summary"]) <= 140
+    assert "Now: Call the MSCC coordinator now" in card["detail"]
+    assert "mscc 1.0.0" in card["source"]["label"]
+
+
+def test_nothing_mapped_stays_unknown_and_the_card_says_what_to_ask(client):
+    body = request_body([condition(SNOMED, "254837009")], [observation("161891005")])
+    card = client.post(SERVICE, json=body).get_json()["cards"][0]
+    assert card["indicator"] == "warning"   # pain in cancer, neurology unknown: urgent, not routine
+    assert "presentation.weakness.present: if present, emergency" in card["detail"]
+
+
+def test_absent_observation_is_absent(client):
+    body = request_body([condition(SNOMED, "254837009")],
+                        [observation("161891005", False), observation("26544005", "2667000")])
+    card = client.post(SERVICE, json=body).get_json()["cards"][0]
+    assert card["indicator"] == "info"
+    assert "presentation.weakness.present" not in card["detail"].split("Not yet assessed")[-1].split("From the record")[0]
+
+
+def _case(conditions=(), observations=(), birth="1958-03-14"):
+    return case_from_prefetch(request_body(conditions, observations, birth)["prefetch"], default_codemap(),
+                              dt.date(2026, 11, 22))[0]
+
+
+CODEMAP = yaml.safe_load(CODEMAP_PATH.read_text())
+
+
+@pytest.mark.parametrize("entry", CODEMAP["conditions"]["cancer"], ids=lambda e: f"{e['system']}-{e['code']}")
+def test_every_cancer_code_maps(entry):
+    system = SNOMED if entry["system"] == "snomed" else ICD10
+    code = entry["code"] + (".9" if entry["system"] == "icd10" and "." not in entry["code"] else "")
+    cancer = _case([condition(system, code)])["patient"]["cancer"]
+    assert cancer["history"] == "current"
+    if entry["primary"] != "unknown":
+        assert cancer["primary"] == entry["primary"]
+
+
+@pytest.mark.parametrize("entry", CODEMAP["conditions"]["findings"], ids=lambda e: f"{e['system']}-{e['code']}")
+def test_every_metastasis_code_maps(entry):
+    system = SNOMED if entry["system"] == "snomed" else ICD10
+    case = _case([condition(system, entry["code"])])
+    node = case
+    for part in entry["field"].split("."):
+        node = node[part]
+    assert node is True
+
+
+@pytest.mark.parametrize("entry", CODEMAP["observations"], ids=lambda e: e["code"])
+def test_every_observation_code_maps_present_and_absent(entry):
+    for value, expected in ((True, True), (False, False), ("52101004", True), ("2667000", False)):
+        node = _case(observations=[observation(entry["code"], value)])
+        for part in entry["field"].split("."):
+            node = node[part]
+        assert node is expected
+
+
+def test_condition_statuses():
+    assert _case([condition(SNOMED, "254837009", clinical="remission")])["patient"]["cancer"]["history"] == "past"
+    assert _case([condition(SNOMED, "254837009", verification="provisional")])["patient"]["cancer"]["history"] == "suspected"
+    assert "patient" not in _case([condition(SNOMED, "254837009", verification="refuted")]) or \
+        "cancer" not in _case([condition(SNOMED, "254837009", verification="refuted")])["patient"]
+    both = _case([condition(SNOMED, "254837009", clinical="resolved"), condition(ICD10, "C61")])
+    assert both["patient"]["cancer"] == {"history": "current", "primary": "prostate"}
+
+
+def test_unmapped_codes_and_cancelled_observations_are_ignored():
+    case = _case([condition(SNOMED, "38341003")], [observation("26544005", True, status="entered-in-error"),
+                                                   observation("12345", True)])
+    assert "presentation" not in case and "cancer" not in case.get("patient", {})
+
+
+def test_present_wins_over_absent():
+    case = _case(observations=[observation("26544005", False), observation("26544005", True)])
+    assert case["presentation"]["weakness"]["present"] is True
+
+
+def test_age_from_birth_date_never_overstated():
+    assert _case(birth="2010-11-23")["patient"]["age_years"] == 15
+    assert _case(birth="2010-11-22")["patient"]["age_years"] == 16
+    assert _case(birth="2010")["patient"]["age_years"] == 15   # latest possible day: 2010-12-31
+
+
+def test_missing_prefetch_is_412(client):
+    body = request_body()
+    del body["prefetch"]["observations"]
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 412 and response.mimetype == "application/problem+json"
+    assert "observations" in response.get_json()["detail"]
+
+
+def test_bad_requests(client):
+    assert client.post(SERVICE, json={"hook": "order-select"}).status_code == 400
+    body = request_body()
+    body["prefetch"]["conditions"] = {"resourceType": "Condition"}
+    assert client.post(SERVICE, json=body).status_code == 400
+
+
+def test_feedback_is_recorded_without_patient_data(client, app):
+    response = client.post(SERVICE + "/feedback", json={"feedback": [
+        {"card": "abc-123", "outcome": "overridden", "overrideReason": {"reason": {"code": "already-done"}},
+         "outcomeTimestamp": "2026-11-22T10:00:00Z"}]})
+    assert response.status_code == 200
+    assert recorded_feedback(app) == [{"card": "abc-123", "outcome": "overridden", "accepted_suggestions": 0,
+                                       "override_reason": "already-done"}]
+    assert client.post(SERVICE + "/feedback", json={"feedback": [{"outcome": "maybe"}]}).status_code == 400
+
+
+# ------------------------------------------------------------------------------ JWT
+
+@pytest.fixture
+def keys():
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    jwk.update(kid="k1", alg="RS384", use="sig")
+    return private, {"keys": [jwk]}
+
+
+@pytest.fixture
+def secured(tmp_path, keys):
+    app = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "cds.sqlite3"),
+                      "CDS_TRUSTED_ISSUERS": {"https://ehr.example.org": keys[1]}})
+    return app.test_client()
+
+
+def token(private, aud="http://localhost/cds-services/mscc-triage", iss="https://ehr.example.org", alg="RS384",
+          exp_in=300, **claims) -> str:
+    now = int(time.time())
+    payload = {"iss": iss, "aud": aud, "exp": now + exp_in, "iat": now, "jti": str(uuid.uuid4())}
+    payload.update(claims)
+    return jwt.encode(payload, private, algorithm=alg, headers={"kid": "k1"})
+
+
+def call(client, bearer=None):
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    return client.post(SERVICE, json=request_body(), headers=headers)
+
+
+def test_valid_jwt_is_accepted(secured, keys):
+    assert call(secured, token(keys[0])).status_code == 200
+
+
+def test_missing_jwt_is_401(secured):
+    response = call(secured)
+    assert response.status_code == 401 and response.mimetype == "application/problem+json"
+
+
+def test_replayed_jti_is_refused(secured, keys):
+    t = token(keys[0])
+    assert call(secured, t).status_code == 200
+    assert call(secured, t).status_code == 401
+
+
+@pytest.mark.parametrize("change", ["wrong_aud", "expired", "untrusted_iss", "no_jti", "other_key", "hs256", "none"])
+def test_invalid_jwts_are_refused(secured, keys, change):
+    private = keys[0]
+    if change == "wrong_aud":
+        t = token(private, aud="http://localhost/cds-services/other")
+    elif change == "expired":
+        t = token(private, exp_in=-120)
+    elif change == "untrusted_iss":
+        t = token(private, iss="https://attacker.example")
+    elif change == "no_jti":
+        now = int(time.time())
+        t = jwt.encode({"iss": "https://ehr.example.org", "aud": "http://localhost/cds-services/mscc-triage",
+                        "exp": now + 60, "iat": now}, private, algorithm="RS384", headers={"kid": "k1"})
+    elif change == "other_key":
+        t = token(ec.generate_private_key(ec.SECP256R1()), alg="ES256")
+    elif change == "hs256":
+        t = token("a-shared-secret-that-is-long-enough-for-hmac", alg="HS256")
+    else:
+        t = jwt.encode({"iss": "https://ehr.example.org"}, None, algorithm="none")
+    assert call(secured, t).status_code == 401
+
+
+def test_without_configured_issuers_no_jwt_is_needed(client):
+    assert call(client).status_code == 200

@@ -1,0 +1,69 @@
+"""The real server: gunicorn with several workers and threads, under concurrent load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import triage
+
+from conftest import ROOT, server_log, start_server, stop_server  # noqa: E402  (tests/api is on sys.path)
+
+
+def post(url: str, case) -> tuple[int, str]:
+    data = json.dumps(case).encode()
+    request = urllib.request.Request(url + "/v1/triage", data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def make_case(i: int) -> dict:
+    kind = i % 6
+    case: dict = {"case_id": f"req-{i}"}
+    if kind == 0:
+        case.update(patient={"cancer": {"history": "current"}}, presentation={"weakness": {"present": True, "onset_hours": i % 97}})
+    elif kind == 1:
+        case.update(patient={"cancer": {"history": "current"}}, presentation={"focal_vertebral_pain": {"present": True}})
+    elif kind == 2:
+        case.update(labs={"corrected_calcium_mmol_l": round(2.0 + (i % 30) / 10, 1)})
+    elif kind == 3:
+        case.update(patient={"age_years": 121 + i % 5})           # invalid: 422
+    elif kind == 4:
+        case.update(patient={"cancer": {"history": "none"}}, presentation={"sciatica": {"present": True, "bilateral": i % 2 == 0}})
+    else:
+        case.update(assessment={"sins": {"total": i % 19}}, patient={"cancer": {"history": "past"}})
+    return case
+
+
+def test_concurrent_requests_each_get_their_own_result(server):
+    cases = [make_case(i) for i in range(480)]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(lambda c: post(server, c), cases))
+    for case, (status, body) in zip(cases, answers):
+        try:
+            expected = triage.evaluate(case).to_json()
+        except triage.CaseValidationError as exc:
+            assert status == 422, case
+            assert json.loads(body)["errors"] == [p.as_dict() for p in exc.problems]
+            continue
+        assert status == 200, (case, body)
+        assert body == expected, case["case_id"]
+
+
+def test_a_broken_ruleset_stops_the_server_from_starting(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "mscc.yaml").write_text((rules / "mscc.yaml").read_text().replace("- analgesia\n", "- analgesics\n"))
+    proc, _ = start_server("--ruleset", str(rules))
+    try:
+        assert proc.wait(timeout=20) == 3
+        err = server_log(proc)
+        assert "mscc.yaml, rule mscc.analgesia" in err and "'analgesics' is not in the vocabulary" in err
+    finally:
+        stop_server(proc)
