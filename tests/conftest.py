@@ -9,6 +9,8 @@ import pytest
 
 import triage
 
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
 SHARED_VIGNETTES = ROOT.parent / "shared" / "vignettes"

@@ -1,44 +1,148 @@
-"""Vignette commands of the ``triage`` CLI: ``replay`` (and, later, suites, coverage and diff)."""
+"""Vignette commands of the ``triage`` CLI: replay (text, JSON, JUnit; coverage), diff, vignette new/check."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import click
+import yaml
 
+from ._errors import CaseValidationError, Problem
+from ._triage import load_ruleset
+from ._vignettes import coverage as suite_coverage
+from ._vignettes import diff as ruleset_diff
+from ._vignettes import junit_xml, lint, skeleton
 from ._vignettes import replay as replay_suite
-from .cli import RULESET_OPTION, handle_errors, load_for_cli
+from .cli import RULESET_OPTION, handle_errors, load_for_cli, read_case_text
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @RULESET_OPTION
-@click.option("-q", "--quiet", is_flag=True, help="Print failures and the summary only.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="Text: print failures and the summary only.")
+@click.option("--coverage", "show_coverage", is_flag=True,
+              help="Report the rules the suite fires and misses, and the ids it never produces or checks.")
+@click.option("--fail-on-uncovered", is_flag=True, help="Exit 1 when some rule is fired by no vignette.")
 @handle_errors
-def replay(paths: tuple[Path, ...], ruleset_path: Optional[Path], quiet: bool) -> None:
+def replay(paths: tuple[Path, ...], ruleset_path: Optional[Path], fmt: str, quiet: bool, show_coverage: bool,
+           fail_on_uncovered: bool) -> None:
     """Replay vignette files or folders; exit 1 if any vignette fails."""
     ruleset = load_for_cli(ruleset_path)
     outcomes = replay_suite(paths, ruleset)
-    failed = 0
-    for outcome in outcomes:
-        v = outcome.vignette
-        if outcome.passed:
-            if not quiet:
-                click.echo(f"PASS {v.key}  {v.title}")
-            continue
-        failed += 1
-        click.echo(f"FAIL {v.key}  {v.title}  ({outcome.file})")
-        for mismatch in outcome.mismatches:
-            click.echo(f"     {v.key}: {mismatch}")
-    click.echo(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256}")
-    click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
-    if failed:
+    failed = sum(not o.passed for o in outcomes)
+    cov = suite_coverage(outcomes, ruleset) if (show_coverage or fail_on_uncovered) else None
+    if fmt == "junit":
+        click.echo(junit_xml(outcomes))
+    elif fmt == "json":
+        body = {"ruleset": {"name": ruleset.name, "version": ruleset.version, "sha256": ruleset.sha256},
+                "passed": len(outcomes) - failed, "failed": failed,
+                "vignettes": [{"id": o.vignette.key, "title": o.vignette.title, "file": o.file, "passed": o.passed,
+                               "mismatches": o.mismatches} for o in outcomes]}
+        if cov:
+            body["coverage"] = cov.as_dict()
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+    else:
+        for outcome in outcomes:
+            v = outcome.vignette
+            if outcome.passed:
+                if not quiet:
+                    click.echo(f"PASS {v.key}  {v.title}")
+                continue
+            click.echo(f"FAIL {v.key}  {v.title}  ({outcome.file})")
+            for mismatch in outcome.mismatches:
+                click.echo(f"     {v.key}: {mismatch}")
+        if cov and show_coverage:
+            total = len(ruleset.data.rules)
+            click.echo(f"coverage: {len(cov.rules_fired)}/{total} rules fired")
+            for rule_id in cov.rules_unfired:
+                click.echo(f"  rule never fired: {rule_id}")
+            for item in cov.ids_never_produced:
+                click.echo(f"  id never produced: {item}")
+            for item in cov.ids_never_checked:
+                click.echo(f"  id never checked by an expectation: {item}")
+        click.echo(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256}")
+        click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
+    if failed or (fail_on_uncovered and cov and not cov.complete):
         sys.exit(1)
 
+
+@click.command()
+@click.argument("old_rules", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("new_rules", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("suite", nargs=-1, required=True, type=click.Path(path_type=Path))
+@handle_errors
+def diff(old_rules: Path, new_rules: Path, suite: tuple[Path, ...]) -> None:
+    """Replay SUITE against two rulesets and list every vignette whose answer changed.
+
+    Urgency changes come first; an urgency that went down is marked '!! URGENCY DOWN' and makes the
+    command exit 1 (the review sheet of a rule change). Otherwise it exits 0.
+    """
+    old, new = load_ruleset(old_rules), load_ruleset(new_rules)
+    changes = ruleset_diff(suite, old, new)
+    click.echo(f"old: {old.name} {old.version} {old.sha256[:12]}   new: {new.name} {new.version} {new.sha256[:12]}")
+    for c in changes:
+        head = f"{c.vignette.key}  {c.vignette.title}"
+        if c.urgency_down:
+            click.echo(f"!! URGENCY DOWN {c.old_urgency} -> {c.new_urgency}  {head}")
+        elif c.urgency_changed:
+            click.echo(f"urgency {c.old_urgency or 'rejected'} -> {c.new_urgency or 'rejected'}  {head}")
+        else:
+            click.echo(f"changed  {head}")
+        for label, items in (("+ action", c.actions_added), ("- action", c.actions_removed),
+                             ("+ flag", c.flags_added), ("- flag", c.flags_removed)):
+            for item in items:
+                click.echo(f"    {label} {item}")
+    down = sum(c.urgency_down for c in changes)
+    click.echo(f"{len(changes)} vignettes changed, {sum(c.urgency_changed for c in changes)} in urgency, {down} down")
+    if down:
+        sys.exit(1)
+
+
+@click.group()
+def vignette() -> None:
+    """Write and check vignette files."""
+
+
+@vignette.command("new")
+@click.argument("case_file", type=click.File("r", encoding="utf-8"))
+@click.option("--id", "vignette_id", default="NEW-1", show_default=True)
+@click.option("--title", default="", help="What the vignette checks.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
+@RULESET_OPTION
+@handle_errors
+def vignette_new(case_file, vignette_id: str, title: str, output: Optional[Path], ruleset_path: Optional[Path]) -> None:
+    """Write a vignette skeleton recording today's answer for CASE_FILE; then correct what is wrong."""
+    case = read_case_text(case_file.read(), case_file.name)
+    if not isinstance(case, dict):
+        raise CaseValidationError([Problem("", "a case must be a JSON object", "invalid_type")])
+    text = yaml.safe_dump(skeleton(case, load_for_cli(ruleset_path), vignette_id, title), sort_keys=False,
+                          allow_unicode=True)
+    text = "# Recorded from today's result: check every expectation before you rely on it.\n" + text
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@vignette.command("check")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@RULESET_OPTION
+@handle_errors
+def vignette_check(paths: tuple[Path, ...], ruleset_path: Optional[Path]) -> None:
+    """Check vignette files without running them: format, unknown keys, unknown ids, duplicate ids."""
+    problems = lint(paths, load_for_cli(ruleset_path))
+    for problem in problems:
+        click.echo(problem)
+    click.echo(f"{len(problems)} problems" if problems else "ok")
+    if problems:
+        sys.exit(2)
 
 
 def register(group: click.Group) -> None:
     """Add the vignette commands to the ``triage`` group."""
-    group.add_command(replay)
+    for command in (replay, diff, vignette):
+        group.add_command(command)

@@ -195,3 +195,144 @@ def check(vignette: Vignette, ruleset: Ruleset, file: str = "") -> VignetteOutco
 def replay(paths: Iterable[str | Path], ruleset: Ruleset) -> list[VignetteOutcome]:
     """Check every vignette of a suite, in file order."""
     return [check(vignette, ruleset, file) for file, vignette in load_suite(paths)]
+
+
+# ------------------------------------------------------------------------------------ coverage
+
+@dataclass
+class Coverage:
+    """What a suite exercises: rules fired, vocabulary ids produced and ids its expectations check."""
+
+    rules_fired: list[str]
+    rules_unfired: list[str]
+    ids_produced: list[str]
+    ids_never_produced: list[str]
+    ids_checked: list[str]
+    ids_never_checked: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not self.rules_unfired
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def coverage(outcomes: list[VignetteOutcome], ruleset: Ruleset) -> Coverage:
+    fired = {r.id for o in outcomes if o.result for r in o.result.fired_rules}
+    produced = {i for o in outcomes if o.result for i in o.result.action_ids() + o.result.flag_ids()}
+    checked: set[str] = set()
+    for o in outcomes:
+        e = o.vignette.expect
+        checked.update(e.actions_include + e.actions_exclude + e.flags_include + e.flags_exclude)
+    vocabulary = [*ruleset.data.actions, *ruleset.data.flags]
+    rules = [r.id for r in ruleset.data.rules]
+    return Coverage(
+        rules_fired=[r for r in rules if r in fired], rules_unfired=[r for r in rules if r not in fired],
+        ids_produced=[i for i in vocabulary if i in produced], ids_never_produced=[i for i in vocabulary if i not in produced],
+        ids_checked=[i for i in vocabulary if i in checked], ids_never_checked=[i for i in vocabulary if i not in checked],
+    )
+
+
+# ------------------------------------------------------------------------------------ diff
+
+@dataclass
+class Change:
+    vignette: Vignette
+    file: str
+    old_urgency: Optional[str]      # None: the case was rejected
+    new_urgency: Optional[str]
+    actions_added: list[str]
+    actions_removed: list[str]
+    flags_added: list[str]
+    flags_removed: list[str]
+
+    @property
+    def urgency_changed(self) -> bool:
+        return self.old_urgency != self.new_urgency
+
+    @property
+    def urgency_down(self) -> bool:
+        rank = {"routine": 0, "urgent": 1, "emergency": 2}
+        return (self.old_urgency is not None and self.new_urgency is not None
+                and rank[self.new_urgency] < rank[self.old_urgency])
+
+
+def diff(paths: Iterable[str | Path], old: Ruleset, new: Ruleset) -> list[Change]:
+    """Every vignette whose urgency, actions or flags differ between two rulesets; urgency changes first."""
+    changes: list[Change] = []
+    for file, vignette in load_suite(paths):
+        before, after = check(vignette, old, file).result, check(vignette, new, file).result
+        a_old = set(before.action_ids()) if before else set()
+        a_new = set(after.action_ids()) if after else set()
+        f_old = set(before.flag_ids()) if before else set()
+        f_new = set(after.flag_ids()) if after else set()
+        change = Change(vignette, file, before.urgency if before else None, after.urgency if after else None,
+                        sorted(a_new - a_old), sorted(a_old - a_new), sorted(f_new - f_old), sorted(f_old - f_new))
+        if change.urgency_changed or change.actions_added or change.actions_removed or change.flags_added \
+                or change.flags_removed:
+            changes.append(change)
+    changes.sort(key=lambda c: (not c.urgency_down, not c.urgency_changed))
+    return changes
+
+
+# ------------------------------------------------------------------------------------ JUnit
+
+def junit_xml(outcomes: list[VignetteOutcome], suite_name: str = "vignettes") -> str:
+    """JUnit XML: one testcase per vignette (classname = file, name = id), failures with every mismatch."""
+    import xml.etree.ElementTree as ET
+
+    failures = sum(not o.passed for o in outcomes)
+    root = ET.Element("testsuites", tests=str(len(outcomes)), failures=str(failures), errors="0")
+    suite = ET.SubElement(root, "testsuite", name=suite_name, tests=str(len(outcomes)), failures=str(failures),
+                          errors="0", skipped="0")
+    for o in outcomes:
+        case = ET.SubElement(suite, "testcase", classname=o.file, name=o.vignette.key)
+        if o.vignette.title:
+            ET.SubElement(case, "properties").append(ET.Element("property", name="title", value=o.vignette.title))
+        if not o.passed:
+            failure = ET.SubElement(case, "failure", message=o.mismatches[0])
+            failure.text = "\n".join(o.mismatches)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+# ------------------------------------------------------------------------------------ authoring
+
+def skeleton(case: Any, ruleset: Ruleset, vignette_id: str, title: str) -> list[dict[str, Any]]:
+    """A vignette recording today's answer for a case, for an author to correct where it is wrong."""
+    try:
+        result = ruleset.evaluate(case)
+    except CaseValidationError:
+        return [{"id": vignette_id, "title": title, "source": "", "case": case, "expect": {"error": True}}]
+    expect: dict[str, Any] = {"urgency": result.urgency}
+    if result.actions:
+        expect["actions_include"] = result.action_ids()
+    if result.flags:
+        expect["flags_include"] = result.flag_ids()
+    if result.unknowns:
+        expect["unknowns_include"] = [u.field for u in result.unknowns]
+    if result.scores.sins:
+        expect["sins_category"] = result.scores.sins.category
+    return [{"id": vignette_id, "title": title, "source": "", "case": case, "expect": expect}]
+
+
+def lint(paths: Iterable[str | Path], ruleset: Ruleset) -> list[str]:
+    """Problems of vignette files without running them: format, duplicate ids, unknown ids in expectations."""
+    found: list[str] = []
+    seen: dict[str, str] = {}
+    try:
+        files = vignette_files(paths)
+    except VignetteFormatError as exc:
+        return [str(exc)]
+    for path in files:
+        try:
+            vignettes = load_vignette_file(path)
+        except VignetteFormatError as exc:
+            found += [f"{path}: {p}" for p in exc.problems]
+            continue
+        for v in vignettes:
+            if v.key in seen:
+                found.append(f"{path}: {v.key}: duplicate vignette id (also in {seen[v.key]})")
+            seen.setdefault(v.key, str(path))
+            found += [f"{path}: {v.key}: {p}" for p in expectation_problems(v, ruleset)]
+    return found
