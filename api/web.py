@@ -1,7 +1,189 @@
-"""The triage web form (to be built: issue 4)."""
+"""The triage web form, in English (``/``) and French (``/fr/``): server-rendered, no JavaScript needed.
 
-from flask import Flask
+The form layer translates its own widgets (radio buttons, selects, number inputs) into a case; the
+engine receives real JSON booleans and numbers. A value the form cannot read is a field error shown
+next to the field, never dropped. Every word shown comes from ``rules/form.yaml``,
+``rules/vocabulary.yaml`` (English labels) and ``rules/labels.fr.yaml`` (French labels).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from flask import Blueprint, Flask, current_app, render_template, request
+
+import triage
+from triage._case import FIELDS
+
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
+LANGUAGES = ("en", "fr")
+
+
+@dataclass(frozen=True)
+class Texts:
+    """Every word the form shows, in both languages, read from the ruleset folder."""
+
+    groups: list[dict[str, Any]]
+    fields: dict[str, dict[str, str]]
+    choices: dict[str, dict[str, str]]
+    words: dict[str, dict[str, str]]
+    messages: dict[str, dict[str, str]]
+    actions: dict[str, dict[str, str]]
+    flags: dict[str, dict[str, str]]
+    headlines: dict[str, dict[str, str]]   # English headline -> {en, fr}
+
+
+def load_texts(ruleset: triage.Ruleset) -> Texts:
+    folder = Path(ruleset.path)
+    form = yaml.safe_load((folder / "form.yaml").read_text(encoding="utf-8"))
+    fr = yaml.safe_load((folder / "labels.fr.yaml").read_text(encoding="utf-8"))
+    data = ruleset.data
+    actions = {a: {"en": d.label, "fr": fr["actions"].get(a, "")} for a, d in data.actions.items()}
+    flags = {f: {"en": d.label, "fr": fr["flags"].get(f, "")} for f, d in data.flags.items()}
+    headlines = {data.headlines[u]: {"en": data.headlines[u], "fr": fr["headlines"]["default"][u]}
+                 for u in data.headlines}
+    for rule in data.rules:
+        if rule.headline:
+            headlines[rule.headline] = {"en": rule.headline, "fr": fr["headlines"]["rules"].get(rule.id, "")}
+    return Texts(form["groups"], form["fields"], {str(k): v for k, v in form["choices"].items()},
+                 {str(k): v for k, v in form["words"].items()}, form["messages"], actions, flags, headlines)
+
+
+@lru_cache(maxsize=8)
+def _texts_for(sha256: str, path: str) -> Texts:
+    from . import ruleset_of
+
+    return load_texts(ruleset_of(current_app))
+
+
+def texts() -> Texts:
+    from . import ruleset_of
+
+    rs = ruleset_of(current_app)
+    return _texts_for(rs.sha256, str(rs.path))
+
+
+# ------------------------------------------------------------------------------------ form -> case
+
+def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The case the form describes, and the form's own errors (field path -> message code)."""
+    case: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for path, spec in FIELDS.items():
+        raw = (form.get(path) or "").strip()
+        if raw == "":
+            continue
+        value: Any
+        if spec.kind == "tristate":
+            if raw not in ("true", "false"):
+                errors[path] = "invalid_value"
+                continue
+            value = raw == "true"
+        elif spec.kind == "enum":
+            if raw not in spec.values:
+                errors[path] = "invalid_value"
+                continue
+            value = raw
+        elif spec.kind == "integer":
+            if not re.fullmatch(r"[+-]?\d+", raw):
+                errors[path] = "not_a_whole_number"
+                continue
+            value = int(raw)
+        else:
+            try:
+                value = float(raw.replace(",", "."))
+            except ValueError:
+                errors[path] = "not_a_number"
+                continue
+            if value != value or value in (float("inf"), float("-inf")):
+                errors[path] = "not_a_number"
+                continue
+        node = case
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return case, errors
+
+
+def message_for(problem: triage.Problem, lang: str, t: Texts) -> str:
+    """A core problem in the page's language, built from its code (the core's reasons are English)."""
+    template = t.messages.get(problem.code, t.messages["invalid_value"])[lang]
+    other = ""
+    if problem.code == "contradiction":
+        mentioned = [p for p in re.findall(r"[a-z_]+(?:\.[a-z_0-9]+)+", problem.reason) if p in FIELDS and p != problem.path]
+        other = t.fields[mentioned[0]][lang] if mentioned else ""
+    op, bound = "", ""
+    match = re.search(r"must be (<=|>=) (\S+)", problem.reason)
+    if match:
+        op = "≤" if match.group(1) == "<=" else "≥"
+        bound = match.group(2).replace(".", ",") if lang == "fr" else match.group(2)
+    return template.format(other=other, op=op, bound=bound)
+
+
+def _problem_field(path: str, fields_shown: set[str]) -> Optional[str]:
+    if path in fields_shown:
+        return path
+    if path == "assessment.sins":
+        return "assessment.sins.total"
+    return None
+
+
+# ------------------------------------------------------------------------------------ views
+
+def _page(lang: str):  # type: ignore[no-untyped-def]
+    from . import ruleset_of
+
+    rs = ruleset_of(current_app)
+    t = texts()
+    values: dict[str, str] = {}
+    field_errors: dict[str, str] = {}
+    general_errors: list[str] = []
+    result = None
+    if request.method == "POST":
+        values = {k: v for k, v in request.form.items() if k in FIELDS}
+        case, form_errors = case_from_form(request.form)
+        for path, code in form_errors.items():
+            field_errors[path] = t.messages[code][lang]
+        if not form_errors:
+            try:
+                result = rs.evaluate(case)
+            except triage.CaseValidationError as exc:
+                shown = set(FIELDS)
+                for problem in exc.problems:
+                    target = _problem_field(problem.path, shown)
+                    text = message_for(problem, lang, t)
+                    if target:
+                        field_errors.setdefault(target, text)
+                    else:
+                        general_errors.append(text)
+    status = 422 if (field_errors or general_errors) else 200
+    rules = {r.id: r for r in rs.data.rules}
+    return render_template(
+        "triage_form.html", lang=lang, t=t, fields=FIELDS, values=values, field_errors=field_errors,
+        general_errors=general_errors, result=result, ruleset=rs, rules=rules,
+        other_lang_url="/fr/" if lang == "en" else "/", self_url="/" if lang == "en" else "/fr/",
+    ), status
+
+
+@bp.route("/", methods=["GET", "POST"])
+def form_en():  # type: ignore[no-untyped-def]
+    return _page("en")
+
+
+@bp.route("/fr/", methods=["GET", "POST"])
+def form_fr():  # type: ignore[no-untyped-def]
+    return _page("fr")
 
 
 def init_app(app: Flask) -> None:
-    """Register the form blueprint."""
+    """Register the form blueprint; its words are checked at start-up like the rules."""
+    from . import ruleset_of
+
+    load_texts(ruleset_of(app))
+    app.register_blueprint(bp)

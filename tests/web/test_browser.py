@@ -1,0 +1,100 @@
+"""The form in a real browser (Debian's headless Chromium via Selenium), in English and French."""
+
+from __future__ import annotations
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from conftest import SCREENSHOTS  # noqa: E402  (tests/web is on sys.path)
+
+
+def fill(driver, answers: dict) -> None:
+    for name, value in answers.items():
+        control = driver.find_elements(By.NAME, name)
+        kind = control[0].get_attribute("type")
+        if kind == "radio":
+            driver.find_element(By.CSS_SELECTOR, f'input[name="{name}"][value="{value}"]').click()
+        elif control[0].tag_name == "select":
+            Select(control[0]).select_by_value(value)
+        else:
+            control[0].clear()
+            control[0].send_keys(value)
+
+
+def submit(driver, key=None) -> None:
+    """Submit and wait for the answer page (the old page must be gone before anything is read)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    button = driver.find_element(By.ID, "submit")
+    button.send_keys(key) if key else button.click()
+    WebDriverWait(driver, 15).until(EC.staleness_of(old))
+
+
+CASES = {
+    "emergency": ({"patient.cancer.history": "current", "patient.cancer.primary": "prostate",
+                   "presentation.focal_vertebral_pain.present": "true", "presentation.weakness.present": "true",
+                   "presentation.weakness.limbs": "legs", "presentation.weakness.bilateral": "true",
+                   "presentation.weakness.progressive": "true"},
+                  {"en": ("EMERGENCY", "Call the MSCC coordinator now"),
+                   "fr": ("URGENCE VITALE", "Appeler le coordinateur CMM")}),
+    "urgent": ({"patient.cancer.history": "current", "patient.cancer.primary": "breast",
+                "presentation.focal_vertebral_pain.present": "true"},
+               {"en": ("URGENT", "Contact the MSCC coordinator within 24 hours"),
+                "fr": ("URGENT", "Contacter le coordinateur CMM dans les 24 heures")}),
+    "routine": ({"patient.cancer.history": "current", "patient.cancer.bone_metastases": "true",
+                 "patient.treatments.bone_modifying_agent": "denosumab",
+                 "presentation.focal_vertebral_pain.present": "false", "presentation.weakness.present": "false",
+                 "presentation.paraesthesia.present": "false", "presentation.sphincter_disturbance.present": "false",
+                 "presentation.sciatica.present": "false", "presentation.gait_difficulty": "false"},
+                {"en": ("ROUTINE", "Dental review once a year"),
+                 "fr": ("NON URGENT", "Contrôle dentaire une fois par an")}),
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("kind", ["emergency", "urgent", "routine"])
+def test_triage_in_the_browser(browser, live_url, lang, kind):
+    answers, expected = CASES[kind]
+    browser.get(live_url + ("/" if lang == "en" else "/fr/"))
+    fill(browser, answers)
+    submit(browser)
+    banner = browser.find_element(By.ID, "urgency-banner")
+    level, action = expected[lang]
+    assert banner.find_element(By.CLASS_NAME, "level").text == level
+    assert action in browser.find_element(By.ID, "result").text
+    # the answers stay on screen, editable
+    first = next(iter(answers))
+    control = browser.find_elements(By.NAME, first)[0]
+    if control.get_attribute("type") != "radio":
+        assert Select(control).first_selected_option.get_attribute("value") == answers[first]
+    browser.save_screenshot(str(SCREENSHOTS / f"{kind}-{lang}.png"))
+
+
+@pytest.mark.parametrize("lang, message", [("en", "Must be ≤ 120."), ("fr", "Doit être ≤ 120.")])
+def test_invalid_input_in_the_browser(browser, live_url, lang, message):
+    browser.get(live_url + ("/" if lang == "en" else "/fr/"))
+    fill(browser, {"patient.age_years": "121", "patient.cancer.history": "past",
+                   "presentation.gait_difficulty": "true"})
+    submit(browser)
+    assert browser.find_element(By.ID, "f-patient-age_years-err").text == message
+    assert browser.find_element(By.ID, "f-patient-age_years").get_attribute("value") == "121"
+    assert Select(browser.find_element(By.NAME, "patient.cancer.history")).first_selected_option.get_attribute("value") == "past"
+    assert browser.find_element(By.CSS_SELECTOR, 'input[name="presentation.gait_difficulty"][value="true"]').is_selected()
+    assert browser.find_elements(By.ID, "urgency-banner") == []
+    browser.save_screenshot(str(SCREENSHOTS / f"invalid-{lang}.png"))
+
+
+def test_keyboard_only(browser, live_url):
+    browser.get(live_url + "/")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)  # the language link comes first
+    assert browser.switch_to.active_element.get_attribute("hreflang") == "fr"
+    age = browser.find_element(By.ID, "f-patient-age_years")
+    age.send_keys("70")
+    age.send_keys(Keys.TAB)  # next control: the cancer history select
+    assert browser.switch_to.active_element.get_attribute("name") == "patient.cancer.history"
+    browser.find_element(By.CSS_SELECTOR, 'input[name="presentation.gait_difficulty"][value="true"]').send_keys(Keys.SPACE)
+    submit(browser, Keys.ENTER)
+    assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text == "EMERGENCY"
