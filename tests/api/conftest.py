@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
+from serverctl import server_log, start_server, stop_server
 
 from api import create_app
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -26,53 +16,6 @@ def app(tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    triage_exe = ROOT / ".venv" / "bin" / "triage"
-    command = [str(triage_exe) if triage_exe.exists() else "triage", "serve", "--port", str(port), *args]
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True,
-                            env=dict(os.environ, **(env or {})), start_new_session=True)
-    proc.log = log  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            return proc, url
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.1)
-    stop_server(proc)
-    raise RuntimeError("the server did not start in 20 s")
-
-
-def server_log(proc: subprocess.Popen) -> str:
-    proc.log.seek(0)  # type: ignore[attr-defined]
-    return proc.log.read()  # type: ignore[attr-defined]
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-    proc.log.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")

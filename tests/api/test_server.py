@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import triage
 
-from conftest import ROOT, server_log, start_server, stop_server  # noqa: E402  (tests/api is on sys.path)
+from serverctl import ROOT, server_log, start_server, stop_server  # tests/api is on sys.path
 
 
 def post(url: str, case) -> tuple[int, str]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import SCREENSHOTS  # noqa: E402  (tests/web is on sys.path)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 
 def fill(driver, answers: dict) -> None:
@@ -26,10 +28,12 @@ def fill(driver, answers: dict) -> None:
 
 def submit(driver, key=None) -> None:
     """Submit and wait for the answer page (the old page must be gone before anything is read)."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("window.__oldPage = true;")
     button = driver.find_element(By.ID, "submit")
     button.send_keys(key) if key else button.click()
-    WebDriverWait(driver, 15).until(EC.staleness_of(old))
+    # A new document has no __oldPage; chromedriver may raise while the page is being replaced.
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return window.__oldPage !== true && document.readyState === 'complete';"))
 
 
 CASES = {
