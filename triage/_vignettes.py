@@ -163,28 +163,17 @@ def check(vignette: Vignette, ruleset: Ruleset, file: str = "") -> VignetteOutco
     if result.urgency != expect.urgency:
         why = ", ".join(r.id for r in result.fired_rules) or "no rule"
         mismatches.append(f"expected urgency {expect.urgency}, got {result.urgency} (fired: {why})")
-    actions = {a.id: a for a in result.actions}
-    flags = {f.id: f for f in result.flags}
-    unknowns = {u.field: u for u in result.unknowns}
-    for item in expect.actions_include:
-        if item not in actions:
-            mismatches.append(f"expected action {item}, missing")
-    for item in expect.actions_exclude:
-        if item in actions:
-            mismatches.append(f"action {item} must not appear, but it does (because {', '.join(actions[item].because)})")
-    for item in expect.flags_include:
-        if item not in flags:
-            mismatches.append(f"expected flag {item}, missing")
-    for item in expect.flags_exclude:
-        if item in flags:
-            mismatches.append(f"flag {item} must not appear, but it does (because {', '.join(flags[item].because)})")
-    for item in expect.unknowns_include:
-        if item not in unknowns:
-            mismatches.append(f"expected unknown {item}, missing")
-    for item in expect.unknowns_exclude:
-        if item in unknowns:
-            mismatches.append(f"unknown {item} must not appear, but it does (could raise to "
-                              f"{unknowns[item].could_raise_to})")
+    produced = (
+        ("action", {a.id: f"because {', '.join(a.because)}" for a in result.actions},
+         expect.actions_include, expect.actions_exclude),
+        ("flag", {f.id: f"because {', '.join(f.because)}" for f in result.flags},
+         expect.flags_include, expect.flags_exclude),
+        ("unknown", {u.field: f"could raise to {u.could_raise_to}" for u in result.unknowns},
+         expect.unknowns_include, expect.unknowns_exclude),
+    )
+    for kind, found, include, exclude in produced:
+        mismatches += [f"expected {kind} {item}, missing" for item in include if item not in found]
+        mismatches += [f"{kind} {item} must not appear, but it does ({found[item]})" for item in exclude if item in found]
     if expect.sins_category is not None:
         got = result.scores.sins.category if result.scores.sins else None
         if got != expect.sins_category:
