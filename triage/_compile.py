@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ._conditions import (
-    All, AnyOf, ChoiceIn, Compare, ConceptRef, Condition, Fired, HasAction, Known, Not, TriIs, UrgencyIs,
+    URGENCY_RANK, All, AnyOf, ChoiceIn, Compare, ConceptRef, Condition, Fired, HasAction, Known, Not, TriIs,
+    UrgencyIs,
 )
 from ._errors import RulesetError
 from ._ruleset import Output, Rule, RulesetData
@@ -56,6 +57,29 @@ class Program:
     needs_urgency: list[bool]                    # stage -> whether its facts carry the urgency
     fields: tuple[str, ...]                      # case fields the facts must carry
     definition: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+def urgency_of(units: Iterable[Unit]) -> str:
+    """The highest urgency any of these units sets (routine when none does)."""
+    level = "routine"
+    for unit in units:
+        for out in unit.outputs:
+            if out.kind == "urgency" and URGENCY_RANK[out.id] > URGENCY_RANK[level]:
+                level = out.id
+    return level
+
+
+def _producers(units: list[Unit]) -> tuple[dict[str, set[str]], set[str]]:
+    """Units that add or remove each action, and units that set an urgency."""
+    of_action: dict[str, set[str]] = {}
+    of_urgency: set[str] = set()
+    for unit in units:
+        for out in unit.outputs:
+            if out.kind in ("action", "remove"):
+                of_action.setdefault(out.id, set()).add(unit.name)
+            elif out.kind == "urgency":
+                of_urgency.add(unit.name)
+    return of_action, of_urgency
 
 
 class _Expander:
@@ -145,21 +169,14 @@ def build_units(data: RulesetData) -> list[Unit]:
 
 
 def _stage_of(units: list[Unit]) -> dict[str, int]:
-    producers_of_action: dict[str, list[str]] = {}
-    urgency_producers: list[str] = []
-    for unit in units:
-        for out in unit.outputs:
-            if out.kind in ("action", "remove"):
-                producers_of_action.setdefault(out.id, []).append(unit.name)
-            elif out.kind == "urgency":
-                urgency_producers.append(unit.name)
+    producers_of_action, urgency_producers = _producers(units)
     deps: dict[str, set[str]] = {}
     by_name = {u.name: u for u in units}
     for unit in units:
         needed: set[str] = set()
         for leaf in _leaves(unit.condition):
             if isinstance(leaf, HasAction):
-                needed.update(producers_of_action.get(leaf.action_id, []))
+                needed.update(producers_of_action.get(leaf.action_id, set()))
             elif isinstance(leaf, UrgencyIs):
                 needed.update(urgency_producers)
         if any(by_name[n].rule.id == unit.rule.id for n in needed):
@@ -188,14 +205,7 @@ def _stage_of(units: list[Unit]) -> dict[str, int]:
 
 def _closure(units: list[Unit], keep: set[str]) -> list[Unit]:
     """The units in ``keep`` plus every unit whose outcomes they read (transitively)."""
-    producers_of_action: dict[str, set[str]] = {}
-    urgency_producers: set[str] = set()
-    for unit in units:
-        for out in unit.outputs:
-            if out.kind in ("action", "remove"):
-                producers_of_action.setdefault(out.id, set()).add(unit.name)
-            elif out.kind == "urgency":
-                urgency_producers.add(unit.name)
+    producers_of_action, urgency_producers = _producers(units)
     by_name = {u.name: u for u in units}
     todo = list(keep)
     while todo:
@@ -251,9 +261,8 @@ def compile_ruleset(data: RulesetData) -> tuple[Program, dict[str, Program]]:
     """The full program, and for each urgency a what-if program of the units able to go above it."""
     units = build_units(data)
     full = compile_program(units)
-    rank = {"routine": 0, "urgent": 1, "emergency": 2}
     what_if: dict[str, Program] = {}
     for level in ("routine", "urgent"):
-        keep = {u.name for u in units if any(o.kind == "urgency" and rank[o.id] > rank[level] for o in u.outputs)}
+        keep = {u.name for u in units if any(o.kind == "urgency" and URGENCY_RANK[o.id] > URGENCY_RANK[level] for o in u.outputs)}
         what_if[level] = compile_program(_closure(units, keep))
     return full, what_if

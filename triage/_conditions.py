@@ -29,6 +29,7 @@ from typing import Any, Union
 from ._case import FIELDS
 
 URGENCIES = ("routine", "urgent", "emergency")
+URGENCY_RANK = {level: rank for rank, level in enumerate(URGENCIES)}  # higher is more urgent
 COMPARISONS = ("gt", "ge", "lt", "le")
 
 

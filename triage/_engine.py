@@ -36,12 +36,11 @@ from typing import Any, Iterable
 
 import durable_rules_engine as _dre
 
-from ._compile import Program, Unit
+from ._compile import Program, Unit, urgency_of
 from ._errors import EngineError
 
 _LOCK = threading.Lock()
 _SIDS = itertools.count(1)
-_URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
 _RESERVED = {"sid", "world", "chunk", "outcome", "id"}
 SENTINEL = "session_sentinel"
 _SENTINEL_CHUNK = -1
@@ -70,22 +69,14 @@ def encode(value: Any) -> Any:
 
 def outcome_of(units: Iterable[Unit], actions: tuple[str, ...], with_urgency: bool) -> dict[str, Any]:
     """What later stages may read: presence of the named actions (after removals) and the urgency."""
-    added: set[str] = set()
-    removed: set[str] = set()
-    urgency = "routine"
-    for unit in units:
-        for out in unit.outputs:
-            if out.kind == "action":
-                added.add(out.id)
-            elif out.kind == "remove":
-                removed.add(out.id)
-            elif out.kind == "urgency" and _URGENCY_RANK[out.id] > _URGENCY_RANK[urgency]:
-                urgency = out.id
+    units = list(units)
+    added = {o.id for u in units for o in u.outputs if o.kind == "action"}
+    removed = {o.id for u in units for o in u.outputs if o.kind == "remove"}
     result: dict[str, Any] = {}
     if actions:
         result["actions"] = {a: ("yes" if a in added and a not in removed else "no") for a in actions}
     if with_urgency:
-        result["urgency"] = urgency
+        result["urgency"] = urgency_of(units)
     return result
 
 

@@ -11,12 +11,11 @@ from typing import Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from ._compile import Unit
+from ._compile import Unit, urgency_of
 from ._ruleset import RulesetData, SEVERITIES, TIMINGS
 from ._sins import sins_category
 
 Urgency = Literal["emergency", "urgent", "routine"]
-URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
 
 
 class _Frozen(BaseModel):
@@ -91,15 +90,6 @@ class Result(_Frozen):
 
     def flag_ids(self) -> list[str]:
         return [f.id for f in self.flags]
-
-
-def urgency_of(units: Iterable[Unit]) -> str:
-    level = "routine"
-    for unit in units:
-        for out in unit.outputs:
-            if out.kind == "urgency" and URGENCY_RANK[out.id] > URGENCY_RANK[level]:
-                level = out.id
-    return level
 
 
 def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unknowns: list[Unknown],

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ._case import Case, FIELDS, GROUPS, normalised_dict, tri_state_presentation_fields, validate_case
-from ._compile import Program, compile_ruleset
-from ._conditions import URGENCIES
+from ._compile import Program, compile_ruleset, urgency_of
+from ._conditions import URGENCY_RANK
 from ._engine import CompiledEngine, encode
-from ._result import URGENCY_RANK, Result, Unknown, assemble, urgency_of
+from ._result import Result, Unknown, assemble
 from ._ruleset import RulesetData, load_ruleset_data
 
 
@@ -155,5 +155,3 @@ def evaluate(case: Case | dict[str, Any], ruleset: Optional[Ruleset] = None) -> 
     """Triage one case with the given ruleset (default: :func:`default_ruleset`)."""
     return (ruleset or default_ruleset()).evaluate(case)
 
-
-assert set(URGENCIES) == set(URGENCY_RANK)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._case import tri_state_presentation_fields
+from ._conditions import URGENCY_RANK
 from ._errors import CaseValidationError, Problem, VignetteFormatError
 from ._result import Result
 from ._triage import Ruleset
@@ -242,9 +243,8 @@ class Change:
 
     @property
     def urgency_down(self) -> bool:
-        rank = {"routine": 0, "urgent": 1, "emergency": 2}
         return (self.old_urgency is not None and self.new_urgency is not None
-                and rank[self.new_urgency] < rank[self.old_urgency])
+                and URGENCY_RANK[self.new_urgency] < URGENCY_RANK[self.old_urgency])
 
 
 def diff(paths: Iterable[str | Path], old: Ruleset, new: Ruleset) -> list[Change]:
