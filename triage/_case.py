@@ -1,4 +1,4 @@
-"""The case: case-format v1 as strict, frozen pydantic models, and its normalisation.
+"""The case: case-format 2.1 as strict, frozen pydantic models, and its normalisation.
 
 Findings are tri-state: ``True`` (present), ``False`` (assessed, absent), ``None`` (not assessed).
 Validation is strict: no string is taken for a boolean or a number, no unknown field is ignored.
@@ -9,6 +9,7 @@ normalisation, so that what reaches the rules is consistent and complete.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -66,6 +67,7 @@ class FocalVertebralPain(_Model):
     worse_on_straining: TriState = None
     localised_tenderness: TriState = None
     mechanical: TriState = None
+    band_like: TriState = None  # v2: radicular pain in a band around the chest or abdomen
 
 
 class Weakness(_Model):
@@ -80,6 +82,7 @@ class Paraesthesia(_Model):
     present: TriState = None
     sensory_level: TriState = None
     saddle_anaesthesia: TriState = None
+    bilateral_legs: TriState = None  # v2: sensory change in both legs
 
 
 class SphincterDisturbance(_Model):
@@ -87,6 +90,7 @@ class SphincterDisturbance(_Model):
     urinary_retention: TriState = None
     urinary_incontinence: TriState = None
     faecal_incontinence: TriState = None
+    altered_urinary_sensation: TriState = None  # v2: new difficulty starting, or reduced bladder/stream sensation
     post_void_residual_ml: Optional[float] = Field(None, ge=0, le=5000)
 
 
@@ -102,8 +106,11 @@ class Presentation(_Model):
     sphincter_disturbance: SphincterDisturbance = Field(default_factory=SphincterDisturbance)
     sciatica: Sciatica = Field(default_factory=Sciatica)
     gait_difficulty: TriState = None
+    sexual_dysfunction: TriState = None  # v2: new genital numbness, erectile or ejaculatory failure
+    infection_suspected: TriState = None  # v2.1: fever >= 38 degrees C now, or a spinal infection suspected
     ambulatory_status: Optional[Literal["independent", "with_aid", "non_ambulatory"]] = None
     non_ambulatory_hours: Optional[float] = Field(None, ge=0, le=100000)
+    complete_paraplegia_hours: Optional[float] = Field(None, ge=0, le=100000)  # v2: no movement in both legs
 
 
 class Sins(_Model):
@@ -118,6 +125,7 @@ class Sins(_Model):
 
 class Assessment(_Model):
     mri_performed: TriState = None
+    new_findings_since_mri: TriState = None  # v2: findings began or worsened after that MRI
     mri_compression: TriState = None
     escc_grade: Optional[EsccGrade] = None
     vertebral_fracture: TriState = None
@@ -132,7 +140,7 @@ class Labs(_Model):
 
 
 class Case(_Model):
-    """One person at one moment (case-format v1). Every group and field is optional."""
+    """One person at one moment (case-format 2.1). Every group and field is optional."""
 
     case_id: Optional[str] = Field(None, min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
     patient: Patient = Field(default_factory=Patient)
@@ -192,11 +200,22 @@ def _walk(model: type[BaseModel], prefix: str = "") -> list[FieldSpec]:
 
 
 FIELDS: dict[str, FieldSpec] = {spec.path: spec for spec in _walk(Case) if spec.path != "case_id"}
+# Choice fields that normalisation always fills in (a null history or primary means unknown).
+ALWAYS_GIVEN = frozenset({"patient.cancer.history", "patient.cancer.primary"})
 
 
 def tri_state_presentation_fields() -> list[str]:
     """Every tri-state field under ``presentation``, in case-format order (for the what-if)."""
     return [p for p, s in FIELDS.items() if p.startswith("presentation.") and s.kind == "tristate"]
+
+
+# Asked after an MRI: a clear MRI excludes compression only if nothing began or worsened since.
+MRI_FOLLOW_UP = "assessment.new_findings_since_mri"
+
+
+def unknown_fields() -> list[str]:
+    """Every field that can appear in a result's ``unknowns`` (clinical-rules.md, Unknowns)."""
+    return tri_state_presentation_fields() + [MRI_FOLLOW_UP]
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,7 +228,7 @@ def _pydantic_problem(error: dict[str, Any], data: Any) -> Problem:
     kind = error["type"]
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
-        reason = "is not a field of case-format v1"
+        reason = "is not a field of case-format 2.1"
         if parent is not None:
             close = difflib.get_close_matches(loc[-1], list(parent.model_fields), n=1)
             if close:
@@ -240,7 +259,7 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
 
 
 def validate_case(data: Any) -> Case:
-    """Validate raw input (a dict) strictly against case-format v1, without normalising it."""
+    """Validate raw input (a dict) strictly against case-format 2.1, without normalising it."""
     if isinstance(data, Case):
         return data
     if not isinstance(data, dict):
@@ -267,38 +286,77 @@ def _set(d: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _implications(d: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(source path, why, target path) for every implication of case-format.md whose source holds now.
+@dataclass(frozen=True)
+class _Implication:
+    """``source`` (which ``why``) sets ``target`` to ``value`` when the target is unset.
 
-    Each implication sets a target to ``true``. A target explicitly ``false`` is a contradiction.
+    ``unset`` are the target values that count as not given; a target holding one of ``conflicts``
+    is a contradiction naming both fields; any other value is left as it is.
     """
-    found: list[tuple[str, str, str]] = []
+
+    source: str
+    why: str
+    target: str
+    value: Any = True
+    conflicts: tuple[Any, ...] = (False,)
+    unset: tuple[Any, ...] = (None,)
+
+
+def _positive(value: Any) -> bool:
+    return value is not None and value > 0
+
+
+def _implications(d: dict[str, Any]) -> list[_Implication]:
+    """Every implication of case-format.md (2.1) whose source holds now."""
+    found: list[_Implication] = []
     pres = d["presentation"]
+    cancer = d["patient"]["cancer"]
+    assessment = d["assessment"]
     pvr = pres["sphincter_disturbance"]["post_void_residual_ml"]
     if pvr is not None and pvr >= 200:
-        found.append(("presentation.sphincter_disturbance.post_void_residual_ml", "is >= 200 mL",
-                      "presentation.sphincter_disturbance.urinary_retention"))
+        found.append(_Implication("presentation.sphincter_disturbance.post_void_residual_ml", "is >= 200 mL",
+                                  "presentation.sphincter_disturbance.urinary_retention"))
     for group in GROUPS:
         for name, value in pres[group].items():
             spec = FIELDS.get(f"presentation.{group}.{name}")
             if name != "present" and spec is not None and spec.kind == "tristate" and value is True:
-                found.append((f"presentation.{group}.{name}", "is true", f"presentation.{group}.present"))
-    if d["patient"]["cancer"]["spinal_metastases"] is True:
-        found.append(("patient.cancer.spinal_metastases", "is true", "patient.cancer.bone_metastases"))
-    assessment = d["assessment"]
+                found.append(_Implication(f"presentation.{group}.{name}", "is true", f"presentation.{group}.present"))
+    if cancer["spinal_metastases"] is True:
+        found.append(_Implication("patient.cancer.spinal_metastases", "is true", "patient.cancer.bone_metastases"))
+    for name in ("bone_metastases", "spinal_metastases"):
+        if cancer[name] is True:  # metastatic disease is a current cancer
+            found.append(_Implication(f"patient.cancer.{name}", "is true", "patient.cancer.history", "current",
+                                      conflicts=("none",), unset=(None, "unknown")))
     if assessment["escc_grade"] in ("2", "3"):
-        found.append(("assessment.escc_grade", f"is \"{assessment['escc_grade']}\"", "assessment.mri_compression"))
-    if assessment["escc_grade"] is not None:
-        found.append(("assessment.escc_grade", "is given", "assessment.mri_performed"))
-    if assessment["mri_compression"] is not None:
-        found.append(("assessment.mri_compression", "is given", "assessment.mri_performed"))
-    nah = pres["non_ambulatory_hours"]
-    if nah is not None and nah > 0:
-        found.append(("presentation.non_ambulatory_hours", "is > 0", "presentation.gait_difficulty"))
+        found.append(_Implication("assessment.escc_grade", f"is \"{assessment['escc_grade']}\"",
+                                  "assessment.mri_compression"))
+    for name in ("escc_grade", "mri_compression", "new_findings_since_mri"):
+        if assessment[name] is not None:
+            found.append(_Implication(f"assessment.{name}", "is given", "assessment.mri_performed"))
+    if _positive(pres["non_ambulatory_hours"]):
+        found.append(_Implication("presentation.non_ambulatory_hours", "is > 0", "presentation.gait_difficulty"))
+    if _positive(pres["complete_paraplegia_hours"]):
+        source, why = "presentation.complete_paraplegia_hours", "is > 0"
+        found += [
+            _Implication(source, why, "presentation.weakness.present"),
+            _Implication(source, why, "presentation.weakness.bilateral"),
+            _Implication(source, why, "presentation.weakness.limbs", "legs", conflicts=("arms",)),
+            _Implication(source, why, "presentation.ambulatory_status", "non_ambulatory",
+                         conflicts=("independent", "with_aid")),
+            _Implication(source, why, "presentation.gait_difficulty"),
+        ]
+    if pres["ambulatory_status"] == "non_ambulatory":
+        # Unable to walk, not known to be long-standing, is new; a baseline is recorded as gait false.
+        found.append(_Implication("presentation.ambulatory_status", "is non_ambulatory", "presentation.gait_difficulty",
+                                  conflicts=()))
     if d["patient"]["treatments"]["checkpoint_inhibitor_start_days_ago"] is not None:
-        found.append(("patient.treatments.checkpoint_inhibitor_start_days_ago", "is given",
-                      "patient.treatments.checkpoint_inhibitor"))
+        found.append(_Implication("patient.treatments.checkpoint_inhibitor_start_days_ago", "is given",
+                                  "patient.treatments.checkpoint_inhibitor"))
     return found
+
+
+def _show(value: Any) -> str:
+    return "true" if value is True else "false" if value is False else str(value)
 
 
 def normalise(case: Case) -> Case:
@@ -309,7 +367,7 @@ def normalise(case: Case) -> Case:
 def normalised_dict(case: Case) -> dict[str, Any]:
     """:func:`normalise`, returning the normalised case as a plain dict (what the engine reads).
 
-    Implications only ever turn an unknown into ``true``; one that meets an explicit ``false``
+    Implications only ever fill in what was not given; one that meets a value it cannot agree with
     is a contradiction naming both fields. They are applied until nothing changes, so chains
     (post-void residual -> retention -> sphincter disturbance) are followed.
     """
@@ -320,23 +378,26 @@ def normalised_dict(case: Case) -> dict[str, Any]:
     changed = True
     while changed:
         changed = False
-        for source, why, target in _implications(d):
-            current = _get(d, target)
-            if current is None:
-                _set(d, target, True)
-                implied_by[target] = f"{source} {why}"
+        for imp in _implications(d):
+            current = _get(d, imp.target)
+            if current in imp.unset and current != imp.value:
+                _set(d, imp.target, imp.value)
+                implied_by[imp.target] = f"{imp.source} {imp.why}"
                 changed = True
-            elif current is False and (source, target) not in reported:
-                reported.add((source, target))
-                cause = f" (because {implied_by[source]})" if source in implied_by else ""
-                problems.append(Problem(target, f"is false, but {source} {why}{cause}, so it must be true",
-                                        "contradiction"))
+            elif current in imp.conflicts and (imp.source, imp.target) not in reported:
+                reported.add((imp.source, imp.target))
+                cause = f" (because {implied_by[imp.source]})" if imp.source in implied_by else ""
+                problems.append(Problem(imp.target, f"is {_show(current)}, but {imp.source} {imp.why}{cause}, "
+                                                    f"so it must be {_show(imp.value)}", "contradiction"))
 
     pres = d["presentation"]
-    nah = pres["non_ambulatory_hours"]
-    if pres["ambulatory_status"] == "independent" and nah is not None and nah > 0:
+    if pres["ambulatory_status"] == "independent" and _positive(pres["non_ambulatory_hours"]):
         problems.append(Problem("presentation.ambulatory_status",
                                 "is independent, but presentation.non_ambulatory_hours is > 0", "contradiction"))
+    cancer = d["patient"]["cancer"]
+    if cancer["history"] == "none" and cancer["primary"] not in (None, "unknown"):
+        problems.append(Problem("patient.cancer.primary",
+                                f"is {cancer['primary']}, but patient.cancer.history is none", "contradiction"))
 
     sins = d["assessment"]["sins"]
     given = [name for name in SINS_COMPONENTS if sins[name] is not None]
@@ -357,7 +418,6 @@ def normalised_dict(case: Case) -> dict[str, Any]:
     if problems:
         raise CaseValidationError(problems)
 
-    cancer = d["patient"]["cancer"]
     if cancer["history"] is None:
         cancer["history"] = "unknown"
     if cancer["primary"] is None:

@@ -1,27 +1,40 @@
 """Compile checked rules into durable-rules' JSON: the one place that knows that syntax.
 
-Each rule becomes one or more *units*, each a single-pattern durable rule: the rule's ``when`` with
-its unconditional outputs, and one unit per distinct output condition (``when`` of the rule AND that
-of the output). Concepts and ``fired`` references are written out in full (macro expansion), and
-negation is pushed down to the leaves, where unknowns are handled explicitly:
+The ruleset becomes *units*: one per derived concept, one per rule (its ``when`` with its
+unconditional outputs) and one per distinct output condition of a rule (the rule's ``when`` AND the
+output's). Durable evaluates them by forward chaining over *stages*: a unit that reads another unit's
+outcome (a concept, ``fired: RULE``, ``action: ID``, ``urgency:``) runs in a later stage than every
+unit that can produce it, and the engine asserts one fact per stage carrying the outcomes so far
+(``o.c.<concept>``, ``o.f.<unit>``, ``o.a.<action>`` as ``"yes"``/``"no"``, ``o.u`` the urgency).
+Small concepts are written out inside the units that use them instead (no stage, no firing).
+
+Each unit's condition is turned into a disjunction of plain conjunctions (its *terms*) before it
+reaches durable, and each term is one durable rule. durable-rules builds an ``$or`` as alternative
+paths of its alpha network and fires a rule once per matching path, so a dense case could fire one
+rule many times; a pure conjunction has one path, so every durable rule fires at most once per fact,
+and the number of firings of a stage is bounded by its terms times its facts (the engine's guard).
+Contradictory terms are dropped and terms implied by a shorter one are merged away at load time.
+
+How unknowns are written (durable's ``$neq`` never matches a null or absent value):
 
 * a tri-state is always in the fact, as ``"yes"``, ``"no"`` or ``"unknown"``: ``is true`` is
-  ``{path: "yes"}`` and its negation ``{"$neq": {path: "yes"}}`` (durable's ``$neq`` never matches a
-  null or absent value, hence strings);
+  ``{path: "yes"}`` and its negation ``{"$neq": {path: "yes"}}``;
 * a choice or a number is in the fact only when given: a comparison is false when it is not given,
   and its negation is ``$nex`` OR the opposite comparison.
 
-Rules that read outcomes (``action:``, ``urgency:``) run in a later *stage*, after every rule that
-can produce those outcomes; the engine asserts one fact per stage, carrying the outcomes so far.
-durable-rules fails when more than 64 rules match one fact (error 303), so each stage's units are
-split into *chunks* of at most ``CHUNK_SIZE``, one fact per chunk.
+durable-rules fails when a fact's walk through the alpha network has more than 64 pending nodes
+(error 303); each pending node leads to at least one distinct term, so each stage's terms are split
+into *chunks* of at most ``CHUNK_SIZE`` terms, one fact per chunk.
 """
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
+from ._case import ALWAYS_GIVEN, FIELDS
 from ._conditions import (
     URGENCY_RANK, All, AnyOf, ChoiceIn, Compare, ConceptRef, Condition, Fired, HasAction, Known, Not, TriIs,
     UrgencyIs,
@@ -29,34 +42,60 @@ from ._conditions import (
 from ._errors import RulesetError
 from ._ruleset import Output, Rule, RulesetData
 
-CHUNK_SIZE = 48
-_OPPOSITE = {"gt": "$lte", "ge": "$lt", "lt": "$gte", "le": "$gt"}
+CHUNK_SIZE = 40
+MAX_TERMS = 64            # alternatives of one unit: more is a rule to restructure (use a concept)
+INLINE_TERMS = 3          # a concept whose condition and negation each need at most this many terms is inlined
+
 _DURABLE_OP = {"gt": "$gt", "ge": "$gte", "lt": "$lt", "le": "$lte"}
+_OPPOSITE = {"gt": "le", "ge": "lt", "lt": "ge", "le": "gt"}
+
+# A literal: (key, op, value) with op one of eq, neq, gt, ge, lt, le, ex, nex.
+Literal = tuple[str, str, Any]
+Term = frozenset[Literal]
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One durable rule: when ``condition`` holds, ``rule`` contributes ``outputs``."""
+    """One unit of evaluation: when ``condition`` holds, it contributes ``outputs``.
+
+    ``rule`` is ``None`` for a concept unit, whose only outcome is that ``concept`` holds.
+    """
 
     name: str
-    rule: Rule
+    rule: Optional[Rule]
     main: bool
     condition: Condition
     outputs: tuple[Output, ...]
+    concept: Optional[str] = None
     stage: int = 0
-    chunk: int = 0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What one stage asserts: its chunks, the case fields and outcomes its facts must carry."""
+
+    chunks: tuple[int, ...]
+    fields: tuple[str, ...]
+    concepts: tuple[str, ...]
+    fired: tuple[str, ...]          # unit names of rules whose condition is read (``fired:``)
+    actions: tuple[str, ...]
+    urgency: bool
+    terms: int
 
 
 @dataclass
 class Program:
-    """A compiled ruleset (or a part of one): units, their stages and chunks, and durable's JSON."""
+    """A compiled ruleset (or a part of one): units, their stages, and durable's JSON."""
 
     units: dict[str, Unit]
-    stages: list[list[int]]                      # stage -> chunk ids
-    needs_actions: list[tuple[str, ...]]         # stage -> action ids its facts must carry
-    needs_urgency: list[bool]                    # stage -> whether its facts carry the urgency
-    fields: tuple[str, ...]                      # case fields the facts must carry
+    terms: dict[str, str]                        # durable rule name -> unit name
+    stages: list[Stage]
+    fields: tuple[str, ...]                      # case fields read by any stage
     definition: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def n_chunks(self) -> int:
+        return sum(len(s.chunks) for s in self.stages)
 
 
 def urgency_of(units: Iterable[Unit]) -> str:
@@ -69,129 +108,230 @@ def urgency_of(units: Iterable[Unit]) -> str:
     return level
 
 
-def _producers(units: list[Unit]) -> tuple[dict[str, set[str]], set[str]]:
-    """Units that add or remove each action, and units that set an urgency."""
-    of_action: dict[str, set[str]] = {}
-    of_urgency: set[str] = set()
-    for unit in units:
-        for out in unit.outputs:
-            if out.kind in ("action", "remove"):
-                of_action.setdefault(out.id, set()).add(unit.name)
-            elif out.kind == "urgency":
-                of_urgency.add(unit.name)
-    return of_action, of_urgency
+# ------------------------------------------------------------------------------ terms (DNF)
+
+def number_text(value: float | int) -> str:
+    """A number as durable's JSON parser reads it: plain decimal, never exponent form."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+        if "." not in text:
+            text += ".0"
+    if text.startswith("-") and float(text) == 0:
+        text = "0.0"
+    return text
 
 
-class _Expander:
-    def __init__(self, data: RulesetData):
-        self.data = data
-
-    def expand(self, cond: Condition) -> Condition:
-        """Replace concepts and ``fired`` references by their definitions."""
-        if isinstance(cond, All):
-            return All(tuple(self.expand(c) for c in cond.items))
-        if isinstance(cond, AnyOf):
-            return AnyOf(tuple(self.expand(c) for c in cond.items))
-        if isinstance(cond, Not):
-            return Not(self.expand(cond.item))
-        if isinstance(cond, ConceptRef):
-            return self.expand(self.data.concepts[cond.name].when)
-        if isinstance(cond, Fired):
-            return self.expand(self.data.rule(cond.rule_id).when)
-        return cond
-
-
-def _leaves(cond: Condition) -> Iterable[Condition]:
-    if isinstance(cond, (All, AnyOf)):
-        for item in cond.items:
-            yield from _leaves(item)
-    elif isinstance(cond, Not):
-        yield from _leaves(cond.item)
-    else:
-        yield cond
-
-
-def _join(op: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
-    flat: list[dict[str, Any]] = []
-    for part in parts:
-        if len(part) == 1 and op in part:
-            flat.extend(part[op])
-        else:
-            flat.append(part)
-    return flat[0] if len(flat) == 1 else {op: flat}
-
-
-def to_durable(cond: Condition, negate: bool = False) -> dict[str, Any]:
-    """An expanded condition as a durable expression (negation pushed to the leaves)."""
+def _literals(cond: Condition, negate: bool, inline: dict[str, Condition]) -> list[Term]:
+    """The condition (or its negation) as a list of terms, each a set of literals (DNF)."""
     if isinstance(cond, Not):
-        return to_durable(cond.item, not negate)
+        return _literals(cond.item, not negate, inline)
     if isinstance(cond, (All, AnyOf)):
-        conjunction = isinstance(cond, All) != negate
-        return _join("$and" if conjunction else "$or", [to_durable(c, negate) for c in cond.items])
+        parts = [_literals(c, negate, inline) for c in cond.items]
+        if isinstance(cond, All) != negate:                      # a conjunction
+            terms: list[Term] = [frozenset()]
+            for part in parts:
+                terms = _simplify([t | p for t in terms for p in part])
+            return terms
+        return _simplify([t for part in parts for t in part])
+    if isinstance(cond, ConceptRef) and cond.name in inline:
+        return _literals(inline[cond.name], negate, inline)
     if isinstance(cond, TriIs):
-        return {"$neq": {cond.path: cond.value}} if negate else {cond.path: cond.value}
+        return [frozenset({(cond.path, "neq" if negate else "eq", cond.value)})]
     if isinstance(cond, ChoiceIn):
-        if not negate:
-            return _join("$or", [{cond.path: v} for v in cond.values])
-        return _join("$or", [{"$nex": {cond.path: 1}}, _join("$and", [{"$neq": {cond.path: v}} for v in cond.values])])
+        return _choice(cond.path, cond.values, negate)
     if isinstance(cond, Known):
-        present = cond.known != negate
-        return {"$ex" if present else "$nex": {cond.path: 1}}
+        return [frozenset({(cond.path, "ex" if cond.known != negate else "nex", 1)})]
     if isinstance(cond, Compare):
         if not negate:
-            return {_DURABLE_OP[cond.op]: {cond.path: cond.value}}
-        return _join("$or", [{"$nex": {cond.path: 1}}, {_OPPOSITE[cond.op]: {cond.path: cond.value}}])
-    if isinstance(cond, HasAction):
-        path = f"outcome.actions.{cond.action_id}"
-        return {"$neq": {path: "yes"}} if negate else {path: "yes"}
+            return [frozenset({(cond.path, cond.op, cond.value)})]
+        return [frozenset({(cond.path, "nex", 1)}), frozenset({(cond.path, _OPPOSITE[cond.op], cond.value)})]
+    if isinstance(cond, (ConceptRef, Fired, HasAction)):
+        return [frozenset({(outcome_key(cond), "eq", "no" if negate else "yes")})]
     if isinstance(cond, UrgencyIs):
         if not negate:
-            return _join("$or", [{"outcome.urgency": v} for v in cond.levels])
-        return _join("$and", [{"$neq": {"outcome.urgency": v}} for v in cond.levels])
-    raise TypeError(f"cannot compile {cond!r}: expand concepts and fired references first")
+            return [frozenset({("o.u", "eq", level)}) for level in cond.levels]
+        return [frozenset({("o.u", "neq", level) for level in cond.levels})]
+    raise TypeError(f"cannot compile {cond!r}")
 
 
-def build_units(data: RulesetData) -> list[Unit]:
-    """Every rule as its units, in ruleset order, with concepts and ``fired`` written out."""
-    expander = _Expander(data)
-    units: list[Unit] = []
-    for index, rule in enumerate(data.rules):
-        when = expander.expand(rule.when)
-        plain = tuple(o for o in rule.outputs if o.when is None)
-        units.append(Unit(f"r{index}", rule, True, when, plain))
-        by_condition: dict[Condition, list[Output]] = {}
-        for out in rule.outputs:
-            if out.when is not None:
-                by_condition.setdefault(out.when, []).append(out)
-        for j, (out_when, outs) in enumerate(by_condition.items()):
-            units.append(Unit(f"r{index}_{j}", rule, False, All((when, expander.expand(out_when))), tuple(outs)))
-    return units
+def _choice(path: str, values: tuple[str, ...], negate: bool) -> list[Term]:
+    spec = FIELDS[path]
+    others = tuple(v for v in spec.values if v not in values)
+    if path in ALWAYS_GIVEN:  # always in the fact: "not in X" is "in the others"
+        wanted = others if negate else values
+        if not wanted:
+            return []
+        unwanted = values if negate else others
+        if len(wanted) > 1 and unwanted:
+            return [frozenset({(path, "neq", v) for v in unwanted})]
+        return [frozenset({(path, "eq", v)}) for v in wanted]
+    if not negate:
+        return [frozenset({(path, "eq", v)}) for v in values]
+    return _simplify([frozenset({(path, "nex", 1)}), frozenset({(path, "neq", v) for v in values})])
 
 
-def _stage_of(units: list[Unit]) -> dict[str, int]:
-    producers_of_action, urgency_producers = _producers(units)
-    deps: dict[str, set[str]] = {}
-    by_name = {u.name: u for u in units}
+def outcome_key(cond: ConceptRef | Fired | HasAction) -> str:
+    if isinstance(cond, ConceptRef):
+        return f"o.c.{cond.name}"
+    if isinstance(cond, Fired):
+        return f"o.f.{cond.rule_id}"
+    return f"o.a.{cond.action_id}"
+
+
+def _consistent(term: Term) -> bool:
+    """False when the literals cannot all hold (x = a and x = b, x present and absent, empty ranges)."""
+    by_key: dict[str, list[tuple[str, Any]]] = {}
+    for key, op, value in term:
+        by_key.setdefault(key, []).append((op, value))
+    for tests in by_key.values():
+        ops = {op for op, _ in tests}
+        if "nex" in ops and ops - {"nex"}:
+            return False
+        equal = {v for op, v in tests if op == "eq"}
+        if len(equal) > 1 or equal & {v for op, v in tests if op == "neq"}:
+            return False
+        low, low_open, high, high_open = -math.inf, False, math.inf, False
+        for op, value in tests:
+            if op in ("gt", "ge") and (value > low or (value == low and op == "gt")):
+                low, low_open = value, op == "gt"
+            elif op in ("lt", "le") and (value < high or (value == high and op == "lt")):
+                high, high_open = value, op == "lt"
+        if low > high or (low == high and (low_open or high_open)):
+            return False
+    return True
+
+
+def _simplify(terms: list[Term]) -> list[Term]:
+    """Drop impossible terms, duplicates, and terms that a smaller term already covers."""
+    kept: list[Term] = []
+    for term in sorted({t for t in terms if _consistent(t)}, key=lambda t: (len(t), sorted(map(repr, t)))):
+        if not any(k <= term for k in kept):
+            kept.append(term)
+    return kept
+
+
+def _durable_literal(literal: Literal) -> dict[str, Any]:
+    key, op, value = literal
+    if op == "eq":
+        return {key: value}
+    if op in ("neq", "ex", "nex"):
+        return {f"${op}": {key: value}}
+    return {_DURABLE_OP[op]: {key: value}}
+
+
+def _literal_order(literal: Literal) -> tuple[int, str, str, str]:
+    key, op, value = literal
+    return (0 if op == "eq" else 1, key, op, repr(value))  # equalities first: they prune the walk soonest
+
+
+# ------------------------------------------------------------------------------ units and stages
+
+class _Builder:
+    def __init__(self, data: RulesetData):
+        self.data = data
+        self.main_of = {rule.id: f"r{i}" for i, rule in enumerate(data.rules)}
+        self.inline = self._inline_concepts()
+
+    def _inline_concepts(self) -> dict[str, Condition]:
+        """Concepts small enough to write out where they are used (no stage and no firing of their own)."""
+        inline: dict[str, Condition] = {}
+        changed = True
+        while changed:  # a concept can become inlinable once the concepts it uses are
+            changed = False
+            for concept in self.data.concepts.values():
+                if concept.id in inline:
+                    continue
+                try:
+                    pos = _literals(concept.when, False, inline)
+                    neg = _literals(concept.when, True, inline)
+                except TypeError:
+                    continue
+                if all(not key.startswith("o.") for t in pos + neg for key, _, _ in t) \
+                        and len(pos) <= INLINE_TERMS and len(neg) <= INLINE_TERMS:
+                    inline[concept.id] = concept.when
+                    changed = True
+        return inline
+
+    def units(self) -> list[Unit]:
+        units: list[Unit] = []
+        for i, concept in enumerate(self.data.concepts.values()):
+            if concept.id not in self.inline:
+                units.append(Unit(f"c{i}", None, True, concept.when, (Output("concept", concept.id),),
+                                  concept=concept.id))
+        for index, rule in enumerate(self.data.rules):
+            plain = tuple(o for o in rule.outputs if o.when is None)
+            units.append(Unit(f"r{index}", rule, True, rule.when, plain))
+            by_condition: dict[Condition, list[Output]] = {}
+            for out in rule.outputs:
+                if out.when is not None:
+                    by_condition.setdefault(out.when, []).append(out)
+            for j, (out_when, outs) in enumerate(by_condition.items()):
+                units.append(Unit(f"r{index}_{j}", rule, False, All((rule.when, out_when)), tuple(outs)))
+        return units
+
+    def terms(self, unit: Unit) -> list[Term]:
+        terms = _literals(unit.condition, False, self.inline)
+        # ``fired: RULE`` is read under the rule's main unit name (rule ids hold dots).
+        terms = [frozenset((self._key(k), op, v) for k, op, v in t) for t in terms]
+        if len(terms) > MAX_TERMS:
+            owner = unit.rule.id if unit.rule else None
+            file = unit.rule.file if unit.rule else "concepts.yaml"
+            what = f"concept '{unit.concept}'" if unit.concept else "the condition"
+            raise RulesetError(file, f"{what} expands to {len(terms)} alternatives (at most {MAX_TERMS}): "
+                                     f"name part of it as a concept", owner)
+        return terms
+
+    def _key(self, key: str) -> str:
+        if key.startswith("o.f."):
+            return f"o.f.{self.main_of[key[4:]]}"
+        return key
+
+
+def _reads(terms: list[Term]) -> set[str]:
+    return {key for term in terms for key, _, _ in term}
+
+
+def _producers(units: list[Unit]) -> dict[str, set[str]]:
+    """For each outcome key, the units whose firing decides it."""
+    of: dict[str, set[str]] = {}
     for unit in units:
-        needed: set[str] = set()
-        for leaf in _leaves(unit.condition):
-            if isinstance(leaf, HasAction):
-                needed.update(producers_of_action.get(leaf.action_id, set()))
-            elif isinstance(leaf, UrgencyIs):
-                needed.update(urgency_producers)
-        if any(by_name[n].rule.id == unit.rule.id for n in needed):
-            raise RulesetError(unit.rule.file, "the rule reads an outcome it produces itself", unit.rule.id)
-        deps[unit.name] = needed
+        if unit.main and unit.rule is not None:
+            of.setdefault(f"o.f.{unit.name}", set()).add(unit.name)
+        for out in unit.outputs:
+            if out.kind == "concept":
+                of.setdefault(f"o.c.{out.id}", set()).add(unit.name)
+            elif out.kind in ("action", "remove"):
+                of.setdefault(f"o.a.{out.id}", set()).add(unit.name)
+            elif out.kind == "urgency":
+                of.setdefault("o.u", set()).add(unit.name)
+    return of
 
+
+def _stages(units: list[Unit], reads: dict[str, set[str]]) -> dict[str, int]:
+    producers = _producers(units)
+    by_name = {u.name: u for u in units}
+    deps = {u.name: {p for key in reads[u.name] if key.startswith("o.") for p in producers.get(key, set())}
+            for u in units}
+    for unit in units:
+        if unit.rule is not None and any(by_name[n].rule is unit.rule for n in deps[unit.name]):
+            raise RulesetError(unit.rule.file, "the rule reads an outcome it produces itself", unit.rule.id)
     stage: dict[str, int] = {}
 
     def resolve(name: str, path: list[str]) -> int:
         if name in stage:
             return stage[name]
         if name in path:
-            rules = " -> ".join(by_name[n].rule.id for n in path[path.index(name):] + [name])
-            raise RulesetError(by_name[name].rule.file, f"outcomes depend on each other in a circle: {rules}",
-                               by_name[name].rule.id)
+            cycle = [by_name[n] for n in path[path.index(name):] + [name]]
+            text = " -> ".join(u.rule.id if u.rule else f"concept {u.concept}" for u in cycle)
+            first = next((u for u in cycle if u.rule), None)
+            raise RulesetError(first.rule.file if first and first.rule else "concepts.yaml",
+                               f"outcomes depend on each other in a circle: {text}",
+                               first.rule.id if first and first.rule else None)
         level = 0
         for dep in deps[name]:
             level = max(level, resolve(dep, path + [name]) + 1)
@@ -203,66 +343,121 @@ def _stage_of(units: list[Unit]) -> dict[str, int]:
     return stage
 
 
-def _closure(units: list[Unit], keep: set[str]) -> list[Unit]:
+def _closure(units: list[Unit], keep: set[str], reads: dict[str, set[str]]) -> list[Unit]:
     """The units in ``keep`` plus every unit whose outcomes they read (transitively)."""
-    producers_of_action, urgency_producers = _producers(units)
-    by_name = {u.name: u for u in units}
+    producers = _producers(units)
     todo = list(keep)
     while todo:
-        unit = by_name[todo.pop()]
-        for leaf in _leaves(unit.condition):
-            more: set[str] = set()
-            if isinstance(leaf, HasAction):
-                more = producers_of_action.get(leaf.action_id, set())
-            elif isinstance(leaf, UrgencyIs):
-                more = urgency_producers
-            for name in more - keep:
-                keep.add(name)
-                todo.append(name)
+        name = todo.pop()
+        for key in reads[name]:
+            for dep in producers.get(key, set()) - keep:
+                keep.add(dep)
+                todo.append(dep)
     return [u for u in units if u.name in keep]
 
 
-def compile_program(units: list[Unit]) -> Program:
+def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Program:
     """Assign stages and chunks and write durable's ruleset definition."""
-    stage_of = _stage_of(units)
+    reads = {u.name: _reads(unit_terms[u.name]) for u in units}
+    stage_of = _stages(units, reads)
     n_stages = max(stage_of.values(), default=-1) + 1
     placed: dict[str, Unit] = {}
-    stages: list[list[int]] = []
-    needs_actions: list[tuple[str, ...]] = []
-    needs_urgency: list[bool] = []
-    chunk = 0
+    term_names: dict[str, str] = {}
+    stages: list[Stage] = []
     definition: dict[str, Any] = {}
-    fields: set[str] = set()
+    all_fields: set[str] = set()
+    chunk = 0
     for s in range(n_stages):
         members = [u for u in units if stage_of[u.name] == s]
+        keys: set[str] = set()
+        flat = [(u, k, t) for u in members for k, t in enumerate(unit_terms[u.name])]
         chunks: list[int] = []
-        actions: set[str] = set()
-        urgency = False
-        for start in range(0, len(members), CHUNK_SIZE):
+        for start in range(0, len(flat), CHUNK_SIZE):
             chunks.append(chunk)
-            for unit in members[start:start + CHUNK_SIZE]:
-                placed[unit.name] = Unit(unit.name, unit.rule, unit.main, unit.condition, unit.outputs, s, chunk)
-                definition[unit.name] = {"all": [{"m": _join("$and", [{"chunk": chunk}, to_durable(unit.condition)])}]}
-                for leaf in _leaves(unit.condition):
-                    if isinstance(leaf, HasAction):
-                        actions.add(leaf.action_id)
-                    elif isinstance(leaf, UrgencyIs):
-                        urgency = True
-                    elif hasattr(leaf, "path"):
-                        fields.add(leaf.path)  # type: ignore[union-attr]
+            for unit, k, term in flat[start:start + CHUNK_SIZE]:
+                name = f"{unit.name}_t{k}"
+                term_names[name] = unit.name
+                literals = [{"chunk": chunk}] + [_durable_literal(lit) for lit in sorted(term, key=_literal_order)]
+                definition[name] = {"all": [{"m": literals[0] if len(literals) == 1 else {"$and": literals}}]}
+                keys.update(key for key, _, _ in term)
             chunk += 1
-        stages.append(chunks)
-        needs_actions.append(tuple(sorted(actions)))
-        needs_urgency.append(urgency)
-    return Program(placed, stages, needs_actions, needs_urgency, tuple(sorted(fields)), definition)
+        for unit in members:
+            placed[unit.name] = Unit(unit.name, unit.rule, unit.main, unit.condition, unit.outputs, unit.concept, s)
+        fields = tuple(sorted(k for k in keys if not k.startswith("o.")))
+        all_fields.update(fields)
+        stages.append(Stage(
+            chunks=tuple(chunks), fields=fields,
+            concepts=tuple(sorted(k[4:] for k in keys if k.startswith("o.c."))),
+            fired=tuple(sorted(k[4:] for k in keys if k.startswith("o.f."))),
+            actions=tuple(sorted(k[4:] for k in keys if k.startswith("o.a."))),
+            urgency="o.u" in keys, terms=len(flat),
+        ))
+    return Program(placed, term_names, stages, tuple(sorted(all_fields)), definition)
 
 
-def compile_ruleset(data: RulesetData) -> tuple[Program, dict[str, Program]]:
-    """The full program, and for each urgency a what-if program of the units able to go above it."""
-    units = build_units(data)
-    full = compile_program(units)
-    what_if: dict[str, Program] = {}
-    for level in ("routine", "urgent"):
-        keep = {u.name for u in units if any(o.kind == "urgency" and URGENCY_RANK[o.id] > URGENCY_RANK[level] for o in u.outputs)}
-        what_if[level] = compile_program(_closure(units, keep))
-    return full, what_if
+@dataclass
+class CompiledRuleset:
+    """The full program, and the pieces the what-if programs are cut from."""
+
+    full: Program
+    units: list[Unit]
+    unit_terms: dict[str, list[Term]]
+    reads: dict[str, set[str]]
+    field_readers: dict[str, set[str]]   # case field -> units that read it (directly)
+
+    def what_if(self, raise_above: str, flags: Iterable[str]) -> tuple[Program, frozenset[str]]:
+        """The program of the units that can set an urgency above ``raise_above`` or add one of ``flags``
+        (with every unit they read), and the case fields that can change its outcome."""
+        keep = {u.name for u in self.units if any(
+            (o.kind == "urgency" and URGENCY_RANK[o.id] > URGENCY_RANK[raise_above])
+            or (o.kind == "flag" and o.id in flags) for o in u.outputs)}
+        units = _closure(self.units, keep, self.reads) if keep else []
+        program = compile_program(units, {u.name: self.unit_terms[u.name] for u in units})
+        return program, frozenset(program.fields)
+
+
+def compile_ruleset(data: RulesetData) -> CompiledRuleset:
+    builder = _Builder(data)
+    units = builder.units()
+    unit_terms = {u.name: builder.terms(u) for u in units}
+    reads = {u.name: _reads(t) for u, t in ((u, unit_terms[u.name]) for u in units)}
+    full = compile_program(units, unit_terms)
+    readers: dict[str, set[str]] = {}
+    for name, keys in reads.items():
+        for key in keys:
+            if not key.startswith("o."):
+                readers.setdefault(key, set()).add(name)
+    _check_property_hashes(full)
+    return CompiledRuleset(full, units, unit_terms, reads, readers)
+
+
+def _fnv1a32(text: str) -> int:
+    value = 0x811C9DC5
+    for byte in text.encode():
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return value
+
+
+def _check_property_hashes(program: Program) -> None:
+    """durable finds a fact's properties by a 32-bit FNV-1a hash of the name: no two may collide."""
+    names = {"sid", "id", "world", "chunk", *program.fields, "o.u"}
+    for stage in program.stages:
+        names.update(f"o.c.{c}" for c in stage.concepts)
+        names.update(f"o.f.{f}" for f in stage.fired)
+        names.update(f"o.a.{a}" for a in stage.actions)
+    seen: dict[int, str] = {}
+    for name in sorted(names):
+        other = seen.setdefault(_fnv1a32(name), name)
+        if other != name:  # pragma: no cover - depends on the names a ruleset uses
+            raise RulesetError("ruleset.yaml", f"'{name}' and '{other}' have the same hash in durable-rules")
+
+
+def terms_of(program: Program) -> dict[str, list[str]]:
+    """Durable rule names of each unit (for tests and ``triage rules check``)."""
+    out: dict[str, list[str]] = {}
+    for term, unit in program.terms.items():
+        out.setdefault(unit, []).append(term)
+    return out
+
+
+__all__ = ["Program", "Stage", "Unit", "CompiledRuleset", "compile_ruleset", "urgency_of", "number_text"]

@@ -36,18 +36,18 @@ from typing import Any, Iterable
 
 import durable_rules_engine as _dre
 
-from ._compile import Program, Unit, urgency_of
+from ._compile import Program, Unit, number_text, urgency_of
 from ._errors import EngineError
 
 _LOCK = threading.Lock()
 _SIDS = itertools.count(1)
-_RESERVED = {"sid", "world", "chunk", "outcome", "id"}
 SENTINEL = "session_sentinel"
 _SENTINEL_CHUNK = -1
-# A fired message is {"<unit>":{"m":{<the fact>}}}. Facts hold only validated enum strings, numbers and
-# our own keys (no free text), so the unit name and the fact's world index can be read without decoding
+# A fired message is {"<term>":{"m":{<the fact>}}}. Facts hold only validated enum strings, numbers and
+# our own keys (no free text), so the term name and the fact's world index can be read without decoding
 # the whole fact; anything else falls back to json.loads.
 _MESSAGE = re.compile(r'^\{"(?P<name>[A-Za-z0-9_]+)":\{"m":\{.*"world": ?(?P<world>-?\d+)[,}]', re.S)
+YES, NO = '"yes"', '"no"'
 
 
 def _reset_after_fork() -> None:
@@ -58,26 +58,54 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def encode(value: Any) -> Any:
-    """A case value as the engine sees it; ``None`` for a choice or number means 'leave it out'."""
+def to_json(value: Any) -> str:
+    """JSON for durable's parser: numbers always in plain decimal form (it misreads ``1e-05``)."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, float)):
+        return number_text(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{to_json(v)}"
+                              for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(to_json(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} for durable-rules")
+
+
+def encode(value: Any) -> str | None:
+    """A case value as a JSON fragment the engine reads; ``None`` for a choice or number not given."""
     if value is True:
-        return "yes"
+        return YES
     if value is False:
-        return "no"
-    return value
+        return NO
+    if value is None:
+        return None
+    return to_json(value)
 
 
-def outcome_of(units: Iterable[Unit], actions: tuple[str, ...], with_urgency: bool) -> dict[str, Any]:
-    """What later stages may read: presence of the named actions (after removals) and the urgency."""
-    units = list(units)
-    added = {o.id for u in units for o in u.outputs if o.kind == "action"}
-    removed = {o.id for u in units for o in u.outputs if o.kind == "remove"}
-    result: dict[str, Any] = {}
-    if actions:
-        result["actions"] = {a: ("yes" if a in added and a not in removed else "no") for a in actions}
-    if with_urgency:
-        result["urgency"] = urgency_of(units)
-    return result
+class _Outcomes:
+    """What later stages may read of the units fired so far for one world."""
+
+    __slots__ = ("fired",)
+
+    def __init__(self) -> None:
+        self.fired: dict[str, Unit] = {}
+
+    def fragments(self, stage: Any) -> list[str]:
+        units = self.fired
+        parts = []
+        if stage.concepts:
+            have = {u.concept for u in units.values() if u.concept}
+            parts += [f'"o.c.{c}":{YES if c in have else NO}' for c in stage.concepts]
+        if stage.fired:
+            parts += [f'"o.f.{f}":{YES if f in units else NO}' for f in stage.fired]
+        if stage.actions:
+            added = {o.id for u in units.values() for o in u.outputs if o.kind == "action"}
+            removed = {o.id for u in units.values() for o in u.outputs if o.kind == "remove"}
+            parts += [f'"o.a.{a}":{YES if a in added and a not in removed else NO}' for a in stage.actions]
+        if stage.urgency:
+            parts.append(f'"o.u":"{urgency_of(units.values())}"')
+        return parts
 
 
 class CompiledEngine:
@@ -88,13 +116,9 @@ class CompiledEngine:
         self.program = program
         definition = dict(program.definition)
         definition[SENTINEL] = {"all": [{"m": {"chunk": _SENTINEL_CHUNK}}]}
-        self._definition = json.dumps(definition, ensure_ascii=False, sort_keys=True)
+        self._definition = to_json(dict(sorted(definition.items())))
         self._handle: int | None = None
         self._pid: int | None = None
-        self._max_firings = max(1, len(program.units))
-        clash = [f for f in program.fields if set(f.split(".")) & _RESERVED]
-        if clash:  # the message reader and the outcome facts rely on these keys being ours alone
-            raise EngineError(f"case fields {clash} use a key reserved by the engine ({sorted(_RESERVED)})")
 
     def _ensure_handle(self) -> int:
         pid = os.getpid()
@@ -106,41 +130,44 @@ class CompiledEngine:
             self._pid = pid
         return self._handle
 
-    def run(self, worlds: list[dict[str, Any]]) -> list[list[Unit]]:
-        """Evaluate each world (a nested fact dict) in one session; the units fired for each world."""
-        fired: list[list[Unit]] = [[] for _ in worlds]
+    def run(self, worlds: list[dict[str, str]]) -> list[list[Unit]]:
+        """Evaluate each world in one session; the units fired for each world, in firing order.
+
+        A world maps a case field's path to its value as a JSON fragment (see :func:`encode`);
+        a choice or a number that was not given is left out.
+        """
         program = self.program
         if not program.stages or not worlds:  # nothing to match: no session is opened
-            return fired
+            return [[] for _ in worlds]
+        outcomes = [_Outcomes() for _ in worlds]
         sid = str(next(_SIDS))
         with _LOCK:
             handle = self._ensure_handle()
             try:
-                for stage, chunks in enumerate(program.stages):
-                    facts = [{"sid": sid, "chunk": _SENTINEL_CHUNK, "world": -1}] if stage == 0 else []
+                for number, stage in enumerate(program.stages):
+                    facts = [f'{{"sid":"{sid}","chunk":{_SENTINEL_CHUNK},"world":-1}}'] if number == 0 else []
                     for index, world in enumerate(worlds):
-                        base = dict(world, sid=sid, world=index)
-                        if program.needs_actions[stage] or program.needs_urgency[stage]:
-                            base["outcome"] = outcome_of(fired[index], program.needs_actions[stage],
-                                                         program.needs_urgency[stage])
-                        for chunk in chunks:
-                            facts.append(dict(base, chunk=chunk))
-                    self._assert(handle, facts, fired, len(facts))
+                        parts = [f'"{path}":{world[path]}' for path in stage.fields if path in world]
+                        parts += outcomes[index].fragments(stage)
+                        body = ",".join(parts)
+                        head = f'{{"sid":"{sid}","world":{index},'
+                        facts += [f'{head}"chunk":{chunk}{"," if body else ""}{body}}}' for chunk in stage.chunks]
+                    self._assert(handle, "[" + ",".join(facts) + "]", outcomes, stage.terms * len(worlds) + 1)
             finally:
                 _dre.delete_state(handle, sid)
-        return fired
+        return [list(o.fired.values()) for o in outcomes]
 
-    def _assert(self, handle: int, facts: list[dict[str, Any]], fired: list[list[Unit]], n_facts: int) -> None:
+    def _assert(self, handle: int, facts: str, outcomes: list[_Outcomes], limit: int) -> None:
         try:
-            code, state = _dre.assert_facts(handle, json.dumps(facts, ensure_ascii=False))
+            code, state = _dre.assert_facts(handle, facts)
         except _dre.error as exc:
             raise EngineError(f"durable-rules failed on {self.label}: {exc}") from None
         # Code 1 ("not handled") means that SOME fact of the batch matched no rule, not that nothing
         # fired: the other facts' actions are pending all the same, so the queue is always drained.
         if code not in (0, 1):
             raise EngineError(f"durable-rules answered {code} on {self.label} (facts observed twice?)")
+        terms = self.program.terms
         units = self.program.units
-        limit = self._max_firings * n_facts
         count = 0
         action = _dre.start_action_for_state(handle, state)
         message = action[1] if action else None
@@ -148,20 +175,20 @@ class CompiledEngine:
             for name, world in _read_message(message):
                 if name == SENTINEL:
                     continue
-                unit = units.get(name)
-                if unit is None:
+                unit_name = terms.get(name)
+                if unit_name is None:
                     raise EngineError(f"durable-rules fired an unknown rule {name!r} on {self.label}")
-                if not 0 <= world < len(fired):
+                if not 0 <= world < len(outcomes):
                     raise EngineError(f"durable-rules returned a fact of an unknown world for {name!r}")
-                fired[world].append(unit)
+                outcomes[world].fired.setdefault(unit_name, units[unit_name])
             count += 1
-            if count > limit:
+            if count > limit:  # every term is a plain conjunction: it fires at most once per fact
                 raise EngineError(f"durable-rules kept firing on {self.label} (more than {limit} firings)")
             message = _dre.complete_and_start_action(handle, state)
 
 
 def _read_message(message: str) -> list[tuple[str, int]]:
-    """(unit name, world index) of each rule in a fired message."""
+    """(term name, world index) of each rule in a fired message."""
     match = _MESSAGE.match(message)
     if match:
         return [(match["name"], int(match["world"]))]

@@ -53,6 +53,7 @@ class Scores(_Frozen):
 class Unknown(_Frozen):
     field: str
     could_raise_to: Urgency
+    would_add_flags: list[str] = []
 
 
 class FiredRule(_Frozen):

@@ -119,7 +119,7 @@ class _RulesFile(_Strict):
 class Output:
     """One thing a rule produces: an action, a flag, an urgency or the removal of an action."""
 
-    kind: Literal["action", "flag", "urgency", "remove"]
+    kind: Literal["action", "flag", "urgency", "remove", "concept"]
     id: str
     when: Optional[Condition] = None
 

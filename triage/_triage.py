@@ -7,8 +7,10 @@ import threading
 from pathlib import Path
 from typing import Any, Optional
 
-from ._case import Case, FIELDS, GROUPS, normalised_dict, tri_state_presentation_fields, validate_case
-from ._compile import Program, compile_ruleset, urgency_of
+from ._case import (
+    Case, FIELDS, GROUPS, MRI_FOLLOW_UP, normalised_dict, tri_state_presentation_fields, validate_case,
+)
+from ._compile import CompiledRuleset, compile_ruleset, urgency_of
 from ._conditions import URGENCY_RANK
 from ._engine import CompiledEngine, encode
 from ._result import Result, Unknown, assemble
@@ -16,53 +18,46 @@ from ._ruleset import RulesetData, load_ruleset_data
 
 
 _LEAVES = [(path, tuple(path.split(".")), spec.kind == "tristate") for path, spec in FIELDS.items()]
+_UNKNOWN = '"unknown"'
+_YES = '"yes"'
 
 
-def _flatten(normalised: dict[str, Any]) -> dict[str, Any]:
-    """Every leaf of a normalised case (as a dict) by dotted path, encoded for the engine."""
-    flat: dict[str, Any] = {}
+def _flatten(normalised: dict[str, Any]) -> dict[str, str]:
+    """Every leaf of a normalised case by dotted path, as the JSON fragment the engine reads.
+
+    Tri-states are always there (``"unknown"`` when not assessed); a choice or a number that was not
+    given is left out.
+    """
+    flat: dict[str, str] = {}
     for path, parts, tristate in _LEAVES:
         node: Any = normalised
         for part in parts:
             node = node[part]
         if tristate:
-            flat[path] = "unknown" if node is None else encode(node)
+            flat[path] = _UNKNOWN if node is None else encode(node)  # type: ignore[assignment]
         elif node is not None:
-            flat[path] = node
+            flat[path] = encode(node)  # type: ignore[assignment]
     return flat
 
 
-def _nest(flat: dict[str, Any], fields: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
-    """The nested fact a program needs: only the fields its rules read, unknown choices left out."""
-    fact: dict[str, Any] = {}
-    for path, parts in fields:
-        if path in flat:
-            node = fact
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-            node[parts[-1]] = flat[path]
-    return fact
+def what_if_fields(flat: dict[str, str]) -> list[str]:
+    """The unknown findings the what-if considers (clinical-rules.md, Unknowns).
 
-
-def _field_parts(program: Program) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return tuple((path, tuple(path.split("."))) for path in program.fields)
-
-
-def what_if_fields(flat: dict[str, Any]) -> list[str]:
-    """The unknown tri-state findings the what-if considers (clinical-rules.md, Unknowns).
-
-    A group whose ``present`` is unknown stands for itself alone; a sub-finding counts only when its
-    group is present.
+    Every tri-state under ``presentation``: a group whose ``present`` is unknown stands for itself
+    alone, and a sub-finding counts only when its group is present. And, after an MRI, whether
+    anything began or worsened since it.
     """
     candidates = []
     for path in tri_state_presentation_fields():
-        if flat[path] != "unknown":
+        if flat[path] != _UNKNOWN:
             continue
         parts = path.split(".")
         if len(parts) == 3 and parts[1] in GROUPS and parts[2] != "present":
-            if flat[f"presentation.{parts[1]}.present"] != "yes":
+            if flat[f"presentation.{parts[1]}.present"] != _YES:
                 continue
         candidates.append(path)
+    if flat["assessment.mri_performed"] == _YES and flat[MRI_FOLLOW_UP] == _UNKNOWN:
+        candidates.append(MRI_FOLLOW_UP)
     return candidates
 
 
@@ -71,13 +66,12 @@ class Ruleset:
 
     def __init__(self, data: RulesetData):
         self.data = data
-        full, what_if = compile_ruleset(data)
-        tag = data.sha256[:12]
-        self._full = CompiledEngine(f"{data.name}-{tag}", full)
-        self._what_if = {level: CompiledEngine(f"{data.name}-{tag}-above-{level}", program)
-                         for level, program in what_if.items()}
-        self._fields = _field_parts(full)
-        self._what_if_fields = {level: _field_parts(p) for level, p in what_if.items()}
+        self.compiled: CompiledRuleset = compile_ruleset(data)
+        self._tag = f"{data.name}-{data.sha256[:12]}"
+        self._full = CompiledEngine(self._tag, self.compiled.full)
+        self._critical = tuple(f.id for f in data.flags.values() if f.severity == "critical")
+        self._what_if: dict[tuple[str, frozenset[str]], tuple[CompiledEngine, frozenset[str]]] = {}
+        self._what_if_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -96,37 +90,54 @@ class Ruleset:
         return self.data.path
 
     @property
-    def program(self) -> Program:
+    def program(self):  # type: ignore[no-untyped-def]
         return self._full.program
 
     def evaluate(self, case: Case | dict[str, Any]) -> Result:
         """Triage one case. Raises :class:`CaseValidationError` on an invalid case, nothing partial."""
         normalised = normalised_dict(validate_case(case))
         flat = _flatten(normalised)
-        fired = self._full.run([_nest(flat, self._fields)])[0]
+        fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
         urgency = urgency_of(fired)
-        unknowns = self._unknowns(flat, urgency)
+        flags = {o.id for u in fired for o in u.outputs if o.kind == "flag"}
+        unknowns = self._unknowns(flat, urgency, flags)
         return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
 
-    def _unknowns(self, flat: dict[str, Any], urgency: str) -> list[Unknown]:
-        """Each unknown finding that, set to true, would raise the urgency: computed by the rules."""
-        engine = self._what_if.get(urgency)
-        if engine is None:  # emergency: nothing is higher
-            return []
-        candidates = what_if_fields(flat)
+    def _what_if_engine(self, urgency: str, missing: frozenset[str]) -> tuple[CompiledEngine, frozenset[str]]:
+        key = (urgency, missing)
+        with self._what_if_lock:
+            found = self._what_if.get(key)
+            if found is None:
+                program, fields = self.compiled.what_if(urgency, missing)
+                label = f"{self._tag}-what-if-{len(self._what_if)}"
+                found = self._what_if[key] = (CompiledEngine(label, program), fields)
+            return found
+
+    def _unknowns(self, flat: dict[str, str], urgency: str, flags: set[str]) -> list[Unknown]:
+        """Each unknown finding that, set to true, would raise the urgency or add a critical flag.
+
+        Computed by the rules themselves: the what-if program holds the rules able to go above the
+        current urgency or to add a critical flag the result lacks (and the rules they read), and a
+        finding that none of them reads is not tried.
+        """
+        missing = frozenset(f for f in self._critical if f not in flags)
+        engine, fields = self._what_if_engine(urgency, missing)
+        candidates = [path for path in what_if_fields(flat) if path in fields]
         if not candidates:
             return []
         worlds = []
         for path in candidates:
             variant = dict(flat)
-            variant[path] = "yes"
-            worlds.append(_nest(variant, self._what_if_fields[urgency]))
-        results = engine.run(worlds)
+            variant[path] = _YES
+            worlds.append(variant)
         unknowns = []
-        for path, units in zip(candidates, results):
+        for path, units in zip(candidates, engine.run(worlds)):
             level = urgency_of(units)
-            if URGENCY_RANK[level] > URGENCY_RANK[urgency]:
-                unknowns.append(Unknown(field=path, could_raise_to=level))  # type: ignore[arg-type]
+            added = {o.id for u in units for o in u.outputs if o.kind == "flag" and o.id in missing}
+            if URGENCY_RANK[level] > URGENCY_RANK[urgency] or added:
+                unknowns.append(Unknown(
+                    field=path, could_raise_to=max(level, urgency, key=URGENCY_RANK.__getitem__),  # type: ignore[arg-type]
+                    would_add_flags=[f for f in self._critical if f in added]))
         return unknowns
 
 

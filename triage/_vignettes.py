@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ._case import tri_state_presentation_fields
+from ._case import unknown_fields
 from ._conditions import URGENCY_RANK
 from ._errors import CaseValidationError, Problem, VignetteFormatError
 from ._result import Result
@@ -141,10 +141,10 @@ def expectation_problems(vignette: Vignette, ruleset: Ruleset) -> list[str]:
     """Ids in the expectations that the ruleset does not know (each would check nothing)."""
     e = vignette.expect
     actions, flags = list(ruleset.data.actions), list(ruleset.data.flags)
-    fields = tri_state_presentation_fields()
+    fields = unknown_fields()
     return (_unknown_ids("action", e.actions_include + e.actions_exclude, actions, "actions")
             + _unknown_ids("flag", e.flags_include + e.flags_exclude, flags, "flags")
-            + _unknown_ids("tri-state presentation field", e.unknowns_include + e.unknowns_exclude, fields, "unknowns"))
+            + _unknown_ids("field of the unknowns", e.unknowns_include + e.unknowns_exclude, fields, "unknowns"))
 
 
 def check(vignette: Vignette, ruleset: Ruleset, file: str = "") -> VignetteOutcome:

@@ -94,8 +94,8 @@ def rules_check(ruleset_path: Optional[Path]) -> None:
     click.echo(f"sha256 {data.sha256}")
     click.echo(f"{len(data.rules)} rules in {len(data.files) - 2} files, {len(data.concepts)} concepts, "
                f"{len(data.actions)} actions, {len(data.flags)} flags")
-    click.echo(f"compiled: {len(program.units)} durable rules in {len(program.stages)} stages, "
-               f"{sum(len(s) for s in program.stages)} facts per evaluation")
+    click.echo(f"compiled: {len(program.units)} units as {len(program.terms)} durable rules in "
+               f"{len(program.stages)} stages, {program.n_chunks} facts per evaluation")
     click.echo("ok")
 
 
