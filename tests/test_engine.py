@@ -31,8 +31,12 @@ def varied_cases() -> list[dict]:
                      "treatments": {"bone_modifying_agent": "denosumab"}},
          "labs": {"corrected_calcium_mmol_l": 3.6, "creatinine_clearance_ml_min": 20}},
         {"patient": {"cancer": {"history": "current", "primary": "kidney"}},
-         "presentation": {"weakness": {"present": True, "progressive": True}, "non_ambulatory_hours": 50},
+         "presentation": {"weakness": {"present": True, "progressive": True}, "complete_paraplegia_hours": 50},
          "assessment": {"escc_grade": "3", "life_expectancy_months": 12}},
+        {"patient": {"cancer": {"history": "current", "primary": "breast"}},
+         "presentation": {"weakness": {"present": True}, "infection_suspected": True},
+         "assessment": {"mri_performed": True, "mri_compression": False, "new_findings_since_mri": True},
+         "labs": {"corrected_calcium_mmol_l": 1.85}},
         {"assessment": {"sins": {"total": 13}}, "patient": {"cancer": {"history": "past"}}},
         {"patient": {"cancer": {"history": "suspected", "primary": "lymphoma"}},
          "presentation": {"sphincter_disturbance": {"post_void_residual_ml": 300}}},
@@ -63,7 +67,7 @@ def test_two_thousand_evaluations_leave_no_engine_state(ruleset):
         case = cases[i % len(cases)]
         assert ruleset.evaluate(case).to_json() == reference[case["case_id"]]
     last_sid = next(_engine._SIDS)
-    engines = [ruleset._full, *ruleset._what_if.values()]
+    engines = [ruleset._full, *(engine for engine, _ in ruleset._what_if.values())]
     handles = [e._handle for e in engines if e._handle is not None]
     assert handles
     for sid in range(first_sid, last_sid + 1):
@@ -96,17 +100,16 @@ def test_eight_threads_never_mix_results(ruleset):
 
 def test_a_batch_whose_last_fact_matches_nothing_still_reports_the_others(ruleset):
     """durable answers 'not handled' for such a batch although the other facts fired (drained anyway)."""
-    engine = ruleset._what_if["routine"]
-    from triage._triage import _field_parts, _flatten, _nest
+    from triage._triage import _flatten
     from triage._case import normalised_dict, validate_case
 
+    engine, _ = ruleset._what_if_engine("routine", frozenset())
     flat = _flatten(normalised_dict(validate_case({})))
-    raising = dict(flat, **{"presentation.weakness.present": "yes"})
-    nothing = dict(flat, **{"patient.cancer.history": "none"})
-    fields = _field_parts(engine.program)
-    fired = engine.run([_nest(raising, fields), _nest(nothing, fields)])
-    assert {u.rule.id for u in fired[0]} >= {"mscc.suspected"}
-    assert fired[1] == []
+    raising = dict(flat, **{"presentation.weakness.present": '"yes"'})
+    nothing = dict(flat, **{"patient.cancer.history": '"none"'})
+    fired = engine.run([raising, nothing])
+    assert {u.rule.id for u in fired[0] if u.rule} >= {"mscc.suspected"}
+    assert [u for u in fired[1] if u.rule] == []
 
 
 def test_unknowns_are_the_what_if_of_the_rules(ruleset):
@@ -125,23 +128,49 @@ def test_sub_findings_count_only_when_their_group_is_present(ruleset):
     case = {"patient": {"cancer": {"history": "none"}},
             "presentation": {"sphincter_disturbance": {"present": False}, "weakness": {"present": False},
                              "gait_difficulty": False, "paraesthesia": {"present": True},
-                             "sciatica": {"present": True}}}
+                             "sciatica": {"present": True}, "focal_vertebral_pain": {"present": False}}}
     fields = [u.field for u in ruleset.evaluate(case).unknowns]
     # no cancer: only the cord signs among the sub-findings of a present group raise urgency (M3),
-    # and bilateral sciatica is a cauda equina red flag (M2, any history)
+    # bilateral sciatica is a cauda equina red flag (M2, any history), and so is a sexual change with
+    # sciatica; the sub-findings of the absent groups are not asked
     assert fields == ["presentation.paraesthesia.sensory_level", "presentation.paraesthesia.saddle_anaesthesia",
-                      "presentation.sciatica.bilateral"]
+                      "presentation.paraesthesia.bilateral_legs", "presentation.sciatica.bilateral",
+                      "presentation.sexual_dysfunction"]
 
 
-def test_no_unknowns_once_emergency(ruleset):
-    assert ruleset.evaluate(emergency_case()).unknowns == []
+def test_unknowns_at_emergency_list_the_critical_flags_they_would_add(ruleset):
+    case = emergency_case()
+    case["presentation"]["paraesthesia"] = {"present": True}
+    result = ruleset.evaluate(case)
+    assert result.urgency == "emergency"
+    by_field = {u.field: u for u in result.unknowns}
+    saddle = by_field["presentation.paraesthesia.saddle_anaesthesia"]
+    assert saddle.could_raise_to == "emergency" and saddle.would_add_flags == ["cauda_equina_red_flags"]
+    assert by_field["presentation.weakness.progressive"].would_add_flags == ["rapidly_progressive_deficit"]
+    # once every critical flag a finding could add is there, nothing is left to ask about it
+    flagged = emergency_case()
+    flagged["presentation"]["weakness"].update(progressive=True, bilateral=True)
+    assert "presentation.weakness.progressive" not in [u.field for u in ruleset.evaluate(flagged).unknowns]
+
+
+def test_a_clear_mri_asks_whether_anything_began_since(ruleset):
+    case = {"patient": {"cancer": {"history": "current", "primary": "breast"}},
+            "presentation": {"weakness": {"present": True, "onset_hours": 120}},
+            "assessment": {"mri_performed": True, "mri_compression": False}}
+    result = ruleset.evaluate(case)
+    assert result.urgency == "urgent"
+    assert ("assessment.new_findings_since_mri", "emergency") in [(u.field, u.could_raise_to) for u in result.unknowns]
+    case["assessment"]["new_findings_since_mri"] = False
+    assert "assessment.new_findings_since_mri" not in [u.field for u in ruleset.evaluate(case).unknowns]
 
 
 def test_urgency_never_lowered_by_an_unknown(ruleset):
     known_absent = {"patient": {"cancer": {"history": "current"}},
-                    "presentation": {"focal_vertebral_pain": {"present": True}, "weakness": {"present": False},
+                    "presentation": {"focal_vertebral_pain": {"present": True, "band_like": False},
+                                     "weakness": {"present": False},
                                      "paraesthesia": {"present": False}, "sphincter_disturbance": {"present": False},
-                                     "sciatica": {"present": False}, "gait_difficulty": False}}
+                                     "sciatica": {"present": False}, "gait_difficulty": False,
+                                     "sexual_dysfunction": False}}
     unknown = {"patient": {"cancer": {"history": "current"}},
                "presentation": {"focal_vertebral_pain": {"present": True}}}
     assert ruleset.evaluate(known_absent).urgency == ruleset.evaluate(unknown).urgency == "urgent"
@@ -149,22 +178,34 @@ def test_urgency_never_lowered_by_an_unknown(ruleset):
 
 
 def test_removal_wins_whichever_rule_added_the_action(ruleset):
-    case = emergency_case()
+    case = {"patient": {"cancer": {"history": "current", "primary": "breast"}},
+            "presentation": {"focal_vertebral_pain": {"present": True}},
+            "assessment": {"mri_performed": True, "mri_compression": False, "vertebral_fracture": True}}
     assert "cementoplasty_assessment" in ruleset.evaluate(case).action_ids()
-    case["assessment"] = {"escc_grade": "2"}
+    case["assessment"]["sins"] = {"total": 13}
     result = ruleset.evaluate(case)
     assert "cementoplasty_assessment" not in result.action_ids()
     assert "not_for_cementoplasty_alone" in result.flag_ids()
 
 
+def test_one_mri_at_the_earliest_time_asked(ruleset):
+    case = {"patient": {"cancer": {"history": "current", "primary": "prostate"}},
+            "presentation": {"weakness": {"present": True, "limbs": "legs", "bilateral": True}}}
+    result = ruleset.evaluate(case)
+    mri = [a for a in result.action_ids() if a.startswith("mri_")]
+    assert mri == ["mri_whole_spine_within_4h"]
+    assert "mscc.one_scan_within_4h" in [r.id for r in result.fired_rules]
+
+
 def test_actions_are_ordered_by_timing_and_because_names_every_rule(ruleset):
-    result = ruleset.evaluate({"patient": {"cancer": {"history": "current"}},
+    result = ruleset.evaluate({"patient": {"cancer": {"history": "current", "primary": "breast"}},
                                "presentation": {"weakness": {"present": True, "limbs": "legs", "bilateral": True}}})
     order = ["immediately", "within_4h", "within_24h", "within_1_week", "routine"]
     ranks = [order.index(a.timing) for a in result.actions]
     assert ranks == sorted(ranks)
     surgical = next(a for a in result.actions if a.id == "urgent_spinal_surgical_opinion")
     assert surgical.because == ["mscc.suspected", "mscc.cauda_equina"]
+    assert [a.id for a in result.actions].count("bladder_scan") == 1
     assert "GIRFT" in surgical.source and "NG234" in surgical.source
     assert len(result.headline) <= 140
 
@@ -188,7 +229,7 @@ def _write_wide_ruleset(folder: Path, n: int) -> None:
 def test_more_rules_matching_one_case_than_durable_allows_per_fact(tmp_path):
     _write_wide_ruleset(tmp_path, 100)
     wide = triage.load_ruleset(tmp_path)
-    assert len(wide.program.stages[0]) >= 3  # chunked
+    assert len(wide.program.stages[0].chunks) >= 3  # chunked
     result = wide.evaluate({"patient": {"age_years": 40}})
     assert len(result.flags) == 100
     assert len(result.fired_rules) == 100

@@ -131,7 +131,8 @@ def test_rules_check_cli_reports_a_broken_file_and_exits_3(rules_copy):
 def test_rules_check_cli_on_the_project_rules():
     out = CliRunner().invoke(main, ["rules", "check"])
     assert out.exit_code == 0, out.output
-    assert "36 rules in 4 files" in out.output and out.output.rstrip().endswith("ok")
+    assert f"{len(triage.load_ruleset().data.rules)} rules in 4 files" in out.output
+    assert out.output.rstrip().endswith("ok")
 
 
 def test_every_rule_carries_id_version_title_rationale_source(ruleset):
