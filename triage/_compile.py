@@ -140,6 +140,8 @@ def _literals(cond: Condition, negate: bool, inline: dict[str, Condition]) -> li
         return _simplify([t for part in parts for t in part])
     if isinstance(cond, ConceptRef) and cond.name in inline:
         return _literals(inline[cond.name], negate, inline)
+    if isinstance(cond, Fired) and f"fired:{cond.rule_id}" in inline:
+        return _literals(inline[f"fired:{cond.rule_id}"], negate, inline)
     if isinstance(cond, TriIs):
         return [frozenset({(cond.path, "neq" if negate else "eq", cond.value)})]
     if isinstance(cond, ChoiceIn):
@@ -238,22 +240,27 @@ class _Builder:
         self.inline = self._inline_concepts()
 
     def _inline_concepts(self) -> dict[str, Condition]:
-        """Concepts small enough to write out where they are used (no stage and no firing of their own)."""
+        """Concepts and ``fired:`` references small enough to write out where they are used.
+
+        A concept made only of field tests, or a rule's condition, whose terms and whose negation's
+        terms are each at most ``INLINE_TERMS``, is written out: no stage of its own and no firing to
+        wait for. The others are read as outcomes of an earlier stage.
+        """
         inline: dict[str, Condition] = {}
+        candidates = [(c.id, c.when, True) for c in self.data.concepts.values()]
+        candidates += [(f"fired:{r.id}", r.when, False) for r in self.data.rules]
         changed = True
-        while changed:  # a concept can become inlinable once the concepts it uses are
+        while changed:  # a condition can become inlinable once the ones it uses are
             changed = False
-            for concept in self.data.concepts.values():
-                if concept.id in inline:
+            for key, when, fields_only in candidates:
+                if key in inline:
                     continue
-                try:
-                    pos = _literals(concept.when, False, inline)
-                    neg = _literals(concept.when, True, inline)
-                except TypeError:
+                pos = _literals(when, False, inline)
+                neg = _literals(when, True, inline)
+                if fields_only and any(k.startswith("o.") for t in pos + neg for k, _, _ in t):
                     continue
-                if all(not key.startswith("o.") for t in pos + neg for key, _, _ in t) \
-                        and len(pos) <= INLINE_TERMS and len(neg) <= INLINE_TERMS:
-                    inline[concept.id] = concept.when
+                if len(pos) <= INLINE_TERMS and len(neg) <= INLINE_TERMS:
+                    inline[key] = when
                     changed = True
         return inline
 
