@@ -3,69 +3,39 @@
 The form layer translates its own widgets (radio buttons, selects, number inputs) into a case; the
 engine receives real JSON booleans and numbers. A value the form cannot read is a field error shown
 next to the field, never dropped. Every word shown comes from ``rules/form.yaml``,
-``rules/vocabulary.yaml`` (English labels) and ``rules/labels.fr.yaml`` (French labels).
+``rules/vocabulary.yaml`` (English labels) and ``rules/labels.fr.yaml`` (French labels), loaded and
+checked when the app starts (:mod:`api.form_texts`): a broken file stops the start, never a request.
+If the engine fails, the page says so in its own language, keeps the answers and asks for triage
+by clinical judgement meanwhile (503); any other failure of a form page is an HTML page too, never JSON.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 from flask import Blueprint, Flask, current_app, render_template, request
+from werkzeug.exceptions import HTTPException
 
 import triage
 from triage._case import FIELDS
 
+from .form_texts import Texts, load_texts
+
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
 LANGUAGES = ("en", "fr")
-
-
-@dataclass(frozen=True)
-class Texts:
-    """Every word the form shows, in both languages, read from the ruleset folder."""
-
-    groups: list[dict[str, Any]]
-    fields: dict[str, dict[str, str]]
-    choices: dict[str, dict[str, str]]
-    words: dict[str, dict[str, str]]
-    messages: dict[str, dict[str, str]]
-    actions: dict[str, dict[str, str]]
-    flags: dict[str, dict[str, str]]
-    headlines: dict[str, dict[str, str]]   # English headline -> {en, fr}
-
-
-def load_texts(ruleset: triage.Ruleset) -> Texts:
-    folder = Path(ruleset.path)
-    form = yaml.safe_load((folder / "form.yaml").read_text(encoding="utf-8"))
-    fr = yaml.safe_load((folder / "labels.fr.yaml").read_text(encoding="utf-8"))
-    data = ruleset.data
-    actions = {a: {"en": d.label, "fr": fr["actions"].get(a, "")} for a, d in data.actions.items()}
-    flags = {f: {"en": d.label, "fr": fr["flags"].get(f, "")} for f, d in data.flags.items()}
-    headlines = {data.headlines[u]: {"en": data.headlines[u], "fr": fr["headlines"]["default"][u]}
-                 for u in data.headlines}
-    for rule in data.rules:
-        if rule.headline:
-            headlines[rule.headline] = {"en": rule.headline, "fr": fr["headlines"]["rules"].get(rule.id, "")}
-    return Texts(form["groups"], form["fields"], {str(k): v for k, v in form["choices"].items()},
-                 {str(k): v for k, v in form["words"].items()}, form["messages"], actions, flags, headlines)
-
-
-@lru_cache(maxsize=8)
-def _texts_for(sha256: str, path: str) -> Texts:
-    from . import ruleset_of
-
-    return load_texts(ruleset_of(current_app))
+TEXTS = "mscc_form_texts"   # app.extensions key of the checked Texts
+log = logging.getLogger("mscc_triage.web")
 
 
 def texts() -> Texts:
-    from . import ruleset_of
+    """The form's words, loaded and checked when the app started."""
+    return current_app.extensions[TEXTS]
 
-    rs = ruleset_of(current_app)
-    return _texts_for(rs.sha256, str(rs.path))
+
+def _lang_of_request() -> str:
+    return "fr" if request.path.startswith("/fr/") else "en"
 
 
 # ------------------------------------------------------------------------------------ form -> case
@@ -145,6 +115,7 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     field_errors: dict[str, str] = {}
     general_errors: list[str] = []
     result = None
+    engine_failed = False
     if request.method == "POST":
         values = {k: v for k, v in request.form.items() if k in FIELDS}
         case, form_errors = case_from_form(request.form)
@@ -162,11 +133,15 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
                         field_errors.setdefault(target, text)
                     else:
                         general_errors.append(text)
-    status = 422 if (field_errors or general_errors) else 200
+            except triage.EngineError:
+                # Never the case in the log. The answers stay on screen for another try.
+                log.error("triage engine failure on the form (%s)", request.path)
+                engine_failed = True
+    status = 503 if engine_failed else 422 if (field_errors or general_errors) else 200
     rules = {r.id: r for r in rs.data.rules}
     return render_template(
         "triage_form.html", lang=lang, t=t, fields=FIELDS, values=values, field_errors=field_errors,
-        general_errors=general_errors, result=result, ruleset=rs, rules=rules,
+        general_errors=general_errors, result=result, engine_failed=engine_failed, ruleset=rs, rules=rules,
         other_lang_url="/fr/" if lang == "en" else "/", self_url="/" if lang == "en" else "/fr/",
     ), status
 
@@ -181,9 +156,23 @@ def form_fr():  # type: ignore[no-untyped-def]
     return _page("fr")
 
 
+@bp.errorhandler(Exception)
+def _form_page_failed(exc: Exception):  # type: ignore[no-untyped-def]
+    """Any failure on a form page is a page in its language, never the API's JSON problem."""
+    status = (exc.code or 500) if isinstance(exc, HTTPException) else 500
+    if status >= 500:
+        log.error("form page failed: %s on %s %s", type(exc).__name__, request.method, request.path)
+    lang = _lang_of_request()
+    return render_template("triage_error.html", lang=lang, t=texts(), status=status,
+                           self_url="/" if lang == "en" else "/fr/"), status
+
+
 def init_app(app: Flask) -> None:
-    """Register the form blueprint; its words are checked at start-up like the rules."""
+    """Register the form blueprint; its words are loaded and checked now, like the rules."""
     from . import ruleset_of
 
-    load_texts(ruleset_of(app))
+    loaded = load_texts(ruleset_of(app))
+    for note in loaded.unused:
+        log.warning("form texts: %s", note)
+    app.extensions[TEXTS] = loaded
     app.register_blueprint(bp)

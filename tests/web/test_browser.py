@@ -102,3 +102,62 @@ def test_keyboard_only(browser, live_url):
     browser.find_element(By.CSS_SELECTOR, 'input[name="presentation.gait_difficulty"][value="true"]').send_keys(Keys.SPACE)
     submit(browser, Keys.ENTER)
     assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text == "EMERGENCY"
+
+
+NEW_QUESTIONS = {"presentation.focal_vertebral_pain.present": "true", "presentation.focal_vertebral_pain.band_like": "true",
+                 "presentation.paraesthesia.bilateral_legs": "true",
+                 "presentation.sphincter_disturbance.altered_urinary_sensation": "false",
+                 "presentation.sexual_dysfunction": "false", "presentation.infection_suspected": "true",
+                 "presentation.complete_paraplegia_hours": "0", "assessment.new_findings_since_mri": "true",
+                 "patient.cancer.history": "current"}
+
+
+@pytest.mark.parametrize("lang, help_text", [("en", "38 °C"), ("fr", "38 °C")])
+def test_questions_of_case_format_2_1_in_the_browser(browser, live_url, lang, help_text):
+    browser.get(live_url + ("/" if lang == "en" else "/fr/"))
+    infection = browser.find_element(By.ID, "group-infection")
+    assert help_text in infection.text
+    fill(browser, NEW_QUESTIONS)
+    browser.find_element(By.ID, "group-sphincters").location_once_scrolled_into_view
+    browser.save_screenshot(str(SCREENSHOTS / f"questions-2-1-{lang}.png"))
+    submit(browser)
+    assert browser.find_elements(By.ID, "urgency-banner") or browser.find_elements(By.ID, "error-summary")
+    for name, value in NEW_QUESTIONS.items():
+        control = browser.find_elements(By.NAME, name)[0]
+        if control.get_attribute("type") == "radio":
+            assert browser.find_element(By.CSS_SELECTOR, f'input[name="{name}"][value="{value}"]').is_selected(), name
+        elif control.tag_name == "select":
+            assert Select(control).first_selected_option.get_attribute("value") == value, name
+        else:
+            assert control.get_attribute("value") == value, name
+    browser.save_screenshot(str(SCREENSHOTS / f"result-2-1-{lang}.png"))
+
+
+@pytest.mark.parametrize("lang, title", [("en", "No result: the triage engine failed."),
+                                         ("fr", "Aucun résultat : le moteur de triage a échoué.")])
+def test_engine_failure_in_the_browser(browser, live_url, monkeypatch, lang, title):
+    import triage
+
+    def fail(self, case):  # fault injection: the engine fails whatever the case
+        raise triage.EngineError("injected")
+
+    monkeypatch.setattr(triage.Ruleset, "evaluate", fail)
+    browser.get(live_url + ("/" if lang == "en" else "/fr/"))
+    fill(browser, {"presentation.weakness.present": "true"})
+    submit(browser)
+    box = browser.find_element(By.ID, "engine-error")
+    assert title in box.text and "{" not in browser.find_element(By.TAG_NAME, "body").text[:200]
+    assert browser.find_element(By.CSS_SELECTOR, 'input[name="presentation.weakness.present"][value="true"]').is_selected()
+    browser.save_screenshot(str(SCREENSHOTS / f"engine-error-{lang}.png"))
+
+
+def test_print_button_works_under_the_content_security_policy(browser, live_url):
+    # No inline script (the CSP forbids it): the button is wired by print.js and shown only then.
+    browser.get(live_url + "/")
+    fill(browser, CASES["urgent"][0])
+    submit(browser)
+    button = browser.find_element(By.ID, "print")
+    assert button.is_displayed()
+    browser.execute_script("window.__printed = false; window.print = function () { window.__printed = true; };")
+    button.click()
+    assert browser.execute_script("return window.__printed;") is True

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 import triage
-from api.web import case_from_form, load_texts
+from api.form_texts import load_texts
+from api.web import case_from_form
 from triage._case import FIELDS
 
-RULES = Path(__file__).resolve().parents[2] / "rules"
+RULES = Path(triage.load_ruleset().path)   # the ruleset the app serves by default
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +35,11 @@ def test_every_case_field_choice_and_word_in_both_languages(texts):
     form = yaml.safe_load((RULES / "form.yaml").read_text())
     for section in ("fields", "choices", "words", "messages"):
         for key, value in form[section].items():
-            assert set(value) == {"en", "fr"} and all(value.values()), (section, key)
+            assert set(value) - {"help"} == {"en", "fr"} and value["en"] and value["fr"], (section, key)
+            if "help" in value:
+                assert set(value["help"]) == {"en", "fr"} and all(value["help"].values()), (section, key)
     assert set(texts.fields) == set(FIELDS)
-    grouped = [f for g in texts.groups for f in g["fields"]]
+    grouped = [f for g in texts.groups for f in g.fields]
     assert sorted(grouped) == sorted(FIELDS) and len(grouped) == len(set(grouped))
     for spec in FIELDS.values():
         for value in spec.values:
@@ -116,3 +122,227 @@ def test_colour_pairs_meet_wcag_aa():
     for colour in ("#a4161a", "#8a4b00", "#0a3d91", "#444444"):   # error and severity text, links, muted text
         assert contrast(colour, "#ffffff") >= 4.5, colour
     assert contrast("#a4161a", "#fff0f0") >= 4.5   # error text on the error background
+
+
+def test_shipped_form_files_hold_no_entry_the_ruleset_does_not_know(texts):
+    # Labels for fields, ids or rules the case model and the ruleset do not have (a stale entry, or a
+    # headline for a rule id that was renamed) are not refused at start-up, but the shipped files hold none.
+    assert texts.unused == ()
+
+
+# ------------------------------------------------------------------------------------ case-format 2.1
+
+NEW_IN_2_1 = {   # field -> group it is asked in
+    "presentation.focal_vertebral_pain.band_like": "pain",
+    "presentation.paraesthesia.bilateral_legs": "sensation",
+    "presentation.sphincter_disturbance.altered_urinary_sensation": "sphincters",
+    "presentation.sexual_dysfunction": "sphincters",
+    "presentation.infection_suspected": "infection",
+    "presentation.complete_paraplegia_hours": "walking",
+    "assessment.new_findings_since_mri": "imaging",
+}
+
+
+@pytest.mark.parametrize("path, group", sorted(NEW_IN_2_1.items()))
+def test_questions_of_case_format_2_1_are_asked_with_help_in_both_languages(texts, client, path, group):
+    assert path in FIELDS, f"{path}: not in the case model yet"
+    assert path in next(g for g in texts.groups if g.id == group).fields
+    assert texts.help[path]["en"] and texts.help[path]["fr"]
+    for url, lang in (("/", "en"), ("/fr/", "fr")):
+        html = client.get(url).get_data(as_text=True)
+        section = html[html.index(f'id="group-{group}"'):]
+        assert f'name="{path}"' in section.split("</fieldset>\n  {% endfor %}")[0]
+        control_id = "f-" + path.replace(".", "-")
+        help_html = f'<p class="help" id="{control_id}-help">'
+        assert help_html in html and f'aria-describedby="{control_id}-help"' in html, (path, lang)
+        assert _escape(texts.help[path][lang]) in html and _escape(texts.fields[path][lang]) in html
+
+
+def _escape(text: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(text))
+
+
+def test_help_says_what_the_spec_means():
+    form = yaml.safe_load((RULES / "form.yaml").read_text())["fields"]
+    assert "38 °C" in form["presentation.infection_suspected"]["help"]["en"]
+    assert "38 °C" in form["presentation.infection_suspected"]["help"]["fr"]
+    assert "after that MRI" in form["assessment.new_findings_since_mri"]["help"]["en"]
+    assert "après cette IRM" in form["assessment.new_findings_since_mri"]["help"]["fr"]
+
+
+def test_new_widgets_become_a_typed_case():
+    case, errors = case_from_form({"presentation.infection_suspected": "true", "presentation.sexual_dysfunction": "false",
+                                   "presentation.complete_paraplegia_hours": "36,5",
+                                   "assessment.new_findings_since_mri": "true"})
+    assert errors == {}
+    assert case == {"presentation": {"infection_suspected": True, "sexual_dysfunction": False,
+                                     "complete_paraplegia_hours": 36.5},
+                    "assessment": {"new_findings_since_mri": True}}
+
+
+# ------------------------------------------------------------------------------------ broken files stop the start
+
+def _broken_copy(tmp_path: Path, file: str, edit) -> Path:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder)
+    path = folder / file
+    path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return folder
+
+
+def _drop_line(prefix: str):  # type: ignore[no-untyped-def]
+    def edit(text: str) -> str:
+        lines = text.splitlines(keepends=True)
+        found = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+        assert found, prefix
+        del lines[found[0]]
+        return "".join(lines)
+    return edit
+
+
+def _set_yaml(section_path: list[str], value):  # type: ignore[no-untyped-def]
+    def edit(text: str) -> str:
+        data = yaml.safe_load(text)
+        node = data
+        for key in section_path[:-1]:
+            node = node[key]
+        if value is _DELETE:
+            del node[section_path[-1]]
+        else:
+            node[section_path[-1]] = value
+        return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    return edit
+
+
+_DELETE = object()
+
+
+def _changed(before: str, after: str) -> str:
+    assert after != before, "the edit found nothing to change"
+    return after
+
+BROKEN = [
+    # (id, file, edit, words expected in the message)
+    ("not yaml", "form.yaml", lambda t: t + "\nwords: [unclosed\n", ["form.yaml", "not valid YAML"]),
+    ("a key twice", "labels.fr.yaml", lambda t: _changed(t, t.replace("flags:\n", "flags:\n  sins_unstable: x\n", 1)),
+     ["labels.fr.yaml", "sins_unstable", "appears twice"]),
+    ("field label missing", "form.yaml", _drop_line("  presentation.weakness.bilateral:"),
+     ["form.yaml", "fields.presentation.weakness.bilateral", "missing"]),
+    ("field asked in no group", "form.yaml", lambda t: _changed(t, t.replace(" presentation.weakness.bilateral,\n", "\n", 1)),
+     ["form.yaml", "presentation.weakness.bilateral", "no group"]),
+    ("empty French field label", "form.yaml",
+     _set_yaml(["fields", "presentation.sciatica.bilateral"], {"en": "Both legs", "fr": " "}),
+     ["form.yaml", "fields.presentation.sciatica.bilateral.fr", "French text is empty"]),
+    ("empty French help", "form.yaml",
+     _set_yaml(["fields", "presentation.infection_suspected", "help", "fr"], ""),
+     ["form.yaml", "fields.presentation.infection_suspected.help.fr", "empty"]),
+    ("choice label missing", "form.yaml", _set_yaml(["choices", "lumbar"], _DELETE),
+     ["form.yaml", "choices.lumbar", "missing"]),
+    ("word missing", "form.yaml", _set_yaml(["words", "within_4h"], _DELETE), ["form.yaml", "words.within_4h", "missing"]),
+    ("message placeholder unknown", "form.yaml",
+     _set_yaml(["messages", "out_of_range", "fr"], "Doit être {op} {bounds}."),
+     ["form.yaml", "messages.out_of_range.fr", "{bounds}", "did you mean bound?"]),
+    ("French action label missing", "labels.fr.yaml", _set_yaml(["actions", "analgesia"], _DELETE),
+     ["labels.fr.yaml", "actions.analgesia", "missing"]),
+    ("French flag label empty", "labels.fr.yaml", _set_yaml(["flags", "sins_unstable"], ""),
+     ["labels.fr.yaml", "flags.sins_unstable", "empty"]),
+    ("French action label not text", "labels.fr.yaml", _set_yaml(["actions", "analgesia"], None),
+     ["labels.fr.yaml", "actions.analgesia", "must be a string"]),
+    ("French headline missing", "labels.fr.yaml", _set_yaml(["headlines", "rules", "mscc.suspected"], _DELETE),
+     ["labels.fr.yaml", "headlines.rules.mscc.suspected", "missing"]),
+    ("French default headline missing", "labels.fr.yaml", _set_yaml(["headlines", "default", "urgent"], _DELETE),
+     ["labels.fr.yaml", "headlines.default.urgent", "missing"]),
+    ("unknown section", "form.yaml", lambda t: t + "\nwrods: {}\n", ["form.yaml", "wrods", "did you mean words?"]),
+    ("missing file", "labels.fr.yaml", None, ["labels.fr.yaml", "not found"]),
+]
+
+
+@pytest.mark.parametrize("file, edit, expected", [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN])
+def test_a_broken_form_file_names_file_key_and_reason(tmp_path, file, edit, expected):
+    if edit is None:
+        folder = tmp_path / "rules"
+        shutil.copytree(RULES, folder)
+        (folder / file).unlink()
+    else:
+        folder = _broken_copy(tmp_path, file, edit)
+    with pytest.raises(triage.RulesetError) as info:
+        load_texts(triage.load_ruleset(folder))
+    message = str(info.value)
+    for word in expected:
+        assert word in message, (word, message)
+    # ... and the app does not start (never a 500 on '/')
+    from api import create_app
+
+    with pytest.raises(triage.RulesetError):
+        create_app({"TESTING": True, "MSCC_RULES_PATH": str(folder), "CDS_STORE_PATH": str(tmp_path / "c.sqlite3")})
+
+
+def test_an_entry_the_ruleset_does_not_know_is_listed_with_a_hint_not_refused(tmp_path):
+    folder = _broken_copy(tmp_path, "labels.fr.yaml", lambda t: t.replace(
+        "  analgesia:", "  analgesia_now: Antalgie\n  analgesia:", 1))
+    unused = load_texts(triage.load_ruleset(folder)).unused
+    assert any("actions.analgesia_now: not an id of the vocabulary" in note for note in unused), unused
+
+
+@pytest.mark.parametrize("argv", [["rules", "check"], ["serve", "--dev", "--port", "1"]])
+def test_cli_refuses_broken_form_files_with_exit_3_and_no_traceback(tmp_path, argv):
+    folder = _broken_copy(tmp_path, "labels.fr.yaml", _set_yaml(["flags", "sins_unstable"], ""))
+    done = subprocess.run([sys.executable, "-m", "triage", *argv, "--ruleset", str(folder)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "labels.fr.yaml" in done.stderr and "flags.sins_unstable" in done.stderr and "empty" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------ engine failure
+
+def _fail_with(exc: Exception):  # type: ignore[no-untyped-def]
+    def evaluate(self, case):  # type: ignore[no-untyped-def]
+        raise exc
+    return evaluate
+
+
+@pytest.mark.parametrize("url, title, kept", [("/", "No result: the triage engine failed.", "clinical judgement"),
+                                              ("/fr/", "Aucun résultat : le moteur de triage a échoué.",
+                                               "jugement clinique")])
+def test_engine_failure_is_a_readable_page_in_its_language_keeping_the_answers(client, monkeypatch, url, title, kept):
+    monkeypatch.setattr(triage.Ruleset, "evaluate", _fail_with(triage.EngineError("durable failed")))
+    response = client.post(url, data={"presentation.weakness.present": "true", "patient.age_years": "70"})
+    assert response.status_code == 503 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert _escape(title) in html and kept in html and 'id="engine-error"' in html
+    assert 'name="presentation.weakness.present" value="true" checked' in html and 'value="70"' in html
+    assert "durable failed" not in html and "problem" not in response.mimetype
+
+
+@pytest.mark.parametrize("url, lang, words", [("/", "en", "This page could not be shown."),
+                                              ("/fr/", "fr", "Cette page n'a pas pu être affichée.")])
+def test_any_other_failure_of_a_form_page_is_html_never_json(client, monkeypatch, url, lang, words):
+    monkeypatch.setattr(triage.Ruleset, "evaluate", _fail_with(RuntimeError("boom")))
+    response = client.post(url, data={"presentation.weakness.present": "true"})
+    assert response.status_code == 500 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert f'<html lang="{lang}">' in html and _escape(words) in html and "boom" not in html
+    # the JSON API keeps its problem details
+    assert client.post("/v1/triage", json={}).mimetype == "application/problem+json"
+
+
+def test_form_texts_module_imports_without_flask():
+    # The command line (triage rules check, triage serve) checks the form's words with it.
+    code = ("import sys, api.form_texts; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_still_to_ask_names_the_critical_flag_an_unknown_would_add(client):
+    # Already an emergency: an unknown is worth asking when it would add a critical flag (spec 2.1).
+    html = client.post("/fr/", data={"patient.cancer.history": "current", "patient.cancer.primary": "breast",
+                                     "presentation.weakness.present": "true"}).get_data(as_text=True)
+    asked = html[html.index('class="unknowns"'):]
+    asked = asked[:asked.index("</ul>")]
+    assert 'data-field="presentation.weakness.progressive"' in asked
+    assert "Déficit neurologique d'aggravation rapide" in asked.replace("&#39;", "'")

@@ -1,0 +1,355 @@
+"""The form's words (``form.yaml``, ``labels.fr.yaml``), loaded and checked like the rules.
+
+Flask-free on purpose: the app factory calls :func:`load_texts` when it starts, and so can the
+command line (``triage rules check``, ``triage serve``) without importing a web framework. A broken
+file never reaches a request: anything wrong raises :class:`triage.RulesetError` (exit 3 on the
+command line) naming the file, the key and the reason, with a "did you mean" hint where one helps:
+
+- a file that is missing, is not YAML, or repeats a key;
+- a section or an entry of the wrong shape (each text is ``{en: ..., fr: ...}``, both non-empty);
+- a missing key: a case field without a label or a group, a choice of the case model without a
+  label, a word or a message the page uses, a vocabulary action or flag without a French label, a
+  rule headline without a French headline;
+- a message whose ``{placeholders}`` the form cannot fill.
+
+Entries the ruleset does not know (a label for a field the case model lacks, a French label for an
+id the vocabulary lacks, a headline for a rule that does not exist) are not shown anywhere; they
+are listed in :attr:`Texts.unused` (with a hint) rather than refused, so that the form's files can
+run ahead of the case model and the rules while those change. A test keeps the shipped files free of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+import yaml
+
+import triage
+from triage import RulesetError
+from triage._case import FIELDS
+
+FORM_FILE = "form.yaml"
+LABELS_FR_FILE = "labels.fr.yaml"
+LANGUAGES = ("en", "fr")
+URGENCIES = ("emergency", "urgent", "routine")
+TIMINGS = ("immediately", "within_4h", "within_24h", "within_1_week", "routine")
+SEVERITIES = ("critical", "warning", "info")
+SINS_CATEGORIES = ("stable", "potentially_unstable", "unstable")
+
+# Every word the page uses (api/templates/*), by key of ``words``.
+PAGE_WORDS = (
+    "yes", "no", "not_assessed", "not_known", "title", "intro", "new_or_worse", "submit", "reset", "switch",
+    "result", "actions", "flags", "still_to_ask", "would_raise", "colon", "semicolon", "sins_score", "why", "ruleset",
+    "errors_title", "disclaimer", "print", "engine_error_title", "engine_error_body", "engine_error_retry",
+    "error_title", "error_body", "back_to_form",
+)
+# Every message code the form shows, with the placeholders it may use.
+MESSAGES: dict[str, frozenset[str]] = {
+    "not_a_number": frozenset(),
+    "not_a_whole_number": frozenset(),
+    "out_of_range": frozenset({"op", "bound"}),
+    "contradiction": frozenset({"other"}),
+    "incomplete_sins": frozenset(),
+    "invalid_value": frozenset(),
+}
+TEXT_KEYS = frozenset(LANGUAGES)
+FIELD_KEYS = frozenset({*LANGUAGES, "help"})
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    label: Mapping[str, str]
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Texts:
+    """Every word the form shows, in both languages, checked complete."""
+
+    groups: tuple[Group, ...]
+    fields: Mapping[str, Mapping[str, str]]            # case field -> {en, fr}
+    help: Mapping[str, Mapping[str, str]]              # case field -> {en, fr}, for some fields
+    choices: Mapping[str, Mapping[str, str]]
+    words: Mapping[str, Mapping[str, str]]
+    messages: Mapping[str, Mapping[str, str]]
+    actions: Mapping[str, Mapping[str, str]]           # vocabulary id -> {en, fr}
+    flags: Mapping[str, Mapping[str, str]]
+    headlines: Mapping[str, Mapping[str, str]]         # English headline -> {en, fr}
+    unused: tuple[str, ...] = field(default=())        # entries the ruleset does not know (see above)
+
+
+class _NoDuplicateLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key written twice in one mapping (the second would win silently)."""
+
+
+def _mapping_without_duplicates(loader: _NoDuplicateLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key '{key}' appears twice in one mapping", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_NoDuplicateLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _hint(name: str, candidates: Iterable[str]) -> Optional[str]:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else None
+
+
+class _File:
+    """One file being checked: its name, and the first problem found raises with it."""
+
+    def __init__(self, folder: Path, name: str):
+        self.name = name
+        path = folder / name
+        if not path.is_file():
+            raise RulesetError(name, f"file not found in {folder}")
+        try:
+            with path.open(encoding="utf-8") as stream:   # a YAML error then names the file and line
+                self.data = yaml.load(stream, Loader=_NoDuplicateLoader)  # noqa: S506 (a safe loader)
+        except yaml.YAMLError as exc:
+            raise RulesetError(name, f"is not valid YAML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise RulesetError(name, f"is not UTF-8 text: {exc}") from None
+        if not isinstance(self.data, dict):
+            raise RulesetError(name, "must be a YAML mapping")
+
+    def fail(self, key: str, reason: str, hint: Optional[str] = None) -> RulesetError:
+        return RulesetError(self.name, f"{key}: {reason}", hint=hint)
+
+    def section(self, key: str, kind: type, parent: Optional[Mapping[str, Any]] = None, where: str = "") -> Any:
+        source = self.data if parent is None else parent
+        name = f"{where}.{key}" if where else key
+        if key not in source:
+            raise self.fail(name, "missing")
+        value = source[key]
+        if not isinstance(value, kind) or not value:
+            raise self.fail(name, f"must be a non-empty {'list' if kind is list else 'mapping'}")
+        return value
+
+    def only_keys(self, data: Mapping[str, Any], allowed: Iterable[str], where: str = "") -> None:
+        for key in data:
+            if key not in allowed:
+                raise self.fail(f"{where}.{key}" if where else str(key), "unknown key", _hint(str(key), allowed))
+
+    def text(self, value: Any, key: str, allowed: frozenset[str] = TEXT_KEYS) -> dict[str, str]:
+        """``{en: ..., fr: ...}``, both non-empty strings."""
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a mapping {en: ..., fr: ...}")
+        self.only_keys(value, allowed, key)
+        out = {}
+        for lang in LANGUAGES:
+            if lang not in value:
+                raise self.fail(key, f"the {_language(lang)} text is missing")
+            out[lang] = self.label(value[lang], f"{key}.{lang}", _language(lang))
+        return out
+
+    def label(self, value: Any, key: str, language: str = "French") -> str:
+        if not isinstance(value, str):
+            raise self.fail(key, f"the {language} text must be a string, not {type(value).__name__}")
+        if not value.strip():
+            raise self.fail(key, f"the {language} text is empty")
+        return value
+
+
+def _language(lang: str) -> str:
+    return {"en": "English", "fr": "French"}[lang]
+
+
+def _keyed(data: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(k): v for k, v in data.items()}
+
+
+def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = None) -> Texts:
+    """Read and check the form's words of ``ruleset``'s folder against its case model and vocabulary.
+
+    ``fields`` is the case model's field table (``triage._case.FIELDS`` unless given, for tests).
+    Raises :class:`triage.RulesetError` on the first problem: the file, the key and the reason.
+    """
+    fields = FIELDS if fields is None else fields
+    folder = Path(ruleset.path)
+    unused: list[str] = []
+    form = _File(folder, FORM_FILE)
+    form.only_keys(form.data, ("groups", "fields", "choices", "words", "messages"))
+
+    # fields: a label (and an optional help text) for every case field
+    raw_fields = _keyed(form.section("fields", dict))
+    labels: dict[str, dict[str, str]] = {}
+    help_texts: dict[str, dict[str, str]] = {}
+    for path, value in raw_fields.items():
+        entry = form.text(value, f"fields.{path}", FIELD_KEYS)
+        if isinstance(value, dict) and "help" in value:
+            help_texts[path] = form.text(value["help"], f"fields.{path}.help")
+        if path in fields:
+            labels[path] = entry
+        else:
+            unused.append(f"{FORM_FILE}: fields.{path}: not a field of the case model"
+                          + _suffix(_hint(path, [f for f in fields if f not in raw_fields])))
+    for path in fields:
+        if path not in labels:
+            raise form.fail(f"fields.{path}", "missing: every case field needs a label",
+                            _hint(path, [p for p in raw_fields if p not in fields]))
+    help_texts = {p: h for p, h in help_texts.items() if p in fields}
+
+    # groups: every case field asked exactly once
+    groups: list[Group] = []
+    seen_ids: set[str] = set()
+    placed: dict[str, str] = {}
+    for index, raw in enumerate(form.section("groups", list)):
+        where = f"groups[{index}]"
+        if not isinstance(raw, dict):
+            raise form.fail(where, "must be a mapping with id, en, fr and fields")
+        form.only_keys(raw, ("id", *LANGUAGES, "fields"), where)
+        gid = raw.get("id")
+        if not isinstance(gid, str) or not gid:
+            raise form.fail(f"{where}.id", "missing or not a string")
+        where = f"groups.{gid}"
+        if gid in seen_ids:
+            raise form.fail(where, "two groups have this id")
+        seen_ids.add(gid)
+        label = form.text({k: raw.get(k) for k in LANGUAGES if k in raw}, where)
+        members = form.section("fields", list, raw, where)
+        shown = []
+        for path in members:
+            if not isinstance(path, str):
+                raise form.fail(f"{where}.fields", f"{path!r} is not a field path")
+            if path in placed:
+                raise form.fail(f"{where}.fields", f"{path} is already asked in group {placed[path]}")
+            placed[path] = gid
+            if path in fields:
+                shown.append(path)
+            else:
+                unused.append(f"{FORM_FILE}: {where}.fields: {path}: not a field of the case model")
+        groups.append(Group(gid, label, tuple(shown)))
+    for path in fields:
+        if path not in placed:
+            raise form.fail("groups", f"{path} is asked in no group: add it to one")
+
+    # choices: a label for every value of every choice field
+    raw_choices = _keyed(form.section("choices", dict))
+    needed_choices = {v for spec in fields.values() if getattr(spec, "kind", None) == "enum" for v in spec.values}
+    choices = {}
+    for key, value in raw_choices.items():
+        choices[key] = form.text(value, f"choices.{key}")
+        if key not in needed_choices:
+            unused.append(f"{FORM_FILE}: choices.{key}: no case field offers this choice"
+                          + _suffix(_hint(key, [c for c in needed_choices if c not in raw_choices])))
+    for value in sorted(needed_choices):
+        if value not in choices:
+            raise form.fail(f"choices.{value}", "missing: every choice of the case model needs a label",
+                            _hint(value, [c for c in choices if c not in needed_choices]))
+
+    # words and messages the page uses
+    raw_words = _keyed(form.section("words", dict))
+    data = ruleset.data
+    needed_words = {*PAGE_WORDS, *URGENCIES, *SEVERITIES, *SINS_CATEGORIES,
+                    *(a.timing for a in data.actions.values()), *(f.severity for f in data.flags.values())}
+    words = {key: form.text(value, f"words.{key}") for key, value in raw_words.items()}
+    for key in sorted(needed_words):
+        if key not in words:
+            raise form.fail(f"words.{key}", "missing: the page uses this word",
+                            _hint(key, [w for w in words if w not in needed_words]))
+    unused += [f"{FORM_FILE}: words.{key}: the page does not use this word" for key in words if key not in needed_words]
+
+    raw_messages = _keyed(form.section("messages", dict))
+    messages = {}
+    for key, value in raw_messages.items():
+        messages[key] = form.text(value, f"messages.{key}")
+        allowed = MESSAGES.get(key)
+        if allowed is None:
+            unused.append(f"{FORM_FILE}: messages.{key}: the form never shows this message"
+                          + _suffix(_hint(key, [m for m in MESSAGES if m not in raw_messages])))
+            continue
+        for lang, template in messages[key].items():
+            _check_placeholders(form, f"messages.{key}.{lang}", template, allowed)
+    for key in MESSAGES:
+        if key not in messages:
+            raise form.fail(f"messages.{key}", "missing: the form shows this message",
+                            _hint(key, [m for m in messages if m not in MESSAGES]))
+
+    # labels.fr.yaml: a French label for every action and flag, a French headline for every headline
+    fr = _File(folder, LABELS_FR_FILE)
+    fr.only_keys(fr.data, ("actions", "flags", "headlines"))
+    actions = _french_labels(fr, "actions", {a: d.label for a, d in data.actions.items()}, unused)
+    flags = _french_labels(fr, "flags", {f: d.label for f, d in data.flags.items()}, unused)
+    raw_headlines = fr.section("headlines", dict)
+    fr.only_keys(raw_headlines, ("default", "rules"), "headlines")
+    defaults = fr.section("default", dict, raw_headlines, "headlines")
+    headlines: dict[str, dict[str, str]] = {}
+    for urgency, english in data.headlines.items():
+        if urgency not in defaults:
+            raise fr.fail(f"headlines.default.{urgency}", "missing: a French default headline is needed")
+        headlines[english] = {"en": english, "fr": fr.label(defaults[urgency], f"headlines.default.{urgency}")}
+    for urgency in defaults:
+        if urgency not in data.headlines:
+            unused.append(f"{LABELS_FR_FILE}: headlines.default.{urgency}: not an urgency of the ruleset")
+    by_rule = _keyed(raw_headlines.get("rules") or {})
+    if not isinstance(raw_headlines.get("rules", {}), dict):
+        raise fr.fail("headlines.rules", "must be a mapping of rule id to French headline")
+    rules = {r.id: r for r in data.rules}
+    for rule in data.rules:
+        if not rule.headline:
+            continue
+        key = f"headlines.rules.{rule.id}"
+        if rule.id not in by_rule:
+            raise fr.fail(key, f"missing: rule {rule.id} has a headline ({rule.headline!r}) without a French one",
+                          _hint(rule.id, [r for r in by_rule if r not in rules]))
+        headlines.setdefault(rule.headline, {"en": rule.headline, "fr": fr.label(by_rule[rule.id], key)})
+    for rule_id, value in by_rule.items():
+        fr.label(value, f"headlines.rules.{rule_id}")
+        if rule_id not in rules:
+            unused.append(f"{LABELS_FR_FILE}: headlines.rules.{rule_id}: no rule has this id"
+                          + _suffix(_hint(rule_id, [r for r, rule in rules.items()
+                                                    if rule.headline and r not in by_rule])))
+        elif not rules[rule_id].headline:
+            unused.append(f"{LABELS_FR_FILE}: headlines.rules.{rule_id}: this rule has no headline")
+
+    return Texts(tuple(groups), labels, help_texts, choices, words, messages, actions, flags, headlines,
+                 tuple(unused))
+
+
+def _french_labels(fr: _File, section: str, english: Mapping[str, str], unused: list[str]) -> dict[str, dict[str, str]]:
+    raw = _keyed(fr.section(section, dict))
+    out = {}
+    for key, label in english.items():
+        if key not in raw:
+            raise fr.fail(f"{section}.{key}", "missing: every id of the vocabulary needs a French label",
+                          _hint(key, [k for k in raw if k not in english]))
+        out[key] = {"en": label, "fr": fr.label(raw[key], f"{section}.{key}")}
+    for key, value in raw.items():
+        fr.label(value, f"{section}.{key}")
+        if key not in english:
+            unused.append(f"{LABELS_FR_FILE}: {section}.{key}: not an id of the vocabulary"
+                          + _suffix(_hint(key, [k for k in english if k not in raw])))
+    return out
+
+
+def _check_placeholders(file: _File, key: str, template: str, allowed: frozenset[str]) -> None:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise file.fail(key, f"is not a valid message template: {exc}") from None
+    for name in names:
+        if name not in allowed:
+            raise file.fail(key, f"unknown placeholder {{{name}}}" + (
+                f": this message may use {', '.join('{' + a + '}' for a in sorted(allowed))}" if allowed
+                else ": this message takes none"), _hint(name, allowed))
+
+
+def _suffix(hint: Optional[str]) -> str:
+    return f" ({hint})" if hint else ""
+
+
+def check_ruleset_texts(ruleset_path: Optional[Path | str] = None) -> Texts:
+    """For the command line: load the ruleset (as ``triage.load_ruleset``) and check its form files."""
+    return load_texts(triage.load_ruleset(ruleset_path))
