@@ -13,7 +13,6 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
-SHARED_VIGNETTES = ROOT.parent / "shared" / "vignettes"
 PROJECT_VIGNETTES = ROOT / "tests" / "vignettes"
 
 
@@ -41,11 +40,6 @@ def _emergency_case(**presentation) -> dict:
 def emergency_case():
     """A builder of a plain suspected-MSCC case (lung cancer, new leg weakness)."""
     return _emergency_case
-
-
-@pytest.fixture(scope="session")
-def shared_vignettes() -> Path:
-    return SHARED_VIGNETTES
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ normalisation, so that what reaches the rules is consistent and complete.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ._hints import closest
 from ._errors import CaseValidationError, Problem
 from ._sins import SINS_COMPONENTS, sins_total
 
@@ -230,9 +230,9 @@ def _pydantic_problem(error: dict[str, Any], data: Any) -> Problem:
         parent = _model_at(loc[:-1])
         reason = "is not a field of case-format 2.1"
         if parent is not None:
-            close = difflib.get_close_matches(loc[-1], list(parent.model_fields), n=1)
+            close = closest(loc[-1], list(parent.model_fields))
             if close:
-                reason += f"; did you mean '{'.'.join(loc[:-1] + [close[0]])}'?"
+                reason += f"; did you mean '{'.'.join(loc[:-1] + [close])}'?"
         return Problem(path, reason, "unknown_field")
     if kind in ("bool_type",):
         return Problem(path, "must be true, false or null (a JSON boolean, not a string or a number)", kind)

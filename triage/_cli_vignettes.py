@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tomllib
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +21,30 @@ from ._vignettes import replay as replay_suite
 from .cli import RULESET_OPTION, handle_errors, load_for_cli, read_case_text
 
 
+def suite_ruleset(ruleset_path: Optional[Path], paths: tuple[Path, ...]) -> Optional[Path]:
+    """The ruleset a suite is replayed against: ``--ruleset``, else ``$MSCC_TRIAGE_RULES``, else the
+    ``vignette_ruleset`` of the nearest ``pyproject.toml`` above the suite (as the pytest plugin reads
+    it, relative to that file's folder), else the installed ruleset (``None``)."""
+    if ruleset_path is not None or os.environ.get("MSCC_TRIAGE_RULES") or not paths:
+        return ruleset_path
+    start = paths[0].resolve()
+    for folder in [start, *start.parents] if start.is_dir() else start.parents:
+        config = folder / "pyproject.toml"
+        if not config.is_file():
+            continue
+        try:
+            ini = tomllib.loads(config.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {}).get(
+                "ini_options", {})
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        value = ini.get("vignette_ruleset")
+        if isinstance(value, str) and value:
+            click.echo(f"ruleset: vignette_ruleset of {config}", err=True)
+            return folder / value
+        return None
+    return None
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @RULESET_OPTION
@@ -30,8 +56,11 @@ from .cli import RULESET_OPTION, handle_errors, load_for_cli, read_case_text
 @handle_errors
 def replay(paths: tuple[Path, ...], ruleset_path: Optional[Path], fmt: str, quiet: bool, show_coverage: bool,
            fail_on_uncovered: bool) -> None:
-    """Replay vignette files or folders; exit 1 if any vignette fails."""
-    ruleset = load_for_cli(ruleset_path)
+    """Replay vignette files or folders; exit 1 if any vignette fails.
+
+    The ruleset is --ruleset, else $MSCC_TRIAGE_RULES, else the suite's pyproject.toml
+    (vignette_ruleset under [tool.pytest.ini_options]), else the installed one."""
+    ruleset = load_for_cli(suite_ruleset(ruleset_path, paths))
     outcomes = replay_suite(paths, ruleset)
     failed = sum(not o.passed for o in outcomes)
     cov = suite_coverage(outcomes, ruleset) if (show_coverage or fail_on_uncovered) else None
@@ -119,7 +148,8 @@ def vignette_new(case_file, vignette_id: str, title: str, output: Optional[Path]
     case = read_case_text(case_file.read(), case_file.name)
     if not isinstance(case, dict):
         raise CaseValidationError([Problem("", "a case must be a JSON object", "invalid_type")])
-    text = yaml.safe_dump(skeleton(case, load_for_cli(ruleset_path), vignette_id, title), sort_keys=False,
+    ruleset = load_for_cli(suite_ruleset(ruleset_path, (output,) if output else ()))
+    text = yaml.safe_dump(skeleton(case, ruleset, vignette_id, title), sort_keys=False,
                           allow_unicode=True)
     text = "# Recorded from today's result: check every expectation before you rely on it.\n" + text
     if output:
@@ -134,7 +164,7 @@ def vignette_new(case_file, vignette_id: str, title: str, output: Optional[Path]
 @handle_errors
 def vignette_check(paths: tuple[Path, ...], ruleset_path: Optional[Path]) -> None:
     """Check vignette files without running them: format, unknown keys, unknown ids, duplicate ids."""
-    problems = lint(paths, load_for_cli(ruleset_path))
+    problems = lint(paths, load_for_cli(suite_ruleset(ruleset_path, paths)))
     for problem in problems:
         click.echo(problem)
     click.echo(f"{len(problems)} problems" if problems else "ok")

@@ -22,10 +22,10 @@ holds when x is unknown, as a rule author reading it would expect.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any, Union
 
+from ._hints import did_you_mean
 from ._case import FIELDS
 
 URGENCIES = ("routine", "urgent", "emergency")
@@ -109,8 +109,7 @@ class ConditionError(ValueError):
 
 
 def _hint(word: str, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    return did_you_mean(word, choices)
 
 
 def parse_condition(raw: Any, where: str) -> Condition:

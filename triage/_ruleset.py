@@ -13,7 +13,6 @@ The ruleset's ``sha256`` is reproducible from a shell, over every regular file o
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._conditions import (
     URGENCIES, All, ConceptRef, Condition, ConditionError, Fired, HasAction, Not, parse_condition, references,
 )
+from ._hints import did_you_mean
 from ._errors import RulesetError
 
 TIMINGS = ("immediately", "within_4h", "within_24h", "within_1_week", "routine")
@@ -171,8 +171,7 @@ class RulesetData:
 
 
 def _hint(word: str, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    return did_you_mean(word, choices)
 
 
 def ruleset_sha256(folder: Path) -> str:

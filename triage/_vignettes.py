@@ -6,7 +6,6 @@ An expectation that names an id the ruleset does not know is itself a failure: o
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ._case import unknown_fields
 from ._conditions import URGENCY_RANK
+from ._hints import closest
 from ._errors import CaseValidationError, Problem, VignetteFormatError
 from ._result import Result
 from ._triage import Ruleset
@@ -131,8 +131,8 @@ def _unknown_ids(kind: str, ids: list[str], known: list[str], key: str) -> list[
     out = []
     for item in ids:
         if item not in known:
-            close = difflib.get_close_matches(item, known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            close = closest(item, known)
+            hint = f"; did you mean {close}?" if close else ""
             out.append(f"{key}: '{item}' is not a known {kind}{hint}")
     return out
 

@@ -99,6 +99,26 @@ def rules_check(ruleset_path: Optional[Path]) -> None:
     click.echo("ok")
 
 
+@main.command()
+@RULESET_OPTION
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@handle_errors
+def vocabulary(ruleset_path: Optional[Path], fmt: str) -> None:
+    """List every action (id, timing, label) and flag (id, severity, label) a vignette may name."""
+    data = load_for_cli(ruleset_path).data
+    if fmt == "json":
+        click.echo(json.dumps({"actions": [a.model_dump() for a in data.actions.values()],
+                               "flags": [f.model_dump() for f in data.flags.values()]}, indent=2, ensure_ascii=False))
+        return
+    width = max(len(i) for i in [*data.actions, *data.flags])
+    click.echo("actions:")
+    for a in data.actions.values():
+        click.echo(f"  {a.id:<{width}}  {a.timing:<13} {a.label}")
+    click.echo("flags:")
+    for f in data.flags.values():
+        click.echo(f"  {f.id:<{width}}  {f.severity:<13} {f.label}")
+
+
 @rules.command("list")
 @RULESET_OPTION
 @handle_errors
