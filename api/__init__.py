@@ -4,35 +4,87 @@ The core (``triage``) does the triage; this package translates HTTP to core call
 The ruleset is loaded and checked once, in :func:`create_app`: a broken rule file stops the
 server from starting, with the reason. durable-rules state is created lazily in each worker
 process on its first evaluation, so a pre-forking server's master evaluates nothing.
+
+Settings read from the environment when the config does not give them (``triage serve`` sets
+them): ``MSCC_PUBLIC_BASE_URL`` -> ``PUBLIC_BASE_URL`` (the URL clients call, e.g.
+``https://triage.example.org/``: the JWT audience and the links in cards; required when CDS Hooks
+issuers are configured, never taken from the request's Host header) and ``MSCC_CDS_STORE_PATH`` ->
+``CDS_STORE_PATH`` (the SQLite file of seen JWT ids and feedback; by default a new private folder
+per app, shared by the workers of one server because the app is loaded before they fork).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
-
-from flask import Flask
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import triage
 
+from .limits import MAX_BODY_BYTES
+
+if TYPE_CHECKING:   # Flask is imported by create_app: api.form_texts (used by the CLI) stays Flask-free
+    from flask import Flask, Response
+
 EXTENSION = "mscc_triage"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+                               "object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+class ApiConfigError(ValueError):
+    """The service's configuration cannot work (found at start-up, never during a request)."""
+
+    code = "invalid_config"
 
 
 def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     """Build the app. ``config`` overrides defaults (e.g. ``MSCC_RULES_PATH`` for another ruleset)."""
+    from flask import Flask
+
     app = Flask(__name__)
     app.config.from_mapping(
         MSCC_RULES_PATH=None,             # None: the project's rules/ (or $MSCC_TRIAGE_RULES)
-        MAX_CONTENT_LENGTH=64 * 1024,     # bytes; a case is a few kB (documented in the README)
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,  # bytes; a case is a few kB (documented in the README)
+        PUBLIC_BASE_URL=os.environ.get("MSCC_PUBLIC_BASE_URL") or None,
+        CDS_STORE_PATH=os.environ.get("MSCC_CDS_STORE_PATH") or None,
     )
     if config:
         app.config.from_mapping(config)
+    _check_config(app)
     app.extensions[EXTENSION] = triage.load_ruleset(app.config["MSCC_RULES_PATH"])
 
     from . import http, web
 
     http.init_app(app)
     web.init_app(app)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
     return app
+
+
+def _check_config(app: Flask) -> None:
+    base = app.config.get("PUBLIC_BASE_URL")
+    if base:
+        if not str(base).startswith(("https://", "http://")):
+            raise ApiConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, not {base!r}")
+        app.config["PUBLIC_BASE_URL"] = str(base).rstrip("/") + "/"
+    elif app.config.get("CDS_TRUSTED_ISSUERS"):
+        raise ApiConfigError("CDS_TRUSTED_ISSUERS needs PUBLIC_BASE_URL (or MSCC_PUBLIC_BASE_URL, or "
+                             "'triage serve --public-url'): the JWT audience is the URL the EHR calls, "
+                             "never the request's Host header")
+    if not app.config.get("CDS_STORE_PATH"):
+        app.config["CDS_STORE_PATH"] = os.path.join(tempfile.mkdtemp(prefix="mscc-triage-"), "cds.sqlite3")
 
 
 def ruleset_of(app: Flask) -> triage.Ruleset:

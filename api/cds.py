@@ -4,22 +4,28 @@ FHIR R4 prefetch resources are mapped to a case through the declarative code map
 ``api/fhir_codemap.yaml``. Anything not mapped stays unknown (null), never absent: the card lists
 what is still to be assessed. When trusted issuers are configured (``CDS_TRUSTED_ISSUERS``:
 ``{issuer: JWKS dict}``), every call must carry a JWT signed with an asymmetric algorithm, with
-``aud`` the called URL, ``exp``, ``iat``, ``jti`` (never seen before) and a trusted ``iss``. Seen
-``jti`` and feedback are kept in a small SQLite file shared by the worker processes.
+``aud`` the called URL under ``PUBLIC_BASE_URL`` (never the request's Host header), ``exp``, ``iat``,
+``jti`` (never seen before) and a trusted ``iss``. Seen ``jti`` and feedback are kept in a small SQLite
+file shared by the worker processes (``CDS_STORE_PATH``); when it cannot be written (read-only, full,
+missing) the calls that need it answer 503 with the reason, and ``/healthz`` reports it.
+
+Malformed FHIR (an ``entry`` or a ``coding`` that is not an array, a resource that is not an object)
+is a 400 naming what is wrong; a ``birthDate`` that is not a FHIR date maps no age.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import logging
+import re
 import sqlite3
-import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import jwt
 import yaml
@@ -27,7 +33,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 import triage
 
-from .problems import ApiProblem
+from .problems import ApiProblem, unavailable
 
 bp = Blueprint("cds", __name__)
 SERVICE_ID = "mscc-triage"
@@ -41,6 +47,24 @@ INDICATOR = {"emergency": "critical", "urgent": "warning", "routine": "info"}
 TIMING_WORDS = {"immediately": "Now", "within_4h": "Within 4 hours", "within_24h": "Within 24 hours",
                 "within_1_week": "Within 1 week", "routine": "Routine"}
 CODEMAP_PATH = Path(__file__).with_name("fhir_codemap.yaml")
+FHIR_DATE = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")
+log = logging.getLogger("mscc_triage.api")
+
+
+def _bad_prefetch(detail: str) -> ApiProblem:
+    return ApiProblem(400, "Bad prefetch", detail, "urn:mscc-triage:problem:bad-prefetch")
+
+
+def _coding_list(concept: Any) -> list[Any]:
+    """A CodeableConcept's codings; 400 when ``coding`` is there but not an array."""
+    if not isinstance(concept, dict):
+        return []
+    coding = concept.get("coding")
+    if coding is None:
+        return []
+    if not isinstance(coding, list):
+        raise _bad_prefetch("A CodeableConcept's 'coding' must be an array.")
+    return coding
 
 
 # ------------------------------------------------------------------------------------ code map
@@ -62,10 +86,12 @@ class CodeMap:
 
     def codings(self, concept: Any) -> list[tuple[str, str]]:
         out = []
-        if isinstance(concept, dict):
-            for coding in concept.get("coding") or []:
-                if isinstance(coding, dict) and coding.get("system") in self.systems and coding.get("code"):
-                    out.append((self.systems[coding["system"]], str(coding["code"])))
+        for coding in _coding_list(concept):
+            if not isinstance(coding, dict):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and system in self.systems and isinstance(code, (str, int)) and code != "":
+                out.append((self.systems[system], str(code)))
         return out
 
     @staticmethod
@@ -93,9 +119,14 @@ def _resources(bundle: Any, name: str, resource_type: str) -> list[dict[str, Any
     if bundle is None:
         return []
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise ApiProblem(400, "Bad prefetch", f"prefetch.{name} must be a FHIR Bundle")
+        raise _bad_prefetch(f"prefetch.{name} must be a FHIR Bundle")
+    entries = bundle.get("entry")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise _bad_prefetch(f"prefetch.{name}.entry must be an array")
     found = []
-    for entry in bundle.get("entry") or []:
+    for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
             found.append(resource)
@@ -103,10 +134,9 @@ def _resources(bundle: Any, name: str, resource_type: str) -> list[dict[str, Any
 
 
 def _status(concept: Any) -> Optional[str]:
-    if isinstance(concept, dict):
-        for coding in concept.get("coding") or []:
-            if isinstance(coding, dict) and coding.get("code"):
-                return str(coding["code"])
+    for coding in _coding_list(concept):
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"]:
+            return coding["code"]
     return None
 
 
@@ -120,8 +150,8 @@ def _set(case: dict[str, Any], path: str, value: Any) -> None:
 
 def _age(birth: Any, today: dt.date) -> Optional[int]:
     """Age in whole years; a partial birth date takes its latest possible day (never overstates age)."""
-    if not isinstance(birth, str):
-        return None
+    if not isinstance(birth, str) or not FHIR_DATE.match(birth):
+        return None   # not a FHIR date (e.g. a 20-digit year): no age is mapped
     try:
         parts = [int(p) for p in birth.split("-")]
         year = parts[0]
@@ -145,7 +175,7 @@ def case_from_prefetch(prefetch: dict[str, Any], codemap: CodeMap, today: dt.dat
     patient = prefetch.get("patient")
     if patient is not None:
         if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
-            raise ApiProblem(400, "Bad prefetch", "prefetch.patient must be a FHIR Patient")
+            raise _bad_prefetch("prefetch.patient must be a FHIR Patient")
         age = _age(patient.get("birthDate"), today)
         if age is not None:
             _set(case, "patient.age_years", age)
@@ -220,13 +250,15 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str]) 
         lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
         lines.append("")
     if result.unknowns:
-        lines.append("**Not yet assessed** (each would raise the urgency)")
-        lines += [f"- {u.field}: if present, {u.could_raise_to}" for u in result.unknowns]
+        lines.append("**Not yet assessed** (each would raise the urgency or add a critical flag)")
+        for u in result.unknowns:
+            added = [ruleset.data.flags[f].label for f in u.would_add_flags]
+            lines.append(f"- {u.field}: if present, {u.could_raise_to}" + (f"; adds: {'; '.join(added)}" if added else ""))
         lines.append("")
     lines.append("**From the record**: " + ("; ".join(mapped) if mapped else "nothing mapped"))
     lines.append("")
     lines.append(f"Rules fired: {', '.join(r.id for r in result.fired_rules)}. {result.disclaimer}")
-    root = request.url_root
+    root = public_root()
     return {
         "uuid": str(uuid.uuid4()),
         "summary": result.headline[:140],
@@ -239,13 +271,72 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str]) 
 
 # ------------------------------------------------------------------------------------ store and security
 
-def _store(app: Flask) -> sqlite3.Connection:
-    path = app.config.get("CDS_STORE_PATH") or os.path.join(tempfile.gettempdir(), f"mscc-triage-cds-{os.getuid()}.sqlite3")
-    conn = sqlite3.connect(path, timeout=5, isolation_level=None)
-    conn.execute("CREATE TABLE IF NOT EXISTS jti (iss TEXT, jti TEXT, exp REAL, PRIMARY KEY (iss, jti))")
-    conn.execute("CREATE TABLE IF NOT EXISTS feedback (received REAL, card TEXT, outcome TEXT, "
-                 "accepted INTEGER, override TEXT)")
-    return conn
+def public_root() -> str:
+    """The service's public base URL (``PUBLIC_BASE_URL``), or, when none is set, the request's root."""
+    return current_app.config.get("PUBLIC_BASE_URL") or request.url_root
+
+
+STORE_STATES = {"SQLITE_READONLY": "read-only", "SQLITE_FULL": "full", "SQLITE_CANTOPEN": "missing or cannot be opened",
+                "SQLITE_BUSY": "busy", "SQLITE_LOCKED": "busy", "SQLITE_IOERR": "failing (input/output error)",
+                "SQLITE_CORRUPT": "corrupt", "SQLITE_NOTADB": "not a SQLite database",
+                "SQLITE_PERM": "not writable (permission denied)"}
+
+
+class StoreUnavailable(ApiProblem):
+    """The CDS store (seen JWT ids, feedback) cannot be used: 503 with the reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(503, "Service Unavailable")
+        self.reason = reason
+        self.response = unavailable(f"The CDS Hooks store is {reason}; nothing was recorded. "
+                                    "The operator has been told (see /healthz).", "urn:mscc-triage:problem:cds-store")
+
+
+def _store_reason(exc: sqlite3.Error) -> str:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, reason in STORE_STATES.items():
+        if name == prefix or name.startswith(prefix + "_"):
+            return reason
+    return "failing"
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """Open the store (``CDS_STORE_PATH``: a file, or a SQLite ``file:`` URI)."""
+    return sqlite3.connect(path, timeout=5, isolation_level=None, uri=path.startswith("file:"))
+
+
+@contextmanager
+def store(app: Flask) -> Iterator[sqlite3.Connection]:
+    """A connection to the CDS store; any SQLite failure becomes :class:`StoreUnavailable` (503)."""
+    path = app.config["CDS_STORE_PATH"]
+    conn: Optional[sqlite3.Connection] = None
+    try:
+        conn = _connect(path)
+        conn.execute("CREATE TABLE IF NOT EXISTS jti (iss TEXT, jti TEXT, exp REAL, PRIMARY KEY (iss, jti))")
+        conn.execute("CREATE TABLE IF NOT EXISTS feedback (received REAL, card TEXT, outcome TEXT, "
+                     "accepted INTEGER, override TEXT)")
+        yield conn
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.Error as exc:
+        reason = _store_reason(exc)
+        log.error("CDS store %s is %s: %s", path, reason, exc)
+        raise StoreUnavailable(reason) from None
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def store_health(app: Flask) -> Optional[str]:
+    """None when the store can be written, else why not (a real write, in a transaction rolled back)."""
+    try:
+        with store(app) as conn:   # closing the connection rolls the write back
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, at REAL)")
+            conn.execute("INSERT OR REPLACE INTO health VALUES (1, ?)", (time.time(),))
+    except StoreUnavailable as exc:
+        return exc.reason
+    return None
 
 
 def _unauthorized(detail: str) -> ApiProblem:
@@ -270,28 +361,28 @@ def verify_jwt() -> None:
     if alg not in ASYMMETRIC:
         raise _unauthorized(f"JWT algorithm {alg!r} is not accepted: asymmetric algorithms only.")
     iss = unverified.get("iss")
-    if iss not in issuers:
+    if not isinstance(iss, str) or iss not in issuers:
         raise _unauthorized("The JWT issuer is not trusted.")
-    keys = [k for k in (issuers[iss] or {}).get("keys", []) if header.get("kid") in (None, k.get("kid"))]
+    keys = [k for k in (issuers[iss] or {}).get("keys", [])
+            if isinstance(header.get("kid"), (str, type(None))) and header.get("kid") in (None, k.get("kid"))]
     if not keys:
         raise _unauthorized("No key of the issuer matches the JWT's kid.")
-    audience = [request.base_url]
+    url = current_app.config["PUBLIC_BASE_URL"] + request.path.lstrip("/")   # never the Host header
+    audience = [url]
     if request.path.endswith("/feedback"):
-        audience.append(request.base_url.rsplit("/feedback", 1)[0])
+        audience.append(url.rsplit("/feedback", 1)[0])
     try:
         key = jwt.PyJWK(keys[0], algorithm=alg).key
         claims = jwt.decode(token, key, algorithms=[alg], audience=audience, issuer=iss,
                             options={"require": ["iss", "aud", "exp", "iat", "jti"]})
     except jwt.PyJWTError as exc:
         raise _unauthorized(f"The JWT is not valid: {exc}.") from None
-    conn = _store(current_app)
     try:
-        conn.execute("DELETE FROM jti WHERE exp < ?", (time.time() - 60,))
-        conn.execute("INSERT INTO jti VALUES (?, ?, ?)", (iss, str(claims["jti"]), float(claims["exp"])))
+        with store(current_app) as conn:
+            conn.execute("DELETE FROM jti WHERE exp < ?", (time.time() - 60,))
+            conn.execute("INSERT INTO jti VALUES (?, ?, ?)", (iss, str(claims["jti"]), float(claims["exp"])))
     except sqlite3.IntegrityError:
         raise _unauthorized("This JWT (jti) was already used.") from None
-    finally:
-        conn.close()
 
 
 # ------------------------------------------------------------------------------------ routes
@@ -340,29 +431,52 @@ def feedback() -> Response:
     items = body.get("feedback") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise ApiProblem(400, "Bad request", "Feedback is {'feedback': [{'card': ..., 'outcome': ...}]}.")
-    conn = _store(current_app)
-    try:
-        for item in items:
-            if not isinstance(item, dict) or item.get("outcome") not in ("accepted", "overridden"):
-                raise ApiProblem(400, "Bad request", "Each feedback item has a card and an outcome "
-                                                     "(accepted or overridden).")
-            override = item.get("overrideReason") or {}
-            reason = override.get("reason", {}).get("code") if isinstance(override, dict) else None
-            conn.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?)",
-                         (time.time(), str(item.get("card", ""))[:64], item["outcome"],
-                          len(item.get("acceptedSuggestions") or []), str(reason)[:64] if reason else None))
-    finally:
-        conn.close()
+    rows = [_feedback_row(i, item) for i, item in enumerate(items)]   # every item checked before any write
+    with store(current_app) as conn:   # one transaction: all the items or none (closing rolls back)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO feedback VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
     return Response("{}", mimetype="application/json")
+
+
+def _feedback_row(index: int, item: Any) -> tuple[float, str, str, int, Optional[str]]:
+    """One CDS Hooks 2.0 feedback item, checked, as a row (card id, outcome, counts; no patient data)."""
+    def bad(detail: str) -> ApiProblem:
+        return ApiProblem(400, "Bad request", f"feedback[{index}]: {detail}", "urn:mscc-triage:problem:bad-feedback")
+
+    if not isinstance(item, dict):
+        raise bad("each feedback item is an object with a card and an outcome (accepted or overridden).")
+    card, outcome = item.get("card"), item.get("outcome")
+    if not isinstance(card, str) or not card:
+        raise bad("'card' must be the card's id (a string).")
+    if outcome not in ("accepted", "overridden"):
+        raise bad("'outcome' must be 'accepted' or 'overridden'.")
+    accepted = item.get("acceptedSuggestions", [])
+    if accepted is None:
+        accepted = []
+    if not isinstance(accepted, list) or not all(isinstance(a, dict) for a in accepted):
+        raise bad("'acceptedSuggestions' must be an array of objects ({'id': ...}).")
+    override = item.get("overrideReason")
+    code: Optional[str] = None
+    if override is not None:
+        if not isinstance(override, dict):
+            raise bad("'overrideReason' must be an object ({'reason': Coding, 'userComment': ...}).")
+        reason = override.get("reason")
+        if reason is not None:
+            if not isinstance(reason, dict) or not isinstance(reason.get("code", ""), str):
+                raise bad("'overrideReason.reason' must be a Coding (an object with a string 'code').")
+            code = reason.get("code") or None
+        if not isinstance(override.get("userComment", ""), str):
+            raise bad("'overrideReason.userComment' must be a string.")
+    if not isinstance(item.get("outcomeTimestamp", ""), str):
+        raise bad("'outcomeTimestamp' must be a string (an instant).")
+    return (time.time(), card[:64], outcome, len(accepted), code[:64] if code else None)
 
 
 def recorded_feedback(app: Flask) -> list[dict[str, Any]]:
     """What the feedback endpoint recorded (no patient data is ever stored)."""
-    conn = _store(app)
-    try:
-        rows = conn.execute("SELECT card, outcome, accepted, override FROM feedback ORDER BY received").fetchall()
-    finally:
-        conn.close()
+    with store(app) as conn:
+        rows = conn.execute("SELECT card, outcome, accepted, override FROM feedback ORDER BY rowid").fetchall()
     return [{"card": r[0], "outcome": r[1], "accepted_suggestions": r[2], "override_reason": r[3]} for r in rows]
 
 

@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template_string, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 import triage
 
 from . import cds, problems
+from .limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from .problems import ApiProblem
 
 bp = Blueprint("v1", __name__)
@@ -29,19 +31,60 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+def read_body() -> bytes:
+    """The raw body, never more than ``MAX_CONTENT_LENGTH`` bytes: 413 past it, whatever the framing.
+
+    With ``Content-Length`` werkzeug refuses a body over the limit from the header. A chunked body
+    has no length: it is read to the limit plus one byte, and refused when that byte exists (werkzeug's
+    own stream stops at the limit and would hand on a truncated body).
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or limit is None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    stream = request.environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = stream.read(min(65536, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        raise RequestEntityTooLarge()
+    return b"".join(parts)
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
 def read_json_body() -> Any:
     """The request body as JSON: 415 unless JSON, 413 over the limit, 400 unless well-formed."""
     mimetype = request.mimetype or ""
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         raise ApiProblem(415, "Unsupported Media Type",
                          f"Send the case as application/json, not {mimetype or 'no content type'}.")
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    raw = read_body()
+    too_deep = ApiProblem(400, "Malformed JSON", f"The body nests arrays or objects more than {MAX_JSON_DEPTH} deep.")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
         raise ApiProblem(400, "Malformed JSON", "The body is not UTF-8 text.") from None
+    except RecursionError:
+        raise too_deep from None
     except ValueError as exc:
         raise ApiProblem(400, "Malformed JSON", f"The body is not valid JSON: {exc}") from None
+    if _too_deep(data):
+        raise too_deep
+    return data
 
 
 def ruleset() -> triage.Ruleset:
@@ -78,9 +121,13 @@ def describe_ruleset() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> Response:
+    """200 ``ok`` when every part works; 503 ``degraded`` naming the part that does not (the CDS store)."""
     rs = ruleset()
-    return json_response(json.dumps({"status": "ok", "ruleset": {"name": rs.name, "version": rs.version,
-                                                                 "sha256": rs.sha256}}))
+    problem = cds.store_health(current_app)
+    body = {"status": "ok" if problem is None else "degraded",
+            "ruleset": {"name": rs.name, "version": rs.version, "sha256": rs.sha256},
+            "checks": {"cds_store": {"status": "ok"} if problem is None else {"status": "failing", "reason": problem}}}
+    return json_response(json.dumps(body), 200 if problem is None else 503)
 
 
 @bp.get("/openapi.json")
@@ -88,14 +135,41 @@ def openapi() -> Response:
     return json_response(json.dumps(openapi_document(), ensure_ascii=False))
 
 
+STRICT_INTEGER = ("Written as a JSON integer: 70, not 70.0 or 7e1. JSON Schema counts 70.0 as an integer; "
+                  "this service validates strictly (no number is converted) and answers 422 (code int_type).")
+
+
+def _note_strict_integers(node: Any) -> None:
+    """Say on every integer property that 70.0 is refused (JSON Schema cannot express it)."""
+    if isinstance(node, dict):
+        types = [node.get("type")] + [alt.get("type") for alt in node.get("anyOf", []) if isinstance(alt, dict)]
+        if "integer" in types and "properties" not in node:
+            node["description"] = (node.get("description", "") + " " + STRICT_INTEGER).strip()
+        for key, value in node.items():
+            if key != "anyOf":
+                _note_strict_integers(value)
+    elif isinstance(node, list):
+        for value in node:
+            _note_strict_integers(value)
+
+
 def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1, with the schemas generated from the same pydantic models the core validates with."""
+    """OpenAPI 3.1, with the schemas generated from the same pydantic models the core validates with.
+
+    Every status the service can answer is documented, each error as a problem document. Integer
+    fields of the case say that they are strict (70.0 is refused with 422): the case model is strict
+    and the document follows it, because JSON Schema itself counts 70.0 as an integer.
+    """
     from pydantic.json_schema import models_json_schema
 
     _, schemas = models_json_schema([(triage.Case, "validation"), (triage.Result, "serialization")],
                                     ref_template="#/components/schemas/{model}")
     components = schemas.get("$defs", {})
-    problem_schema = {
+    _note_strict_integers(components.get("Case"))
+    for name, schema in components.items():
+        if name not in ("Case", "Result") and schema.get("additionalProperties") is False:
+            _note_strict_integers(schema)   # the case's sub-models (the result's are outputs)
+    components["Problem"] = {
         "type": "object",
         "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
                        "detail": {"type": "string"},
@@ -103,12 +177,41 @@ def openapi_document() -> dict[str, Any]:
                            "path": {"type": "string"}, "reason": {"type": "string"}, "code": {"type": "string"}}}}},
         "required": ["type", "title", "status"],
     }
-    components["Problem"] = problem_schema
+    components["Health"] = {
+        "type": "object", "required": ["status", "ruleset", "checks"],
+        "properties": {"status": {"enum": ["ok", "degraded"]},
+                       "ruleset": {"type": "object", "required": ["name", "version", "sha256"]},
+                       "checks": {"type": "object", "properties": {"cds_store": {
+                           "type": "object", "required": ["status"],
+                           "properties": {"status": {"enum": ["ok", "failing"]}, "reason": {"type": "string"}}}}}},
+    }
+    components["CdsResponse"] = {"type": "object", "required": ["cards"],
+                                 "properties": {"cards": {"type": "array", "items": {
+                                     "type": "object", "required": ["uuid", "summary", "indicator", "source"],
+                                     "properties": {"summary": {"type": "string", "maxLength": 140},
+                                                    "indicator": {"enum": ["info", "warning", "critical"]}}}}}}
+    json_object = {"type": "object"}
 
     def problem_response(description: str) -> dict[str, Any]:
         return {"description": description,
                 "content": {problems.PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
+    def ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    read_errors = {
+        "400": problem_response("Malformed JSON (also duplicate keys, NaN, nesting deeper than "
+                                f"{MAX_JSON_DEPTH}), or a malformed request"),
+        "408": problem_response("The request was not complete in time (production server)"),
+        "413": problem_response(f"Body larger than {MAX_BODY_BYTES} bytes, chunked or not"),
+        "415": problem_response("Not JSON (send application/json)"),
+        "431": problem_response("Request header fields too large (production server)"),
+    }
+    failures = {
+        "500": problem_response("Unexpected failure; no internals are returned"),
+        "503": problem_response("The engine failed on this case, or the CDS store cannot be written: "
+                                "no result, see detail; retry after Retry-After seconds"),
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "mscc-triage", "version": triage.__version__,
@@ -120,25 +223,33 @@ def openapi_document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Case"}}}},
                 "responses": {
-                    "200": {"description": "The result", "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Result"}}}},
-                    "400": problem_response("Malformed JSON"),
-                    "413": problem_response("Body larger than the limit"),
-                    "415": problem_response("Not JSON"),
+                    "200": ok("The result", {"$ref": "#/components/schemas/Result"}),
+                    **read_errors,
                     "422": problem_response("Invalid case: every field's path and reason"),
+                    **failures,
                 }}},
             "/v1/ruleset": {"get": {"summary": "The ruleset: rules with sources, and the vocabulary",
-                                    "responses": {"200": {"description": "The ruleset"}}}},
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+                                    "responses": {"200": ok("The ruleset", json_object)}}},
+            "/healthz": {"get": {"summary": "Health: the ruleset in use and whether the CDS store can be written",
+                                 "responses": {"200": ok("Every part works",
+                                                         {"$ref": "#/components/schemas/Health"}),
+                                               "503": ok("Degraded: checks names the failing part and why",
+                                                         {"$ref": "#/components/schemas/Health"})}}},
             "/cds-services": {"get": {"summary": "CDS Hooks 2.0 discovery",
-                                      "responses": {"200": {"description": "The services"}}}},
+                                      "responses": {"200": ok("The services", json_object)}}},
             "/cds-services/mscc-triage": {"post": {
                 "summary": "CDS Hooks 2.0 patient-view service",
-                "responses": {"200": {"description": "Cards"}, "400": problem_response("Malformed request"),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": json_object}}},
+                "responses": {"200": ok("Cards", {"$ref": "#/components/schemas/CdsResponse"}),
+                              **read_errors,
                               "401": problem_response("Missing or invalid JWT"),
-                              "412": problem_response("Required prefetch missing")}}},
+                              "412": problem_response("Required prefetch missing"),
+                              **failures}}},
             "/cds-services/mscc-triage/feedback": {"post": {
-                "summary": "CDS Hooks feedback", "responses": {"200": {"description": "Recorded"}}}},
+                "summary": "CDS Hooks feedback: recorded all or nothing (card id, outcome, override reason code)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": json_object}}},
+                "responses": {"200": ok("Recorded", json_object), **read_errors,
+                              "401": problem_response("Missing or invalid JWT"), **failures}}},
         },
         "components": {"schemas": components},
     }
@@ -153,21 +264,29 @@ code,pre{background:#f3f3f3;padding:.1rem .3rem}pre{padding:.8rem;overflow:auto}
 Decision support for clinicians; it does not replace clinical judgement.</p>
 <h2>POST /v1/triage</h2><p>A case (case-format v1) in, a result (result-format v1) out.
 Errors are problem details (<code>application/problem+json</code>): 422 lists every invalid field's path and reason;
-400 malformed JSON; 413 over {{ limit }} bytes; 415 not JSON.</p>
+400 malformed JSON; 413 over {{ limit }} bytes; 415 not JSON; 503 when the engine failed on the case
+(no result: triage clinically) or the CDS store cannot be written.</p>
 <pre>curl -s -X POST {{ root }}v1/triage -H 'Content-Type: application/json' \\
   -d '{"patient": {"cancer": {"history": "current"}}, "presentation": {"weakness": {"present": true}}}'</pre>
 <h2>GET /v1/ruleset</h2><p>Every rule (id, version, title, rationale, source) and the vocabulary.</p>
 <h2>GET /openapi.json</h2><p>The OpenAPI 3.1 description, generated from the models the engine validates with.</p>
 <h2>CDS Hooks 2.0</h2><p><code>GET /cds-services</code> (discovery), <code>POST /cds-services/mscc-triage</code>
 (hook <code>patient-view</code>), <code>POST /cds-services/mscc-triage/feedback</code>.</p>
-<h2>GET /healthz</h2><p>Liveness and the ruleset in use.</p>
+<h2>GET /healthz</h2><p>The ruleset in use, and whether the CDS store can be written (503 "degraded"
+with the reason when it cannot).</p>
 </body></html>"""
 
 
 @bp.get("/docs")
-def docs() -> str:
-    return render_template_string(API_PAGE, rs=ruleset(), root=request.url_root,
-                                  limit=current_app.config.get("MAX_CONTENT_LENGTH"))
+def docs() -> Response:
+    root = current_app.config.get("PUBLIC_BASE_URL") or request.url_root
+    response = Response(render_template_string(API_PAGE, rs=ruleset(), root=root,
+                                               limit=current_app.config.get("MAX_CONTENT_LENGTH")), mimetype="text/html")
+    # the page's own inline <style>, nothing else inline
+    response.headers["Content-Security-Policy"] = ("default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                                   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+                                                   "object-src 'none'")
+    return response
 
 
 def init_app(app: Flask) -> None:

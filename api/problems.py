@@ -3,8 +3,9 @@
 The map from the core's error tree to HTTP lives here and nowhere else:
 CaseValidationError -> 422 (every field's path and reason), malformed JSON -> 400,
 body over the limit -> 413, wrong content type -> 415, unknown path -> 404, wrong method -> 405,
-CDS Hooks: missing prefetch -> 412, bad or missing JWT -> 401; anything unexpected -> 500 with no
-internals (logged without any case content).
+CDS Hooks: missing prefetch -> 412, bad or missing JWT -> 401; the engine failed (EngineError) or
+the CDS store cannot be written (read-only, full, missing) -> 503 with the reason and ``Retry-After``;
+anything unexpected -> 500 with no internals (logged without any case content).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from triage import CaseValidationError, TriageError
+from triage import CaseValidationError, EngineError, TriageError
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("mscc_triage.api")
@@ -33,6 +34,13 @@ def problem(status: int, title: str, detail: str = "", type_: str = "about:blank
 def invalid_case(exc: CaseValidationError) -> Response:
     return problem(422, "Invalid case", "The case does not follow case-format v1: see errors.",
                    "urn:mscc-triage:problem:invalid-case", errors=[p.as_dict() for p in exc.problems])
+
+
+def unavailable(detail: str, type_: str, retry_after: int = 5) -> Response:
+    """503: the service cannot answer this request now, and says why."""
+    response = problem(503, "Service Unavailable", detail, type_)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 class ApiProblem(Exception):
@@ -64,6 +72,14 @@ def init_app(app: Flask) -> None:
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(EngineError)
+    def _engine_error(exc: EngineError) -> Response:
+        # Crash isolation: the request gets a clear answer, the worker carries on.
+        log.error("engine failure %s on %s %s", exc.code, request.method, request.path)
+        return unavailable("The triage engine failed on this case; no result was produced. "
+                           "Triage the patient clinically; the failure is logged.",
+                           "urn:mscc-triage:problem:engine-failure")
 
     @app.errorhandler(TriageError)
     def _triage_error(exc: TriageError) -> Response:

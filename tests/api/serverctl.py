@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def start_server(*args: str, env: dict | None = None) -> tuple[subprocess.Popen,
             with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
                 if r.status == 200:
                     return proc, url
+        except urllib.error.HTTPError as err:
+            err.close()
+            return proc, url          # it answers (e.g. 503 "degraded" from /healthz): it is up
         except OSError:
             time.sleep(0.1)
     stop_server(proc)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+import triage
 from api import create_app
 from api.cds import CODEMAP_PATH, case_from_prefetch, default_codemap, recorded_feedback
 
@@ -68,7 +69,18 @@ def test_emergency_card(client):
     assert card["summary"] == "Suspected metastatic spinal cord compression: act now"
     assert len(card["summary"]) <= 140
     assert "Now: Call the MSCC coordinator now" in card["detail"]
-    assert "mscc 1.0.0" in card["source"]["label"]
+    assert f"mscc {triage.load_ruleset().version}" in card["source"]["label"]
+
+
+def test_an_emergency_card_names_the_critical_flags_still_to_ask(client):
+    # cancer with bone metastases and new leg weakness: an emergency, but saddle sensation and the pace
+    # of the weakness are not in the record
+    body = request_body([condition(SNOMED, "399068003"), condition(SNOMED, "94222008")],
+                        [observation("26544005")])
+    card = client.post(SERVICE, json=body).get_json()["cards"][0]
+    assert card["indicator"] == "critical"
+    asked = card["detail"].split("Not yet assessed")[1].split("From the record")[0]
+    assert "presentation.weakness.progressive: if present, emergency; adds: Neurological deficit that is progressing fast" in asked
 
 
 def test_nothing_mapped_stays_unknown_and_the_card_says_what_to_ask(client):
@@ -187,6 +199,7 @@ def keys():
 @pytest.fixture
 def secured(tmp_path, keys):
     app = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "cds.sqlite3"),
+                      "PUBLIC_BASE_URL": "http://localhost/",
                       "CDS_TRUSTED_ISSUERS": {"https://ehr.example.org": keys[1]}})
     return app.test_client()
 

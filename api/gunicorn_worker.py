@@ -1,0 +1,318 @@
+"""A gunicorn worker that slow clients cannot stall: a request reaches a thread only when complete.
+
+gunicorn's ``gthread`` worker hands a connection to a thread as soon as its first bytes arrive; the
+thread then blocks reading the rest of the headers and the body. A handful of clients trickling a
+body (one byte a second) hold every thread of every worker, and the service answers nothing.
+
+:class:`BufferingWorker` is ``gthread`` with one change: the worker's event loop reads each
+connection without blocking into a buffer until the request is complete (headers, then the body by
+``Content-Length`` or to the last chunk), and only then gives it to a thread, with the bytes
+already in the parser. A slow connection costs a buffer and a poller entry, not a thread. Limits,
+all answered as problem details (RFC 9457) from the event loop, without a thread:
+
+- a request not complete within ``REQUEST_READ_TIMEOUT`` seconds (10; ``MSCC_REQUEST_READ_TIMEOUT``):
+  408, then the connection is closed (an idle connection that sent nothing is just closed);
+- a body over ``MAX_BODY_BYTES`` (declared by ``Content-Length`` or counted over the chunks of a
+  chunked body): 413 at once, without reading the rest;
+- a header section over ``MAX_HEAD_BYTES``: 431.
+
+gunicorn's own error pages (a header field over ``limit_request_field_size``, a malformed request
+line, ...) are answered as problem details too, with gunicorn's status. TLS or HTTP/2 prior
+knowledge, which this worker does not buffer, fall back to the ``gthread`` behaviour.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import selectors
+import socket
+import time
+from functools import partial
+from typing import Any, Optional
+
+from gunicorn import http, util
+from gunicorn.http2 import negotiation
+from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
+
+from .limits import MAX_BODY_BYTES, MAX_HEAD_BYTES
+
+REQUEST_READ_TIMEOUT = float(os.environ.get("MSCC_REQUEST_READ_TIMEOUT", "10"))
+PROBLEM = "application/problem+json"
+
+INCOMPLETE, COMPLETE, BODY_TOO_LARGE, HEAD_TOO_LARGE, HAND_OVER = (
+    "incomplete", "complete", "body_too_large", "head_too_large", "hand_over")
+
+
+class RequestBuffer:
+    """The bytes of one HTTP/1.1 request as they arrive, and whether the request is complete.
+
+    Incremental: each :meth:`feed` scans only what is new, so a body trickled one byte (or one
+    one-byte chunk) at a time costs linear time. It decides only *when* to hand the request on;
+    gunicorn's parser still parses it (``HAND_OVER`` means "malformed, let gunicorn answer").
+    """
+
+    def __init__(self, max_body: int = MAX_BODY_BYTES, max_head: int = MAX_HEAD_BYTES):
+        self.data = bytearray()
+        self.max_body = max_body
+        self.max_head = max_head
+        self.body_start: Optional[int] = None
+        self.content_length: Optional[int] = None
+        self.chunked = False
+        self.expects_continue = False
+        self.continue_sent = False
+        self._chunk_pos = 0      # offset (in data) of the next chunk-size line
+        self._chunk_total = 0    # body bytes counted so far
+        self._in_trailers = False
+
+    def feed(self, data: bytes) -> str:
+        searched_to = max(0, len(self.data) - 3)
+        self.data += data
+        if self.body_start is None:
+            end = self.data.find(b"\r\n\r\n", searched_to)
+            if end < 0:
+                return HEAD_TOO_LARGE if len(self.data) > self.max_head else INCOMPLETE
+            if end + 4 > self.max_head:
+                return HEAD_TOO_LARGE
+            verdict = self._read_head(bytes(self.data[:end]))
+            self.body_start = end + 4
+            self._chunk_pos = self.body_start
+            if verdict is not None:
+                return verdict
+        if self.chunked:
+            return self._scan_chunks()
+        if self.content_length is None:
+            return COMPLETE
+        return COMPLETE if len(self.data) - self.body_start >= self.content_length else INCOMPLETE
+
+    def _read_head(self, head: bytes) -> Optional[str]:
+        lengths: list[str] = []
+        codings: list[str] = []
+        for line in head.split(b"\r\n")[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                return HAND_OVER
+            key = name.strip().lower()
+            text = value.strip().decode("latin-1")
+            if key == b"content-length":
+                lengths.append(text)
+            elif key == b"transfer-encoding":
+                codings.append(text.lower())
+            elif key == b"expect" and text.lower() == "100-continue":
+                self.expects_continue = True
+        if codings:
+            if lengths or codings[-1].split(",")[-1].strip() != "chunked":
+                return HAND_OVER          # gunicorn refuses these
+            self.chunked = True
+            return None
+        if lengths:
+            if len(set(lengths)) != 1 or not lengths[0].isdigit():
+                return HAND_OVER
+            self.content_length = int(lengths[0])
+            if self.content_length > self.max_body:
+                return BODY_TOO_LARGE
+        return None
+
+    def _scan_chunks(self) -> str:
+        data = self.data
+        while True:
+            if self._in_trailers:
+                if data[self._chunk_pos:self._chunk_pos + 2] == b"\r\n":
+                    return COMPLETE
+                if data.find(b"\r\n\r\n", self._chunk_pos) >= 0:
+                    return COMPLETE
+                return HEAD_TOO_LARGE if len(data) - self._chunk_pos > self.max_head else INCOMPLETE
+            eol = data.find(b"\r\n", self._chunk_pos)
+            if eol < 0:
+                return HAND_OVER if len(data) - self._chunk_pos > 1024 else INCOMPLETE
+            size_text = bytes(data[self._chunk_pos:eol]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                return HAND_OVER
+            if size == 0:
+                self._in_trailers = True
+                self._chunk_pos = eol + 2
+                continue
+            self._chunk_total += size
+            if self._chunk_total > self.max_body:
+                return BODY_TOO_LARGE
+            next_pos = eol + 2 + size + 2
+            if len(data) < next_pos:
+                return INCOMPLETE
+            self._chunk_pos = next_pos
+
+
+def problem_bytes(status: int, reason: str, detail: str) -> bytes:
+    """A complete HTTP/1.1 response carrying a problem document; the connection is closed after it."""
+    body = json.dumps({"type": "about:blank", "title": reason, "status": status, "detail": detail}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {PROBLEM}\r\n"
+            f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\n"
+            f"Cache-Control: no-store\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+class _Captured:
+    """Stands in for a client socket to catch the HTML error page gunicorn writes."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+
+class BufferingWorker(ThreadWorker):
+    """gthread, but a connection gets a thread only once its request is complete in memory."""
+
+    def init_process(self) -> None:
+        self.buffering: dict[TConn, tuple[float, RequestBuffer]] = {}
+        super().init_process()
+
+    # -------------------------------------------------------------- where connections come in
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
+        if self.cfg.is_ssl or negotiation.prior_knowledge_allowed(self.cfg, client_addr):
+            client_sock.setblocking(True)
+            self.enqueue_req(conn)
+            return
+        self._start_buffering(conn)
+
+    def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
+        """A kept-alive connection has a new request coming: buffer it too."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        if conn.is_http2 or self.cfg.is_ssl:
+            self.enqueue_req(conn)
+        else:
+            self._start_buffering(conn)
+
+    def finish_request(self, conn: TConn, fs: Any) -> None:
+        """As gthread, but bytes read ahead (a pipelined request) are buffered, not handed on."""
+        try:
+            result = fs.result() if not fs.cancelled() else False
+        except Exception:
+            result = False
+        if (result and result is not _DEFER and self.alive and conn.parser is not None
+                and not conn.is_http2 and not self.cfg.is_ssl and conn.parser.unreader.buf.getvalue()):
+            self._start_buffering(conn, conn.parser.unreader.take_buffered())
+            return
+        super().finish_request(conn, fs)
+
+    # -------------------------------------------------------------- buffering
+
+    def _start_buffering(self, conn: TConn, first: bytes = b"") -> None:
+        conn.sock.setblocking(False)
+        buf = RequestBuffer()
+        self.buffering[conn] = (time.monotonic() + REQUEST_READ_TIMEOUT, buf)
+        if first and self._advance(conn, buf, first):
+            return
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: TConn, client: socket.socket) -> None:
+        entry = self.buffering.get(conn)
+        if entry is None:
+            return
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+            return
+        if self._advance(conn, entry[1], data):
+            self.poller.unregister(conn.sock)
+
+    def _advance(self, conn: TConn, buf: RequestBuffer, data: bytes) -> bool:
+        """Feed bytes; True when the connection left the buffering stage (handed on or closed)."""
+        verdict = buf.feed(data)
+        if verdict == INCOMPLETE:
+            if buf.expects_continue and not buf.continue_sent and buf.body_start is not None:
+                buf.continue_sent = True
+                self._send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+            return False
+        del self.buffering[conn]
+        if verdict == BODY_TOO_LARGE:
+            self._answer(conn, 413, "Content Too Large", f"The body is larger than {buf.max_body} bytes.")
+            return True
+        if verdict == HEAD_TOO_LARGE:
+            self._answer(conn, 431, "Request Header Fields Too Large",
+                         f"The request's header section is larger than {buf.max_head} bytes.")
+            return True
+        # complete (or malformed: gunicorn's parser answers it); no read will block from here
+        if conn.parser is None:
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+            conn.initialized = True
+        conn.parser.unreader.unread(bytes(buf.data))
+        conn.data_ready = True
+        conn.sock.setblocking(True)
+        self.enqueue_req(conn)
+        return True
+
+    def _send(self, conn: TConn, data: bytes) -> None:
+        try:
+            conn.sock.send(data)   # small: fits in the socket buffer of a connection that is reading
+        except OSError:
+            pass
+
+    def _answer(self, conn: TConn, status: int, reason: str, detail: str) -> None:
+        self.log.warning("Refused request from ip=%s: %s %s", (conn.client or ("",))[0], status, reason)
+        self._send(conn, problem_bytes(status, reason, detail))
+        self._close(conn)
+
+    def _close(self, conn: TConn) -> None:
+        self.buffering.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (OSError, KeyError, ValueError):
+            pass
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self) -> None:
+        """gthread's pending connections, then requests not complete in time: 408 and close."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn, (deadline, buf) in list(self.buffering.items()):
+            if deadline > now:
+                break            # insertion order is deadline order
+            if buf.data:
+                self._answer(conn, 408, "Request Timeout",
+                             f"The request was not complete within {REQUEST_READ_TIMEOUT:g} seconds.")
+            else:
+                self._close(conn)
+
+    # -------------------------------------------------------------- gunicorn's own errors
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn's status and log line, but a problem document instead of its HTML page."""
+        captured = _Captured()
+        super().handle_error(req, captured, addr, exc)
+        status_line = captured.data.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 3 or not parts[1].isdigit():
+            return
+        status, reason = int(parts[1]), parts[2]
+        detail = {400: "The request is not valid HTTP/1.1.", 414: "The request line is too long.",
+                  431: "A header field is too large (a bearer token, say), or there are too many.",
+                  500: "The request could not be processed; no result was produced."}.get(
+            status, "The request could not be processed.")
+        try:
+            util.write_nonblock(client, problem_bytes(status, reason, detail))
+        except Exception:
+            self.log.debug("Failed to send error message.")
