@@ -44,8 +44,27 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def load_for_cli(ruleset_path: Optional[Path]) -> Ruleset:
-    return load_ruleset(ruleset_path)
+def load_for_cli(ruleset_path: Optional[Path], *, with_form: bool = False) -> Ruleset:
+    ruleset = load_ruleset(ruleset_path)
+    if with_form:
+        check_form_texts(ruleset)
+    return ruleset
+
+
+def check_form_texts(ruleset: Ruleset) -> None:
+    """The web form's words (form.yaml, labels.fr.yaml) belong to the ruleset: check them too.
+
+    ``api.form_texts`` imports no Flask; it raises RulesetError (exit 3) naming the file, the key and
+    the reason. Entries the ruleset does not know are printed as notes.
+    """
+    try:
+        from api.form_texts import load_texts
+    except ModuleNotFoundError as exc:  # the api package is not installed: there is no form to check
+        if exc.name not in ("api", "api.form_texts"):
+            raise
+        return
+    for note in load_texts(ruleset).unused:
+        click.echo(f"note: {note}", err=True)
 
 
 def read_case_text(text: str, source: str) -> Any:
@@ -87,8 +106,8 @@ def rules() -> None:
 @RULESET_OPTION
 @handle_errors
 def rules_check(ruleset_path: Optional[Path]) -> None:
-    """Load, check and compile the rule files; print what they hold."""
-    ruleset = load_for_cli(ruleset_path)
+    """Load, check and compile the rule files, check the form's words; print what they hold."""
+    ruleset = load_for_cli(ruleset_path, with_form=True)
     data, program = ruleset.data, ruleset.program
     click.echo(f"ruleset {data.name} {data.version} ({data.path})")
     click.echo(f"sha256 {data.sha256}")
