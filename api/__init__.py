@@ -6,15 +6,23 @@ server from starting, with the reason. durable-rules state is created lazily in 
 process on its first evaluation, so a pre-forking server's master evaluates nothing.
 
 Settings read from the environment when the config does not give them (``triage serve`` sets
-them): ``MSCC_PUBLIC_BASE_URL`` -> ``PUBLIC_BASE_URL`` (the URL clients call, e.g.
-``https://triage.example.org/``: the JWT audience and the links in cards; required when CDS Hooks
-issuers are configured, never taken from the request's Host header) and ``MSCC_CDS_STORE_PATH`` ->
-``CDS_STORE_PATH`` (the SQLite file of seen JWT ids and feedback; by default a new private folder
-per app, shared by the workers of one server because the app is loaded before they fork).
+some of them; the README's settings table is the reference):
+
+- ``MSCC_PUBLIC_BASE_URL`` -> ``PUBLIC_BASE_URL``: the URL clients call, e.g.
+  ``https://triage.example.org/``: the JWT audience and the links in cards; required when CDS Hooks
+  issuers are configured, never taken from the request's Host header.
+- ``MSCC_CDS_STORE_PATH`` -> ``CDS_STORE_PATH``: the SQLite file of seen JWT ids and feedback; by
+  default a new private folder per app, shared by the workers of one server (loaded before they fork).
+- ``MSCC_CDS_ISSUERS_FILE`` -> ``CDS_TRUSTED_ISSUERS``: a JSON file ``{"<iss>": {"keys": [JWK, ...]}}``
+  of the EHRs allowed to call CDS Hooks, with their public keys (no key is ever fetched).
+- ``MSCC_CDS_ALLOW_UNAUTHENTICATED=1`` -> ``CDS_ALLOW_UNAUTHENTICATED``: development only. Without
+  trusted issuers and without this, every CDS Hooks service call answers 401.
+- ``MSCC_MAX_BODY_BYTES``: the body limit (read by ``api/limits.py``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any, Mapping, Optional
@@ -53,6 +61,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,  # bytes; a case is a few kB (documented in the README)
         PUBLIC_BASE_URL=os.environ.get("MSCC_PUBLIC_BASE_URL") or None,
         CDS_STORE_PATH=os.environ.get("MSCC_CDS_STORE_PATH") or None,
+        CDS_TRUSTED_ISSUERS=_issuers_from_file(os.environ.get("MSCC_CDS_ISSUERS_FILE")),
+        CDS_ALLOW_UNAUTHENTICATED=os.environ.get("MSCC_CDS_ALLOW_UNAUTHENTICATED", "") in ("1", "true", "yes"),
     )
     if config:
         app.config.from_mapping(config)
@@ -71,6 +81,27 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         return response
 
     return app
+
+
+def _issuers_from_file(path: Optional[str]) -> dict[str, Any]:
+    """Trusted CDS Hooks issuers from a JSON file; a missing or malformed file stops the start."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ApiConfigError(f"MSCC_CDS_ISSUERS_FILE {path}: cannot be read as JSON ({exc})") from None
+    problems = [] if isinstance(data, dict) and data else ["must be a non-empty object {issuer: {keys: [...]}}"]
+    for iss, entry in (data.items() if isinstance(data, dict) else []):
+        keys = entry.get("keys") if isinstance(entry, dict) else None
+        if not iss.startswith(("https://", "http://")):
+            problems.append(f"issuer {iss!r} must be a URL")
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) and "kty" in k for k in keys):
+            problems.append(f"issuer {iss!r}: 'keys' must be a non-empty list of public JWKs")
+    if problems:
+        raise ApiConfigError(f"MSCC_CDS_ISSUERS_FILE {path}: " + "; ".join(problems))
+    return data
 
 
 def _check_config(app: Flask) -> None:

@@ -344,10 +344,18 @@ def _unauthorized(detail: str) -> ApiProblem:
 
 
 def verify_jwt() -> None:
-    """Enforce CDS Hooks security when trusted issuers are configured; a no-op otherwise."""
+    """Enforce CDS Hooks security: a JWT of a trusted issuer on every call.
+
+    Without trusted issuers every call is refused, unless the server was started in the explicit
+    development mode (``CDS_ALLOW_UNAUTHENTICATED``), which the start announces on stderr.
+    """
     issuers: dict[str, Any] = current_app.config.get("CDS_TRUSTED_ISSUERS") or {}
     if not issuers:
-        return
+        if current_app.config.get("CDS_ALLOW_UNAUTHENTICATED"):
+            return
+        raise _unauthorized("No trusted CDS Hooks issuer is configured on this server: set MSCC_CDS_ISSUERS_FILE "
+                            "(and MSCC_PUBLIC_BASE_URL), or start it with 'triage serve "
+                            "--allow-unauthenticated-cds' for development.")
     auth = request.headers.get("Authorization", "")
     if not auth.startswith("Bearer "):
         raise _unauthorized("A CDS Hooks call must carry 'Authorization: Bearer <JWT>'.")

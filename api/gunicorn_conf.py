@@ -4,7 +4,7 @@ The app is loaded in the master (rules parsed and checked once, so a broken rule
 start), then the workers fork; durable-rules state is created lazily in each worker on its first
 evaluation, so the master evaluates nothing and workers share no engine state.
 
-Slow clients: the worker class is :class:`api.gunicorn_worker.BufferingWorker` (gthread that gives a
+Slow clients: the worker class is :class:`mscc_triage_api.gunicorn_worker.BufferingWorker` (gthread that gives a
 connection to a thread only once its request is complete; 408 after ``MSCC_REQUEST_READ_TIMEOUT``
 seconds, 413/431 past the limits), so clients trickling bytes cost a buffer each, not a thread.
 Control socket: ``MSCC_CONTROL_SOCKET`` (``triage serve`` gives each instance its own, beside its CDS
@@ -19,7 +19,7 @@ import sys
 bind = f"{os.environ.get('MSCC_HOST', '127.0.0.1')}:{os.environ.get('MSCC_PORT', '8000')}"
 workers = int(os.environ.get("MSCC_WORKERS", multiprocessing.cpu_count()))
 threads = int(os.environ.get("MSCC_THREADS", "2"))
-worker_class = "api.gunicorn_worker.BufferingWorker"
+worker_class = "mscc_triage_api.gunicorn_worker.BufferingWorker"
 worker_connections = int(os.environ.get("MSCC_WORKER_CONNECTIONS", "500"))   # open connections per worker
 preload_app = True
 timeout = 30

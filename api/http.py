@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template_string, request
@@ -262,7 +263,10 @@ code,pre{background:#f3f3f3;padding:.1rem .3rem}pre{padding:.8rem;overflow:auto}
 <body><h1>mscc-triage API</h1>
 <p>Ruleset <b>{{ rs.name }} {{ rs.version }}</b>, sha256 <code>{{ rs.sha256 }}</code>.
 Decision support for clinicians; it does not replace clinical judgement.</p>
-<h2>POST /v1/triage</h2><p>A case (case-format v1) in, a result (result-format v1) out.
+<h2>Formats</h2><p><a href="docs/case-format.md">The case</a> (case-format 2.1),
+<a href="docs/result-format.md">the result</a> (result-format 2) and
+<a href="docs/vignette-format.md">vignettes</a> (the replayable test format).</p>
+<h2>POST /v1/triage</h2><p>A case (case-format 2.1) in, a result (result-format 2) out.
 Errors are problem details (<code>application/problem+json</code>): 422 lists every invalid field's path and reason;
 400 malformed JSON; 413 over {{ limit }} bytes; 415 not JSON; 503 when the engine failed on the case
 (no result: triage clinically) or the CDS store cannot be written.</p>
@@ -287,6 +291,23 @@ def docs() -> Response:
                                                    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
                                                    "object-src 'none'")
     return response
+
+
+DOC_NAMES = ("case-format.md", "result-format.md", "vignette-format.md")
+
+
+def docs_folder() -> Path:
+    """The format documents: inside the installed package, or the repository's top-level docs/."""
+    packaged = Path(__file__).resolve().parent / "docs"
+    return packaged if (packaged / DOC_NAMES[0]).is_file() else Path(__file__).resolve().parent.parent / "docs"
+
+
+@bp.get("/docs/<name>")
+def format_doc(name: str) -> Response:
+    if name not in DOC_NAMES:
+        raise ApiProblem(404, "Not Found", f"No document {name!r}; there are {', '.join(DOC_NAMES)}.")
+    text = (docs_folder() / name).read_text(encoding="utf-8")
+    return Response(text, mimetype="text/markdown")
 
 
 def init_app(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""The WSGI entry point: ``api.wsgi:app`` (rules loaded and checked here, at start-up)."""
+"""The WSGI entry point: ``mscc_triage_api.wsgi:app`` (rules loaded and checked here, at start-up)."""
 
 from . import create_app
 

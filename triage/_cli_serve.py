@@ -2,7 +2,7 @@
 
 This module never imports Flask or the api package: it checks the ruleset with the core (a broken
 rule file stops the start here, with the reason, exit 3), then replaces itself with gunicorn (or,
-with ``--dev``, Flask's own server) running ``api.wsgi:app``.
+with ``--dev``, Flask's own server) running ``mscc_triage_api.wsgi:app``.
 
 Each instance gets its own files, named by its address, in a private per-user folder
 (``$XDG_RUNTIME_DIR/mscc-triage``, else ``<tmp>/mscc-triage-<uid>``, mode 0700, refused if it is not
@@ -34,10 +34,13 @@ from .cli import RULESET_OPTION, handle_errors, load_for_cli
               help="The URL clients call (e.g. https://triage.example.org/ behind a TLS proxy): the CDS Hooks "
                    "JWT audience and the links in cards. Default: $MSCC_PUBLIC_BASE_URL.")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+@click.option("--allow-unauthenticated-cds", is_flag=True,
+              help="Development only: accept CDS Hooks calls without a JWT when no trusted issuer is configured "
+                   "(MSCC_CDS_ISSUERS_FILE). Same as MSCC_CDS_ALLOW_UNAUTHENTICATED=1.")
 @RULESET_OPTION
 @handle_errors
 def serve(host: str, port: int, workers: Optional[int], threads: int, public_url: Optional[str], dev: bool,
-          ruleset_path: Optional[Path]) -> None:
+          allow_unauthenticated_cds: bool, ruleset_path: Optional[Path]) -> None:
     """Start the mscc-triage HTTP service (production server: gunicorn)."""
     ruleset = load_for_cli(ruleset_path, with_form=True)  # check the rules and the form's words first
     env = dict(os.environ, MSCC_HOST=host, MSCC_PORT=str(port), MSCC_THREADS=str(threads))
@@ -51,13 +54,23 @@ def serve(host: str, port: int, workers: Optional[int], threads: int, public_url
     for key, default in (("MSCC_CDS_STORE_PATH", folder / f"cds-{name}.sqlite3"),
                          ("MSCC_CONTROL_SOCKET", folder / f"gunicorn-{name}.ctl")):
         env[key] = env.get(key) or str(default)
+    if allow_unauthenticated_cds:
+        env["MSCC_CDS_ALLOW_UNAUTHENTICATED"] = "1"
     click.echo(f"mscc-triage: ruleset {ruleset.name} {ruleset.version} ({ruleset.sha256[:12]}), "
                f"http://{host}:{port}/", err=True)
-    if dev:
-        argv = [sys.executable, "-m", "flask", "--app", "api.wsgi:app", "run", "--host", host, "--port", str(port)]
+    if env.get("MSCC_CDS_ISSUERS_FILE"):
+        click.echo(f"mscc-triage: CDS Hooks calls need a JWT of an issuer in {env['MSCC_CDS_ISSUERS_FILE']}", err=True)
+    elif env.get("MSCC_CDS_ALLOW_UNAUTHENTICATED", "") in ("1", "true", "yes"):
+        click.echo("mscc-triage: WARNING: CDS Hooks accepts calls without authentication (development mode)",
+                   err=True)
     else:
-        conf = Path(__file__).resolve().parent.parent / "api" / "gunicorn_conf.py"
-        argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "api.wsgi:app"]
+        click.echo("mscc-triage: CDS Hooks is closed (401) until trusted issuers are configured: set "
+                   "MSCC_CDS_ISSUERS_FILE and MSCC_PUBLIC_BASE_URL (see the README's settings)", err=True)
+    if dev:
+        argv = [sys.executable, "-m", "flask", "--app", "mscc_triage_api.wsgi:app", "run", "--host", host, "--port", str(port)]
+    else:
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:mscc_triage_api.gunicorn_conf",
+                "mscc_triage_api.wsgi:app"]
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)
 

@@ -14,6 +14,7 @@ The ruleset's ``sha256`` is reproducible from a shell, over every regular file o
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,18 @@ from ._errors import RulesetError
 
 TIMINGS = ("immediately", "within_4h", "within_24h", "within_1_week", "routine")
 SEVERITIES = ("critical", "warning", "info")
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+def _default_rules_dir() -> Path:
+    """The shipped ruleset: inside the installed package (``triage/rules`` in the wheel), or the
+    repository's top-level ``rules/`` in a checkout (editable install), its one source."""
+    packaged = Path(str(importlib.resources.files("triage"))) / "rules"
+    if (packaged / "ruleset.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+DEFAULT_RULES_DIR = _default_rules_dir()
 
 
 class _Strict(BaseModel):

@@ -12,8 +12,8 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import triage
-from api import create_app
-from api.cds import CODEMAP_PATH, case_from_prefetch, default_codemap, recorded_feedback
+from mscc_triage_api import create_app
+from mscc_triage_api.cds import CODEMAP_PATH, case_from_prefetch, default_codemap, recorded_feedback
 
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"

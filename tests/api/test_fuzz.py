@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api import create_app
+from mscc_triage_api import create_app
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -24,7 +24,8 @@ SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
 
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory):
-    return create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path_factory.mktemp("fuzz") / "cds.sqlite3")})
+    return create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path_factory.mktemp("fuzz") / "cds.sqlite3"),
+                       "CDS_ALLOW_UNAUTHENTICATED": True})
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import triage
-from api import ApiConfigError, create_app
-from api import cds as cds_module
-from api.cds import recorded_feedback
+from mscc_triage_api import ApiConfigError, create_app
+from mscc_triage_api import cds as cds_module
+from mscc_triage_api.cds import recorded_feedback
 
 SERVICE = "/cds-services/mscc-triage"
 FEEDBACK = SERVICE + "/feedback"
@@ -213,7 +213,8 @@ def make_store(path) -> None:
 def test_a_read_only_store_is_a_503_with_the_reason_and_healthz_says_so(tmp_path):
     path = tmp_path / "cds.sqlite3"
     make_store(path)
-    client = create_app({"TESTING": True, "CDS_STORE_PATH": f"file:{path}?mode=ro"}).test_client()
+    client = create_app({"TESTING": True, "CDS_STORE_PATH": f"file:{path}?mode=ro",
+                         "CDS_ALLOW_UNAUTHENTICATED": True}).test_client()
     body = assert_problem(client.post(FEEDBACK, json={"feedback": [{"card": "c", "outcome": "accepted"}]}), 503)
     assert "read-only" in body["detail"]
     health = client.get("/healthz")
@@ -234,7 +235,7 @@ def test_a_full_store_is_a_503_with_the_reason(tmp_path, monkeypatch):
         return conn
 
     monkeypatch.setattr(cds_module, "_connect", full)
-    client = create_app({"TESTING": True, "CDS_STORE_PATH": str(path)}).test_client()
+    client = create_app({"TESTING": True, "CDS_STORE_PATH": str(path), "CDS_ALLOW_UNAUTHENTICATED": True}).test_client()
     items = [{"card": "c" * 64, "outcome": "accepted"}] * 600
     body = assert_problem(client.post(FEEDBACK, json={"feedback": items}), 503)
     assert "full" in body["detail"] and client.post(FEEDBACK, json={"feedback": items}).headers["Retry-After"]
@@ -242,7 +243,8 @@ def test_a_full_store_is_a_503_with_the_reason(tmp_path, monkeypatch):
 
 def test_a_store_that_cannot_be_opened_is_a_503(tmp_path):
     (tmp_path / "file").write_text("")
-    client = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "file" / "cds.sqlite3")}).test_client()
+    client = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "file" / "cds.sqlite3"),
+                         "CDS_ALLOW_UNAUTHENTICATED": True}).test_client()
     assert "cannot be opened" in assert_problem(
         client.post(FEEDBACK, json={"feedback": [{"card": "c", "outcome": "accepted"}]}), 503)["detail"]
     assert client.get("/healthz").status_code == 503

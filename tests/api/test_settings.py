@@ -1,0 +1,80 @@
+"""Production settings from the environment: trusted CDS issuers, the development flag, the body limit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mscc_triage_api import ApiConfigError, create_app
+
+SERVICE = "/cds-services/mscc-triage"
+JWK = {"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+       "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "kid": "k1"}
+
+
+def test_without_trusted_issuers_cds_hooks_is_closed_and_says_how_to_open_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("MSCC_CDS_ALLOW_UNAUTHENTICATED", raising=False)
+    monkeypatch.delenv("MSCC_CDS_ISSUERS_FILE", raising=False)
+    client = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "c.sqlite3")}).test_client()
+    response = client.post(SERVICE, json={"hook": "patient-view", "hookInstance": "x", "context": {}})
+    assert response.status_code == 401
+    detail = response.get_json()["detail"]
+    assert "MSCC_CDS_ISSUERS_FILE" in detail and "--allow-unauthenticated-cds" in detail
+    assert client.get("/cds-services").status_code == 200          # discovery stays open
+    assert client.post("/v1/triage", json={}).status_code == 200    # the JSON API is not CDS Hooks
+
+
+def test_the_development_flag_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSCC_CDS_ALLOW_UNAUTHENTICATED", "1")
+    app = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "c.sqlite3")})
+    assert app.config["CDS_ALLOW_UNAUTHENTICATED"] is True
+
+
+def test_trusted_issuers_come_from_a_file(tmp_path, monkeypatch):
+    issuers = tmp_path / "issuers.json"
+    issuers.write_text(json.dumps({"https://ehr.example.org": {"keys": [JWK]}}))
+    monkeypatch.setenv("MSCC_CDS_ISSUERS_FILE", str(issuers))
+    monkeypatch.setenv("MSCC_PUBLIC_BASE_URL", "https://triage.example.org")
+    app = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "c.sqlite3")})
+    assert app.config["CDS_TRUSTED_ISSUERS"] == {"https://ehr.example.org": {"keys": [JWK]}}
+    response = app.test_client().post(SERVICE, json={})
+    assert response.status_code == 401 and "Bearer" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize("content,reason", [
+    ("not json", "cannot be read as JSON"),
+    ("{}", "non-empty object"),
+    ('{"ehr": {"keys": []}}', "must be a URL"),
+    ('{"https://ehr.example.org": {"keys": [{"no": "kty"}]}}', "public JWKs"),
+])
+def test_a_bad_issuers_file_stops_the_start_with_the_reason(tmp_path, monkeypatch, content, reason):
+    issuers = tmp_path / "issuers.json"
+    issuers.write_text(content)
+    monkeypatch.setenv("MSCC_CDS_ISSUERS_FILE", str(issuers))
+    monkeypatch.setenv("MSCC_PUBLIC_BASE_URL", "https://triage.example.org")
+    with pytest.raises(ApiConfigError, match=reason):
+        create_app({"TESTING": True})
+
+
+def test_the_body_limit_comes_from_the_environment():
+    code = "from mscc_triage_api import create_app; print(create_app({'TESTING': True}).config['MAX_CONTENT_LENGTH'])"
+    out = subprocess.run([sys.executable, "-c", code], env={"MSCC_MAX_BODY_BYTES": "2048", "PATH": ""},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2048"
+    bad = subprocess.run([sys.executable, "-c", code], env={"MSCC_MAX_BODY_BYTES": "lots", "PATH": ""},
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "MSCC_MAX_BODY_BYTES must be a number of bytes" in bad.stderr
+
+
+def test_the_api_page_serves_the_format_documents(client):
+    page = client.get("/docs").get_data(as_text=True)
+    for name in ("case-format.md", "result-format.md", "vignette-format.md"):
+        assert f'href="docs/{name}"' in page
+        response = client.get(f"/docs/{name}")
+        assert response.status_code == 200 and response.mimetype == "text/markdown"
+        assert response.get_data(as_text=True).startswith("#")
+    assert client.get("/docs/../README.md").status_code == 404
+    assert client.get("/docs/secrets.md").status_code == 404
