@@ -10,7 +10,15 @@ command line) naming the file, the key and the reason, with a "did you mean" hin
 - a missing key: a case field without a label or a group, a choice of the case model without a
   label, a word or a message the page uses, a vocabulary action or flag without a French label, a
   rule headline without a French headline;
-- a message whose ``{placeholders}`` the form cannot fill.
+- a message whose ``{placeholders}`` the form cannot fill;
+- a follow-up question (``groups[].follow_ups``: asked when its gate is answered "yes") whose gate
+  is not a yes/no finding of the same group, or that is not in the group, or is listed twice;
+- a rule without a French title (``labels.fr.yaml``, ``titles``), a part of a rule's ``source``
+  without a readable citation in both languages (``form.yaml``, ``sources``: the rule files keep
+  their internal references, such as ``seed-003``; clinicians see the citation).
+
+French texts get French typography when they are loaded (:func:`french_typography`): a no-break
+space before ``: ; ! ? %`` and inside « », so that the files stay plain to edit.
 
 Entries the ruleset does not know (a label for a field the case model lacks, a French label for an
 id the vocabulary lacks, a headline for a rule that does not exist) are not shown anywhere; they
@@ -21,6 +29,7 @@ run ahead of the case model and the rules while those change. A test keeps the s
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +55,8 @@ PAGE_WORDS = (
     "result", "actions", "flags", "still_to_ask", "would_raise", "colon", "semicolon", "sins_score", "why", "ruleset",
     "errors_title", "disclaimer", "print", "engine_error_title", "engine_error_body", "engine_error_retry",
     "error_title", "error_body", "back_to_form",
+    "so_far", "ask_first_raise", "ask_first_flags", "critical_flags", "other_flags", "note_title", "copy", "copied",
+    "copy_failed", "findings_given", "none_given", "triaged_at",
 )
 # Every message code the form shows, with the placeholders it may use.
 MESSAGES: dict[str, frozenset[str]] = {
@@ -65,6 +76,8 @@ class Group:
     id: str
     label: Mapping[str, str]
     fields: tuple[str, ...]
+    # The fields in the order shown, each with its follow-up questions (asked when it is "yes").
+    items: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,45 @@ class Texts:
     actions: Mapping[str, Mapping[str, str]]           # vocabulary id -> {en, fr}
     flags: Mapping[str, Mapping[str, str]]
     headlines: Mapping[str, Mapping[str, str]]         # English headline -> {en, fr}
+    titles: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # rule id -> {en, fr}
+    sources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # source part -> {en, fr}
     unused: tuple[str, ...] = field(default=())        # entries the ruleset does not know (see above)
+
+    def citations(self, source: str, lang: str) -> list[str]:
+        """The readable citations of a rule's or an action's ``source``, each once, in ``lang``."""
+        out: list[str] = []
+        for part in source_parts(source):
+            text = self.sources.get(part, {}).get(lang, part)
+            if text not in out:
+                out.append(text)
+        return out
+
+
+def source_parts(source: str) -> list[str]:
+    """``"seed-003; NICE NG234 (scope; update)"`` -> ``["seed-003", "NICE NG234 (scope; update)"]``.
+
+    Parts are separated by ``;`` outside parentheses; empty parts are dropped.
+    """
+    parts, depth, current = [], 0, []
+    for char in source:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == ";" and depth <= 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+_NBSP = "\u00a0"
+
+
+def french_typography(text: str) -> str:
+    """A no-break space before ``: ; ! ? %`` and inside guillemets (written as plain spaces in the files)."""
+    text = re.sub(r" +([:;!?%»])", _NBSP + r"\1", text)
+    text = re.sub(r"« +", "«" + _NBSP, text)
+    return text
 
 
 class _NoDuplicateLoader(yaml.SafeLoader):
@@ -159,7 +210,7 @@ class _File:
             raise self.fail(key, f"the {language} text must be a string, not {type(value).__name__}")
         if not value.strip():
             raise self.fail(key, f"the {language} text is empty")
-        return value
+        return french_typography(value) if language == "French" else value
 
 
 def _language(lang: str) -> str:
@@ -180,7 +231,7 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
     folder = Path(ruleset.path)
     unused: list[str] = []
     form = _File(folder, FORM_FILE)
-    form.only_keys(form.data, ("groups", "fields", "choices", "words", "messages"))
+    form.only_keys(form.data, ("groups", "fields", "choices", "words", "messages", "sources"))
 
     # fields: a label (and an optional help text) for every case field
     raw_fields = _keyed(form.section("fields", dict))
@@ -209,7 +260,7 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
         where = f"groups[{index}]"
         if not isinstance(raw, dict):
             raise form.fail(where, "must be a mapping with id, en, fr and fields")
-        form.only_keys(raw, ("id", *LANGUAGES, "fields"), where)
+        form.only_keys(raw, ("id", *LANGUAGES, "fields", "follow_ups"), where)
         gid = raw.get("id")
         if not isinstance(gid, str) or not gid:
             raise form.fail(f"{where}.id", "missing or not a string")
@@ -230,7 +281,7 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
                 shown.append(path)
             else:
                 unused.append(f"{FORM_FILE}: {where}.fields: {path}: not a field of the case model")
-        groups.append(Group(gid, label, tuple(shown)))
+        groups.append(Group(gid, label, tuple(shown), _follow_ups(form, raw, where, tuple(shown), fields)))
     for path in fields:
         if path not in placed:
             raise form.fail("groups", f"{path} is asked in no group: add it to one")
@@ -277,9 +328,21 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
             raise form.fail(f"messages.{key}", "missing: the form shows this message",
                             _hint(key, [m for m in messages if m not in MESSAGES]))
 
+    # sources: a readable citation, in both languages, for every part of every rule's source
+    raw_sources = _keyed(form.section("sources", dict))
+    sources = {key: form.text(value, f"sources.{key}") for key, value in raw_sources.items()}
+    cited: set[str] = set()
+    for rule in data.rules:
+        for part in source_parts(rule.source or ""):
+            cited.add(part)
+            if part not in sources:
+                raise form.fail(f"sources.{part}", f"missing: rule {rule.id} cites it; give a readable citation "
+                                "in English and French", _hint(part, [s for s in sources if s not in cited]))
+    unused += [f"{FORM_FILE}: sources.{key}: no rule cites it" for key in sources if key not in cited]
+
     # labels.fr.yaml: a French label for every action and flag, a French headline for every headline
     fr = _File(folder, LABELS_FR_FILE)
-    fr.only_keys(fr.data, ("actions", "flags", "headlines"))
+    fr.only_keys(fr.data, ("actions", "flags", "headlines", "titles"))
     actions = _french_labels(fr, "actions", {a: d.label for a, d in data.actions.items()}, unused)
     flags = _french_labels(fr, "flags", {f: d.label for f, d in data.flags.items()}, unused)
     raw_headlines = fr.section("headlines", dict)
@@ -314,8 +377,52 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
         elif not rules[rule_id].headline:
             unused.append(f"{LABELS_FR_FILE}: headlines.rules.{rule_id}: this rule has no headline")
 
+    # titles: a French title for every rule
+    raw_titles = _keyed(fr.section("titles", dict))
+    titles: dict[str, dict[str, str]] = {}
+    for rule in data.rules:
+        key = f"titles.{rule.id}"
+        if rule.id not in raw_titles:
+            raise fr.fail(key, f"missing: rule {rule.id} ({rule.title!r}) needs a French title",
+                          _hint(rule.id, [r for r in raw_titles if r not in rules]))
+        titles[rule.id] = {"en": rule.title, "fr": fr.label(raw_titles[rule.id], key)}
+    for rule_id, value in raw_titles.items():
+        fr.label(value, f"titles.{rule_id}")
+        if rule_id not in rules:
+            unused.append(f"{LABELS_FR_FILE}: titles.{rule_id}: no rule has this id"
+                          + _suffix(_hint(rule_id, [r for r in rules if r not in raw_titles])))
+
     return Texts(tuple(groups), labels, help_texts, choices, words, messages, actions, flags, headlines,
-                 tuple(unused))
+                 titles, sources, tuple(unused))
+
+
+def _follow_ups(form: _File, raw: Mapping[str, Any], where: str, shown: tuple[str, ...],
+                fields: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The group's fields in the order shown: each gate followed by its follow-up questions."""
+    table = raw.get("follow_ups") or {}
+    if not isinstance(table, dict):
+        raise form.fail(f"{where}.follow_ups", "must be a mapping: yes/no question -> list of follow-up questions")
+    follow: dict[str, tuple[str, ...]] = {}
+    taken: set[str] = set()
+    for gate, members in _keyed(table).items():
+        key = f"{where}.follow_ups.{gate}"
+        if gate not in shown:
+            raise form.fail(key, "this question is not asked in the group", _hint(gate, shown))
+        if getattr(fields[gate], "kind", None) != "tristate":
+            raise form.fail(key, "only a yes/no question can open follow-up questions")
+        if not isinstance(members, list) or not members:
+            raise form.fail(key, "must be a non-empty list of questions of the group")
+        for path in members:
+            if path not in shown or path == gate:
+                raise form.fail(key, f"{path!r} is not another question of the group", _hint(str(path), shown))
+            if path in taken or path in follow:
+                raise form.fail(key, f"{path} is already a follow-up or a gate")
+            taken.add(path)
+        follow[gate] = tuple(members)
+    for gate in follow:
+        if gate in taken:
+            raise form.fail(f"{where}.follow_ups.{gate}", "a follow-up question cannot open follow-ups of its own")
+    return tuple((path, follow.get(path, ())) for path in shown if path not in taken)
 
 
 def _french_labels(fr: _File, section: str, english: Mapping[str, str], unused: list[str]) -> dict[str, dict[str, str]]:

@@ -7,15 +7,22 @@ next to the field, never dropped. Every word shown comes from ``rules/form.yaml`
 checked when the app starts (:mod:`api.form_texts`): a broken file stops the start, never a request.
 If the engine fails, the page says so in its own language, keeps the answers and asks for triage
 by clinical judgement meanwhile (503); any other failure of a form page is an HTML page too, never JSON.
+
+The language button posts the answers to the other language's page (``_switch``): the answers stay,
+and the page is triaged again only if it had been (``_triaged``). A result comes with a plain-text
+note for the patient's record (``triage_note.html``: findings given, urgency, timed actions, flags,
+what is still to ask, date and time, ruleset version), which ``note.js`` copies and the page prints.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Any, Optional
 
 from flask import Blueprint, Flask, current_app, render_template, request
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 import triage
@@ -116,8 +123,10 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     general_errors: list[str] = []
     result = None
     engine_failed = False
+    triaged = request.method == "POST" and ("_switch" not in request.form or "_triaged" in request.form)
     if request.method == "POST":
         values = {k: v for k, v in request.form.items() if k in FIELDS}
+    if triaged:
         case, form_errors = case_from_form(request.form)
         for path, code in form_errors.items():
             field_errors[path] = t.messages[code][lang]
@@ -139,11 +148,46 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
                 engine_failed = True
     status = 503 if engine_failed else 422 if (field_errors or general_errors) else 200
     rules = {r.id: r for r in rs.data.rules}
+    context = dict(lang=lang, t=t, fields=FIELDS, values=values, result=result, ruleset=rs, rules=rules,
+                   shown=display_values(values, lang, t), raising=_raising(result),
+                   now=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M (UTC%z)"))
+    # Rendered (and so escaped) as HTML: it is shown in the page as it is.
+    note = Markup(render_template("triage_note.html", **context).strip() + "\n") if result else ""
     return render_template(
-        "triage_form.html", lang=lang, t=t, fields=FIELDS, values=values, field_errors=field_errors,
-        general_errors=general_errors, result=result, engine_failed=engine_failed, ruleset=rs, rules=rules,
+        "triage_form.html", **context, field_errors=field_errors, general_errors=general_errors,
+        engine_failed=engine_failed, triaged=triaged, note=note,
         other_lang_url="/fr/" if lang == "en" else "/", self_url="/" if lang == "en" else "/fr/",
     ), status
+
+
+URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
+
+
+def _raising(result: Any) -> Optional[str]:
+    """The highest urgency an unknown could lead to, when it is above the result's; else None."""
+    if result is None:
+        return None
+    top = max((u.could_raise_to for u in result.unknowns), key=URGENCY_RANK.__getitem__, default=result.urgency)
+    return top if URGENCY_RANK[top] > URGENCY_RANK[result.urgency] else None
+
+
+def display_values(values: dict[str, str], lang: str, t: Texts) -> list[tuple[str, str]]:
+    """The answers given, in the form's order, as (label, answer) in the page's language."""
+    shown = []
+    for group in t.groups:
+        for path in group.fields:
+            raw = (values.get(path) or "").strip()
+            if not raw:
+                continue
+            spec = FIELDS[path]
+            if spec.kind == "tristate":
+                answer = t.words["yes" if raw == "true" else "no"][lang] if raw in ("true", "false") else raw
+            elif spec.kind == "enum":
+                answer = t.choices.get(raw, {}).get(lang, raw)
+            else:
+                answer = raw
+            shown.append((t.fields[path][lang], answer))
+    return shown
 
 
 @bp.route("/", methods=["GET", "POST"])

@@ -13,10 +13,19 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 
+@pytest.fixture(autouse=True)
+def desktop_window(browser):
+    """Every test starts at 1280 px wide (a test that narrows the window does not leak into the next)."""
+    browser.set_window_size(1280, 1800)
+    yield
+
+
 def fill(driver, answers: dict) -> None:
     for name, value in answers.items():
         control = driver.find_elements(By.NAME, name)
         kind = control[0].get_attribute("type")
+        # the sticky Triage bar covers the bottom of the window: bring each control to the middle first
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", control[0])
         if kind == "radio":
             driver.find_element(By.CSS_SELECTOR, f'input[name="{name}"][value="{value}"]').click()
         elif control[0].tag_name == "select":
@@ -26,10 +35,10 @@ def fill(driver, answers: dict) -> None:
             control[0].send_keys(value)
 
 
-def submit(driver, key=None) -> None:
+def submit(driver, key=None, button_id="submit") -> None:
     """Submit and wait for the answer page (the old page must be gone before anything is read)."""
     driver.execute_script("window.__oldPage = true;")
-    button = driver.find_element(By.ID, "submit")
+    button = driver.find_element(By.ID, button_id)
     button.send_keys(key) if key else button.click()
     # A new document has no __oldPage; chromedriver may raise while the page is being replaced.
     WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
@@ -93,8 +102,8 @@ def test_invalid_input_in_the_browser(browser, live_url, lang, message):
 def test_keyboard_only(browser, live_url):
     browser.get(live_url + "/")
     body = browser.find_element(By.TAG_NAME, "body")
-    body.send_keys(Keys.TAB)  # the language link comes first
-    assert browser.switch_to.active_element.get_attribute("hreflang") == "fr"
+    body.send_keys(Keys.TAB)  # the language button comes first
+    assert browser.switch_to.active_element.get_attribute("id") == "switch-lang"
     age = browser.find_element(By.ID, "f-patient-age_years")
     age.send_keys("70")
     age.send_keys(Keys.TAB)  # next control: the cancer history select
@@ -105,11 +114,13 @@ def test_keyboard_only(browser, live_url):
 
 
 NEW_QUESTIONS = {"presentation.focal_vertebral_pain.present": "true", "presentation.focal_vertebral_pain.band_like": "true",
-                 "presentation.paraesthesia.bilateral_legs": "true",
+                 "presentation.paraesthesia.present": "true", "presentation.paraesthesia.bilateral_legs": "true",
+                 "presentation.sphincter_disturbance.present": "true",
                  "presentation.sphincter_disturbance.altered_urinary_sensation": "false",
                  "presentation.sexual_dysfunction": "false", "presentation.infection_suspected": "true",
-                 "presentation.complete_paraplegia_hours": "0", "assessment.new_findings_since_mri": "true",
-                 "patient.cancer.history": "current"}
+                 "presentation.gait_difficulty": "true",
+                 "presentation.complete_paraplegia_hours": "0", "assessment.mri_performed": "true",
+                 "assessment.new_findings_since_mri": "true", "patient.cancer.history": "current"}
 
 
 @pytest.mark.parametrize("lang, help_text", [("en", "38 °C"), ("fr", "38 °C")])
@@ -161,3 +172,210 @@ def test_print_button_works_under_the_content_security_policy(browser, live_url)
     browser.execute_script("window.__printed = false; window.print = function () { window.__printed = true; };")
     button.click()
     assert browser.execute_script("return window.__printed;") is True
+
+
+# ------------------------------------------------------------------------------------ issue 13: ward and phone
+
+WIDTHS = (320, 390, 1280)
+CAUDA_EQUINA = {"patient.cancer.history": "current", "patient.cancer.primary": "prostate",
+                "presentation.focal_vertebral_pain.present": "true",
+                "presentation.sphincter_disturbance.present": "true",
+                "presentation.sphincter_disturbance.urinary_retention": "true"}
+PAGES = {   # page -> answers (None: the empty form, no submit)
+    "empty-form": None,
+    "emergency": CASES["emergency"][0],
+    "cauda-equina": CAUDA_EQUINA,
+    "urgent": CASES["urgent"][0],
+    "routine": CASES["routine"][0],
+    "routine-so-far": {},
+    "invalid": {"patient.age_years": "121", "patient.cancer.history": "past", "presentation.gait_difficulty": "true",
+                "assessment.sins.location": "junctional"},
+    "long-values": {"presentation.weakness.present": "true", "presentation.weakness.onset_hours": "9" * 60},
+}
+
+
+def overflow(driver) -> dict:
+    """Horizontal overflow of the page: scrollWidth beyond the viewport (the window less its scroll bar)."""
+    return driver.execute_script(
+        "var d = document.documentElement;"
+        "return {window: window.innerWidth, client: d.clientWidth, scroll: d.scrollWidth,"
+        "        body: document.body.scrollWidth};")
+
+
+def open_page(driver, live_url, lang, answers):
+    driver.get(live_url + ("/" if lang == "en" else "/fr/"))
+    if answers is not None:
+        fill(driver, answers)
+        submit(driver)
+
+
+def check_widths(driver, name, lang, shots=(390, 1280)) -> list:
+    problems = []
+    for width in WIDTHS:
+        driver.set_window_size(width, 900)
+        size = overflow(driver)
+        assert size["window"] == width, size   # the window really is that narrow
+        if size["scroll"] > size["client"] or size["body"] > size["client"]:
+            problems.append((name, lang, width, size))
+        if width in shots:
+            height = driver.execute_script("return document.documentElement.scrollHeight;")
+            driver.set_window_size(width, min(height, 6000))
+            driver.save_screenshot(str(SCREENSHOTS / f"{name}-{lang}-{width}.png"))
+    return problems
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("page", list(PAGES))
+def test_no_horizontal_scrolling_from_320_px_to_desktop(browser, live_url, lang, page):
+    open_page(browser, live_url, lang, PAGES[page])
+    assert check_widths(browser, page, lang) == []
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_no_horizontal_scrolling_on_the_failure_pages(browser, live_url, monkeypatch, lang):
+    import triage
+
+    def engine_fails(self, case):
+        raise triage.EngineError("injected")
+
+    def page_fails(self, case):
+        raise RuntimeError("injected")
+
+    problems = []
+    for name, failure, marker in (("engine-failure", engine_fails, "engine-error"), ("error-page", page_fails, "page-error")):
+        monkeypatch.setattr(triage.Ruleset, "evaluate", failure)
+        browser.set_window_size(1280, 1800)
+        open_page(browser, live_url, lang, {"presentation.weakness.present": "true"})
+        assert browser.find_elements(By.ID, marker), name
+        problems += check_widths(browser, name, lang)
+    assert problems == []
+
+
+def test_follow_up_questions_appear_when_their_question_is_yes(browser, live_url):
+    browser.get(live_url + "/")
+    follow_up = browser.find_element(By.ID, "f-presentation-weakness-bilateral")
+    gate = 'input[name="presentation.weakness.present"][value="{}"]'
+    assert not follow_up.is_displayed()
+    browser.find_element(By.CSS_SELECTOR, gate.format("true")).click()
+    assert follow_up.is_displayed()
+    browser.find_element(By.CSS_SELECTOR, gate.format("false")).click()
+    assert not follow_up.is_displayed()
+    # an answered follow-up is never hidden, even when its question goes back to "No" (the
+    # contradiction is then shown next to it, not carried in a hidden field)
+    browser.find_element(By.CSS_SELECTOR, gate.format("true")).click()
+    browser.find_element(By.CSS_SELECTOR, 'input[name="presentation.weakness.bilateral"][value="true"]').click()
+    browser.find_element(By.CSS_SELECTOR, gate.format("false")).click()
+    assert follow_up.is_displayed()
+    # an independent question of the same group is always asked
+    assert browser.find_element(By.ID, "f-presentation-sexual_dysfunction").is_displayed()
+
+
+def test_a_routine_case_takes_at_most_8_clicks_and_the_button_stays_in_reach(browser, live_url):
+    browser.set_window_size(390, 800)
+    browser.get(live_url + "/")
+    clicks = 0
+    for question in ("presentation.focal_vertebral_pain.present", "presentation.weakness.present",
+                     "presentation.paraesthesia.present", "presentation.sphincter_disturbance.present",
+                     "presentation.sciatica.present", "presentation.gait_difficulty"):
+        radio = browser.find_element(By.CSS_SELECTOR, f'input[name="{question}"][value="false"]')
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", radio)
+        radio.click()
+        clicks += 1
+        # the Triage button is on screen wherever the form is scrolled to
+        assert browser.execute_script(
+            "var r = document.getElementById('submit').getBoundingClientRect();"
+            "return r.top >= 0 && r.bottom <= window.innerHeight;"), question
+    submit(browser)
+    clicks += 1
+    assert clicks <= 8
+    banner = browser.find_element(By.ID, "urgency-banner")
+    assert banner.find_element(By.CLASS_NAME, "level").text == "ROUTINE"
+    assert not browser.find_elements(By.ID, "ask-first") and not browser.find_elements(By.CSS_SELECTOR, ".so-far")
+
+
+@pytest.mark.parametrize("lang, level, so_far, raise_to", [("en", "ROUTINE", "SO FAR", "EMERGENCY"),
+                                                           ("fr", "NON URGENT", "POUR L'INSTANT", "URGENCE VITALE")])
+def test_the_banner_never_reassures_early(browser, live_url, lang, level, so_far, raise_to):
+    open_page(browser, live_url, lang, {})   # nothing asked yet
+    banner = browser.find_element(By.ID, "urgency-banner")
+    assert banner.find_element(By.CLASS_NAME, "level").text == level
+    assert banner.find_element(By.CLASS_NAME, "so-far").text == so_far
+    ask = banner.find_element(By.ID, "ask-first")
+    assert raise_to in ask.text
+    assert browser.find_elements(By.CSS_SELECTOR, "ul.unknowns li")
+
+
+@pytest.mark.parametrize("lang, texts", [
+    ("en", ["Urinary retention: Yes", "Whole-spine MRI within 4 hours of the request", "Within 4 hours",
+            "CRITICAL: Cauda equina red flags", "Ruleset: mscc 2.1.0", "Triaged on 20",
+            "Decision support for clinicians"]),
+    ("fr", ["Rétention urinaire : Oui", "IRM du rachis entier dans les 4 heures suivant la demande", "Dans les 4 heures",
+            "CRITIQUE : Signes d'alerte de syndrome de la queue de cheval", "Jeu de règles : mscc 2.1.0", "Trié le 20",
+            "Aide à la décision pour les cliniciens"]),
+])
+def test_copy_for_the_notes_of_a_cauda_equina_case(browser, live_url, lang, texts):
+    open_page(browser, live_url, lang, CAUDA_EQUINA)
+    # the critical flag sits in the banner, above the actions
+    banner = browser.find_element(By.ID, "urgency-banner")
+    assert banner.find_element(By.CSS_SELECTOR, '[data-id="cauda_equina_red_flags"]').is_displayed()
+    browser.execute_script(
+        "window.__copied = null;"
+        "Object.defineProperty(navigator, 'clipboard', {configurable: true, value: {writeText: function (t) {"
+        "  window.__copied = t; return Promise.resolve(); }}});")
+    button = browser.find_element(By.ID, "copy-note")
+    assert button.is_displayed()
+    button.click()
+    WebDriverWait(browser, 5).until(lambda d: d.execute_script("return window.__copied !== null;"))
+    copied = browser.execute_script("return window.__copied;").replace("\u00a0", " ")
+    for text in texts:
+        assert text in copied, (text, copied)
+    assert copied.count(texts[-1]) == 1   # the disclaimer once
+    assert browser.find_element(By.ID, "copy-status").text
+
+
+def test_the_printout_is_the_note_in_black_and_white(browser, live_url):
+    open_page(browser, live_url, "en", CAUDA_EQUINA)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        note = browser.find_element(By.ID, "note-text")
+        assert note.is_displayed() and "Urinary retention: Yes" in note.text and "Triaged on" in note.text
+        assert not browser.find_element(By.ID, "case-form").is_displayed()
+        assert not browser.find_element(By.ID, "urgency-banner").is_displayed()
+        visible = [d for d in browser.find_elements(By.CLASS_NAME, "disclaimer") if d.is_displayed()]
+        assert visible == [] and note.text.count("does not replace clinical judgement") == 1
+        colours = browser.execute_script(
+            "var s = getComputedStyle(document.getElementById('note-text'));"
+            "return [s.color, s.backgroundColor];")
+        assert colours == ["rgb(0, 0, 0)", "rgb(255, 255, 255)"]
+        browser.save_screenshot(str(SCREENSHOTS / "print-en.png"))
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+
+
+def test_switching_language_keeps_the_answers(browser, live_url):
+    browser.get(live_url + "/")
+    fill(browser, {"patient.age_years": "70", "patient.cancer.history": "past"})
+    submit(browser, button_id="switch-lang")   # not triaged yet: the French form, same answers
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
+    assert browser.find_element(By.ID, "f-patient-age_years").get_attribute("value") == "70"
+    assert not browser.find_elements(By.ID, "result") and not browser.find_elements(By.ID, "error-summary")
+    fill(browser, CASES["urgent"][0])
+    submit(browser)
+    assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text == "URGENT"
+    submit(browser, button_id="switch-lang")   # triaged: the English result of the same answers
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert "Contact the MSCC coordinator within 24 hours" in browser.find_element(By.ID, "result").text
+    assert browser.find_element(By.ID, "f-patient-age_years").get_attribute("value") == "70"
+
+
+def test_enter_in_a_field_triages_it_does_not_switch_language(browser, live_url):
+    browser.get(live_url + "/")
+    fill(browser, {"presentation.weakness.present": "true"})
+    age = browser.find_element(By.ID, "f-patient-age_years")
+    age.send_keys("70")
+    browser.execute_script("window.__oldPage = true;")
+    age.send_keys(Keys.ENTER)
+    WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return window.__oldPage !== true && document.readyState === 'complete';"))
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text == "EMERGENCY"

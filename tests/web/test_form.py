@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 import triage
-from api.form_texts import load_texts
-from api.web import case_from_form
+from mscc_triage_api.form_texts import load_texts
+from mscc_triage_api.web import case_from_form
 from triage._case import FIELDS
 
 RULES = Path(triage.load_ruleset().path)   # the ruleset the app serves by default
@@ -100,7 +100,7 @@ def test_errors_next_to_the_field_in_the_page_language_keeping_the_answers(clien
     assert re.search(r'id="f-patient-age_years-err">Must be ≤ 120\.<', html)
     assert 'value="121"' in html and 'name="presentation.weakness.present" value="true" checked' in html
     fr = client.post("/fr/", data={"presentation.sciatica.present": "false", "presentation.sciatica.bilateral": "true"})
-    assert "Incohérent avec « Des deux côtés »" in fr.get_data(as_text=True)
+    assert "Incohérent avec «\u00a0Des deux côtés\u00a0»" in fr.get_data(as_text=True)   # French spacing
 
 
 def _luminance(hex_colour: str) -> float:
@@ -230,7 +230,7 @@ BROKEN = [
      ["labels.fr.yaml", "sins_unstable", "appears twice"]),
     ("field label missing", "form.yaml", _drop_line("  presentation.weakness.bilateral:"),
      ["form.yaml", "fields.presentation.weakness.bilateral", "missing"]),
-    ("field asked in no group", "form.yaml", lambda t: _changed(t, t.replace(" presentation.weakness.bilateral,\n", "\n", 1)),
+    ("field asked in no group", "form.yaml", lambda t: _changed(t, t.replace(" presentation.weakness.bilateral,\n", "\n")),
      ["form.yaml", "presentation.weakness.bilateral", "no group"]),
     ("empty French field label", "form.yaml",
      _set_yaml(["fields", "presentation.sciatica.bilateral"], {"en": "Both legs", "fr": " "}),
@@ -273,7 +273,7 @@ def test_a_broken_form_file_names_file_key_and_reason(tmp_path, file, edit, expe
     for word in expected:
         assert word in message, (word, message)
     # ... and the app does not start (never a 500 on '/')
-    from api import create_app
+    from mscc_triage_api import create_app
 
     with pytest.raises(triage.RulesetError):
         create_app({"TESTING": True, "MSCC_RULES_PATH": str(folder), "CDS_STORE_PATH": str(tmp_path / "c.sqlite3")})
@@ -305,7 +305,7 @@ def _fail_with(exc: Exception):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("url, title, kept", [("/", "No result: the triage engine failed.", "clinical judgement"),
-                                              ("/fr/", "Aucun résultat : le moteur de triage a échoué.",
+                                              ("/fr/", "Aucun résultat\u00a0: le moteur de triage a échoué.",
                                                "jugement clinique")])
 def test_engine_failure_is_a_readable_page_in_its_language_keeping_the_answers(client, monkeypatch, url, title, kept):
     monkeypatch.setattr(triage.Ruleset, "evaluate", _fail_with(triage.EngineError("durable failed")))
@@ -346,3 +346,144 @@ def test_still_to_ask_names_the_critical_flag_an_unknown_would_add(client):
     asked = asked[:asked.index("</ul>")]
     assert 'data-field="presentation.weakness.progressive"' in asked
     assert "Déficit neurologique d'aggravation rapide" in asked.replace("&#39;", "'")
+
+
+# ------------------------------------------------------------------------------------ issue 13: words and citations
+
+FRENCH_CASES = [
+    {},
+    {"patient.cancer.history": "current", "patient.cancer.primary": "prostate",
+     "presentation.focal_vertebral_pain.present": "true", "presentation.sphincter_disturbance.present": "true",
+     "presentation.sphincter_disturbance.urinary_retention": "true", "assessment.sins.total": "14"},
+    {"patient.cancer.history": "current", "patient.cancer.bone_metastases": "true",
+     "labs.corrected_calcium_mmol_l": "3,6", "labs.creatinine_clearance_ml_min": "25",
+     "presentation.focal_vertebral_pain.present": "false", "presentation.weakness.present": "false"},
+    {"patient.cancer.history": "none", "presentation.weakness.present": "true", "presentation.infection_suspected": "true",
+     "patient.comorbidities.diabetes": "true", "patient.age_years": "12"},
+]
+
+
+def _visible_text(html: str) -> str:
+    from html import unescape
+
+    body = html[html.index("<body>"):]
+    return unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+@pytest.mark.parametrize("data", FRENCH_CASES, ids=["empty", "cauda-equina", "hypercalcaemia", "no-known-cancer"])
+def test_every_word_of_the_french_result_is_french(client, texts, data):
+    rs = triage.load_ruleset(RULES)
+    html = client.post("/fr/", data=data).get_data(as_text=True)
+    text = _visible_text(html)
+    assert 'id="urgency-banner"' in html
+    english = {r.title for r in rs.data.rules} | {r.headline for r in rs.data.rules if r.headline}
+    english |= set(rs.data.headlines.values()) | {a.label for a in rs.data.actions.values()}
+    english |= {f.label for f in rs.data.flags.values()}
+    english |= {v["en"] for k, v in texts.sources.items() if v["en"] != v["fr"]}
+    english |= {v["en"] for v in texts.words.values() if v["en"] != v["fr"] and len(v["en"]) > 3}
+    french = " ".join(v["fr"] for v in texts.words.values())   # "Triage" is French too
+    leaked = sorted(e for e in english if re.search(rf"(?<![\w-]){re.escape(e)}(?![\w-])", text) and e not in french)
+    assert leaked == []
+    assert "seed-003" not in html
+    # French typography: no plain space before a colon, a semicolon or a closing guillemet
+    assert not re.search(r"\w [:;»]", text), re.findall(r".{20}\w [:;»].{5}", text)
+    assert not re.search(r"[^\W\d][:;](\s|$)", text), re.findall(r".{20}[^\W\d][:;]\s.{5}", text)
+
+
+@pytest.mark.parametrize("url", ["/", "/fr/"])
+def test_clinicians_see_readable_citations_never_internal_references(client, texts, url):
+    html = client.post(url, data=FRENCH_CASES[1]).get_data(as_text=True)
+    assert "seed-003" not in html and "NICE NG234 (2023)" in html
+    assert texts.sources["seed-003"]["en" if url == "/" else "fr"].replace("'", "&#39;") in html
+    rule_text = (RULES / "mscc.yaml").read_text()
+    assert "seed-003" in rule_text   # the rule files keep their own references
+
+
+def test_a_source_part_in_parentheses_keeps_its_semicolon():
+    from mscc_triage_api.form_texts import source_parts
+
+    assert source_parts("seed-003; NHS MSCC pathways (a; b); NICE NG234") == [
+        "seed-003", "NHS MSCC pathways (a; b)", "NICE NG234"]
+
+
+@pytest.mark.parametrize("url", ["/", "/fr/"])
+def test_one_not_known_choice_for_the_cancer_history(client, url):
+    html = client.get(url).get_data(as_text=True)
+    select = html[html.index('name="patient.cancer.history"'):]
+    select = select[:select.index("</select>")]
+    assert select.count("<option") == 5 and 'value="unknown"' not in select and 'value="" selected' in select
+    # a posted "unknown" (the case model's word) shows as that one choice
+    html = client.post(url, data={"patient.cancer.history": "unknown"}).get_data(as_text=True)
+    select = html[html.index('name="patient.cancer.history"'):]
+    assert 'value="" selected' in select[:select.index("</select>")]
+
+
+def test_follow_up_questions_follow_their_question_in_the_page(client, texts):
+    html = client.get("/").get_data(as_text=True)
+    gated = html[html.index('data-gate="presentation.weakness.present"'):]
+    gated = gated[:gated.index('id="group-sensation"')]
+    follow = gated[gated.index('class="follow-ups"'):]
+    for path in ("presentation.weakness.limbs", "presentation.weakness.bilateral", "presentation.weakness.progressive",
+                 "presentation.weakness.onset_hours"):
+        assert f'name="{path}"' in follow, path
+    # the sexual dysfunction question is a red flag of its own: never behind another answer
+    group = next(g for g in texts.groups if g.id == "sphincters")
+    assert ("presentation.sexual_dysfunction", ()) in group.items
+
+
+def test_the_language_button_keeps_the_answers_and_triages_only_a_triaged_page(client):
+    kept = {"_switch": "1", "patient.age_years": "70", "presentation.weakness.present": "true"}
+    html = client.post("/fr/", data=kept).get_data(as_text=True)
+    assert 'value="70"' in html and 'name="presentation.weakness.present" value="true" checked' in html
+    assert 'id="urgency-banner"' not in html and '<html lang="fr">' in html
+    html = client.post("/", data={**kept, "_triaged": "1"}).get_data(as_text=True)
+    assert 'id="urgency-banner"' in html and 'name="_triaged"' in html
+
+
+def test_the_banner_says_so_far_when_an_unknown_could_raise_the_urgency(client):
+    html = client.post("/", data={}).get_data(as_text=True)
+    banner = html[html.index('id="urgency-banner"'):html.index('id="still-to-ask"')]
+    assert 'class="so-far"' in banner and "Ask these first" in banner and "EMERGENCY" in banner
+    # already an emergency: an unknown that would add a critical flag is named in the banner too
+    html = client.post("/", data={"patient.cancer.history": "current", "patient.cancer.primary": "breast",
+                                  "presentation.weakness.present": "true"}).get_data(as_text=True)
+    banner = html[html.index('id="urgency-banner"'):html.index('id="still-to-ask"')]
+    assert 'class="so-far"' not in banner and "would add a critical point" in banner
+
+
+def test_the_note_lists_findings_actions_flags_date_and_ruleset(client):
+    html = client.post("/", data=FRENCH_CASES[1]).get_data(as_text=True)
+    from html import unescape
+
+    note = unescape(re.search(r'<pre id="note-text">(.*?)</pre>', html, re.S).group(1))
+    assert "&" not in note   # escaped once, as the page
+    for text in ("MSCC triage: EMERGENCY", "Triaged on ", "CRITICAL: Cauda equina red flags", "Findings given:",
+                 "- Urinary retention: Yes", "- SINS total (0 to 18): 14",
+                 "- Within 4 hours: Whole-spine MRI within 4 hours of the request", "Ruleset: mscc 2.1.0, sha256 ",
+                 "does not replace clinical judgement"):
+        assert text in note, (text, note)
+    assert re.search(r"Triaged on \d{4}-\d\d-\d\d \d\d:\d\d", note)
+    assert _visible_text(html).count("does not replace clinical judgement") == 2   # the page's and the note's
+
+
+BROKEN_13 = [
+    ("French title missing", "labels.fr.yaml", _set_yaml(["titles", "mscc.analgesia"], _DELETE),
+     ["labels.fr.yaml", "titles.mscc.analgesia", "missing"]),
+    ("citation missing", "form.yaml", _set_yaml(["sources", "NICE QS56"], _DELETE),
+     ["form.yaml", "sources.NICE QS56", "missing", "readable citation"]),
+    ("follow-up of a number", "form.yaml",
+     _set_yaml(["groups", 0, "follow_ups"], {"patient.age_years": ["patient.cancer.primary"]}),
+     ["form.yaml", "groups.cancer.follow_ups.patient.age_years", "yes/no"]),
+    ("follow-up from another group", "form.yaml",
+     _set_yaml(["groups", 5, "follow_ups"], {"presentation.sciatica.present": ["presentation.weakness.bilateral"]}),
+     ["form.yaml", "groups.sciatica.follow_ups", "presentation.weakness.bilateral", "not another question"]),
+]
+
+
+@pytest.mark.parametrize("file, edit, expected", [b[1:] for b in BROKEN_13], ids=[b[0] for b in BROKEN_13])
+def test_a_broken_title_citation_or_follow_up_stops_the_start(tmp_path, file, edit, expected):
+    folder = _broken_copy(tmp_path, file, edit)
+    with pytest.raises(triage.RulesetError) as info:
+        load_texts(triage.load_ruleset(folder))
+    for word in expected:
+        assert word in str(info.value), (word, str(info.value))
