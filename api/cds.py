@@ -1,16 +1,23 @@
 """HL7 CDS Hooks 2.0: discovery, the ``mscc-triage`` service on ``patient-view``, feedback, security.
 
-FHIR R4 prefetch resources are mapped to a case through the declarative code map
-``api/fhir_codemap.yaml``. Anything not mapped stays unknown (null), never absent: the card lists
-what is still to be assessed. When trusted issuers are configured (``CDS_TRUSTED_ISSUERS``:
-``{issuer: JWKS dict}``), every call must carry a JWT signed with an asymmetric algorithm, with
-``aud`` the called URL under ``PUBLIC_BASE_URL`` (never the request's Host header), ``exp``, ``iat``,
-``jti`` (never seen before) and a trusted ``iss``. Seen ``jti`` and feedback are kept in a small SQLite
-file shared by the worker processes (``CDS_STORE_PATH``); when it cannot be written (read-only, full,
-missing) the calls that need it answer 503 with the reason, and ``/healthz`` reports it.
+A call travels through small rooms, each testable alone: check the caller (:func:`verify_jwt`, here)
+-> gather the record (:mod:`.fhir_record`: prefetch read liberally, then what is missing fetched by
+:mod:`.fhir_fetch` from an allow-listed FHIR server) -> map FHIR to a case (:mod:`.fhir_map`, the
+declarative ``api/fhir_codemap.yaml``; units converted only in :mod:`.fhir_units`) ->
+``triage.evaluate`` -> the card, its suggestions and override reasons (:mod:`.cards`).
 
-Malformed FHIR (an ``entry`` or a ``coding`` that is not an array, a resource that is not an object)
-is a 400 naming what is wrong; a ``birthDate`` that is not a FHIR date maps no age.
+When trusted issuers are configured (``CDS_TRUSTED_ISSUERS``: ``{issuer: JWKS dict}``), every call
+must carry a JWT signed with an asymmetric algorithm, with ``aud`` the called URL under
+``PUBLIC_BASE_URL`` (never the request's Host header), ``exp``, ``iat``, ``jti`` (never seen before)
+and a trusted ``iss``. Seen ``jti`` and feedback are kept in a small SQLite file shared by the worker
+processes (``CDS_STORE_PATH``); when it cannot be written (read-only, full, missing) the calls that
+need it answer 503 with the reason, and ``/healthz`` reports it.
+
+Settings of the fetch (read when the app starts; a bad value stops the start):
+``MSCC_TRIAGE_FHIR_SERVERS`` (or the app config ``FHIR_SERVERS``): the FHIR servers that may be
+queried, comma-separated base URLs; unset, nothing is fetched. ``FHIR_FETCH_TIMEOUT_S``,
+``FHIR_FETCH_BUDGET_S``, ``FHIR_FETCH_MAX_BYTES`` (app config) tune one request's timeout, the call's
+total budget and the response size cap.
 """
 
 from __future__ import annotations
@@ -18,255 +25,29 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
+import os
 import sqlite3
 import time
-import uuid
 from contextlib import contextmanager
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import jwt
-import yaml
 from flask import Blueprint, Flask, Response, current_app, request
 
-import triage
-
+from . import cards, fhir_fetch
+from .fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap
+from .fhir_record import discovery_prefetch, gather
 from .problems import ApiProblem, unavailable
+
+__all__ = ["CODEMAP_PATH", "CodeMap", "case_from_prefetch", "default_codemap", "recorded_feedback", "store",
+           "store_health", "verify_jwt", "init_app"]
 
 bp = Blueprint("cds", __name__)
 SERVICE_ID = "mscc-triage"
-PREFETCH = {
-    "patient": "Patient/{{context.patientId}}",
-    "conditions": "Condition?patient={{context.patientId}}",
-    "observations": "Observation?patient={{context.patientId}}",
-}
+PREFETCH = discovery_prefetch()
+FETCH = "mscc_fhir_fetch"   # app.extensions key of the FetchSettings
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
-INDICATOR = {"emergency": "critical", "urgent": "warning", "routine": "info"}
-TIMING_WORDS = {"immediately": "Now", "within_4h": "Within 4 hours", "within_24h": "Within 24 hours",
-                "within_1_week": "Within 1 week", "routine": "Routine"}
-CODEMAP_PATH = Path(__file__).with_name("fhir_codemap.yaml")
-FHIR_DATE = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")
 log = logging.getLogger("mscc_triage.api")
-
-
-def _bad_prefetch(detail: str) -> ApiProblem:
-    return ApiProblem(400, "Bad prefetch", detail, "urn:mscc-triage:problem:bad-prefetch")
-
-
-def _coding_list(concept: Any) -> list[Any]:
-    """A CodeableConcept's codings; 400 when ``coding`` is there but not an array."""
-    if not isinstance(concept, dict):
-        return []
-    coding = concept.get("coding")
-    if coding is None:
-        return []
-    if not isinstance(coding, list):
-        raise _bad_prefetch("A CodeableConcept's 'coding' must be an array.")
-    return coding
-
-
-# ------------------------------------------------------------------------------------ code map
-
-class CodeMap:
-    """The code map, indexed: (system family, code) -> what it means."""
-
-    def __init__(self, data: dict[str, Any]):
-        self.systems = {url: family for family, urls in data["systems"].items() for url in urls}
-        self.cancer = [(e["system"], str(e["code"]), e["primary"]) for e in data["conditions"]["cancer"]]
-        self.condition_findings = [(e["system"], str(e["code"]), e["field"]) for e in data["conditions"]["findings"]]
-        self.observations = {(e["system"], str(e["code"])): e["field"] for e in data["observations"]}
-        self.present = {(c["system"], str(c["code"])) for c in data["value_codes"]["present"]}
-        self.absent = {(c["system"], str(c["code"])) for c in data["value_codes"]["absent"]}
-        for _, _, field in self.condition_findings:
-            _check_field(field)
-        for field in self.observations.values():
-            _check_field(field)
-
-    def codings(self, concept: Any) -> list[tuple[str, str]]:
-        out = []
-        for coding in _coding_list(concept):
-            if not isinstance(coding, dict):
-                continue
-            system, code = coding.get("system"), coding.get("code")
-            if isinstance(system, str) and system in self.systems and isinstance(code, (str, int)) and code != "":
-                out.append((self.systems[system], str(code)))
-        return out
-
-    @staticmethod
-    def matches(family: str, code: str, entry_family: str, entry_code: str) -> bool:
-        if family != entry_family:
-            return False
-        return code.startswith(entry_code) if family == "icd10" else code == entry_code
-
-
-def _check_field(field: str) -> None:
-    from triage._case import FIELDS
-
-    if field not in FIELDS or FIELDS[field].kind != "tristate":
-        raise ValueError(f"fhir_codemap.yaml: {field} is not a tri-state field of the case")
-
-
-@lru_cache(maxsize=1)
-def default_codemap() -> CodeMap:
-    return CodeMap(yaml.safe_load(CODEMAP_PATH.read_text(encoding="utf-8")))
-
-
-# ------------------------------------------------------------------------------------ mapping
-
-def _resources(bundle: Any, name: str, resource_type: str) -> list[dict[str, Any]]:
-    if bundle is None:
-        return []
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise _bad_prefetch(f"prefetch.{name} must be a FHIR Bundle")
-    entries = bundle.get("entry")
-    if entries is None:
-        entries = []
-    if not isinstance(entries, list):
-        raise _bad_prefetch(f"prefetch.{name}.entry must be an array")
-    found = []
-    for entry in entries:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
-            found.append(resource)
-    return found
-
-
-def _status(concept: Any) -> Optional[str]:
-    for coding in _coding_list(concept):
-        if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"]:
-            return coding["code"]
-    return None
-
-
-def _set(case: dict[str, Any], path: str, value: Any) -> None:
-    node = case
-    parts = path.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
-def _age(birth: Any, today: dt.date) -> Optional[int]:
-    """Age in whole years; a partial birth date takes its latest possible day (never overstates age)."""
-    if not isinstance(birth, str) or not FHIR_DATE.match(birth):
-        return None   # not a FHIR date (e.g. a 20-digit year): no age is mapped
-    try:
-        parts = [int(p) for p in birth.split("-")]
-        year = parts[0]
-        month = parts[1] if len(parts) > 1 else 12
-        day = parts[2] if len(parts) > 2 else (31 if month == 12 else
-                                               (dt.date(year, month + 1, 1) - dt.timedelta(days=1)).day)
-        born = dt.date(year, month, day)
-    except (ValueError, IndexError):
-        return None
-    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-    return age if 0 <= age <= 120 else None
-
-
-HISTORY_RANK = {"current": 3, "suspected": 2, "past": 1}
-
-
-def case_from_prefetch(prefetch: dict[str, Any], codemap: CodeMap, today: dt.date) -> tuple[dict[str, Any], list[str]]:
-    """A case-format v1 case from FHIR R4 prefetch, and a list of what was mapped (for the card)."""
-    case: dict[str, Any] = {}
-    mapped: list[str] = []
-    patient = prefetch.get("patient")
-    if patient is not None:
-        if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
-            raise _bad_prefetch("prefetch.patient must be a FHIR Patient")
-        age = _age(patient.get("birthDate"), today)
-        if age is not None:
-            _set(case, "patient.age_years", age)
-            mapped.append(f"age {age} years (Patient.birthDate)")
-
-    history: Optional[str] = None
-    primary: Optional[str] = None
-    for condition in _resources(prefetch.get("conditions"), "conditions", "Condition"):
-        verification = _status(condition.get("verificationStatus"))
-        if verification in ("refuted", "entered-in-error"):
-            continue
-        clinical = _status(condition.get("clinicalStatus"))
-        codings = codemap.codings(condition.get("code"))
-        for family, code in codings:
-            for entry_family, entry_code, entry_primary in codemap.cancer:
-                if codemap.matches(family, code, entry_family, entry_code):
-                    if verification in ("provisional", "differential", "unconfirmed"):
-                        level = "suspected"
-                    elif clinical in ("inactive", "remission", "resolved"):
-                        level = "past"
-                    else:
-                        level = "current"
-                    if history is None or HISTORY_RANK[level] > HISTORY_RANK[history] or (
-                            level == history and primary in (None, "unknown")):
-                        history, primary = level, entry_primary if entry_primary != "unknown" else primary
-                    mapped.append(f"cancer {code} -> {level}{', ' + entry_primary if entry_primary != 'unknown' else ''}")
-            if clinical in (None, "active", "recurrence", "relapse"):
-                for entry_family, entry_code, field in codemap.condition_findings:
-                    if codemap.matches(family, code, entry_family, entry_code):
-                        _set(case, field, True)
-                        mapped.append(f"{field} = true (Condition {code})")
-    if history:
-        _set(case, "patient.cancer.history", history)
-        if primary:
-            _set(case, "patient.cancer.primary", primary)
-
-    observed: dict[str, bool] = {}
-    for obs in _resources(prefetch.get("observations"), "observations", "Observation"):
-        if obs.get("status") in ("cancelled", "entered-in-error"):
-            continue
-        field = next((codemap.observations[c] for c in codemap.codings(obs.get("code")) if c in codemap.observations), None)
-        if field is None:
-            continue
-        value: Optional[bool] = None
-        if isinstance(obs.get("valueBoolean"), bool):
-            value = obs["valueBoolean"]
-        else:
-            codes = set(codemap.codings(obs.get("valueCodeableConcept")))
-            if codes & codemap.present:
-                value = True
-            elif codes & codemap.absent:
-                value = False
-        if value is None:
-            continue
-        observed[field] = observed.get(field, False) or value  # present wins
-    for field, value in observed.items():
-        _set(case, field, value)
-        mapped.append(f"{field} = {'present' if value else 'absent'} (Observation)")
-    return case, mapped
-
-
-# ------------------------------------------------------------------------------------ cards
-
-def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str]) -> dict[str, Any]:
-    lines = [f"**{result.urgency.upper()}**: {result.headline}", ""]
-    if result.actions:
-        lines.append("**Actions**")
-        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label} ({a.source})" for a in result.actions]
-        lines.append("")
-    if result.flags:
-        lines.append("**Flags**")
-        lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
-        lines.append("")
-    if result.unknowns:
-        lines.append("**Not yet assessed** (each would raise the urgency or add a critical flag)")
-        for u in result.unknowns:
-            added = [ruleset.data.flags[f].label for f in u.would_add_flags]
-            lines.append(f"- {u.field}: if present, {u.could_raise_to}" + (f"; adds: {'; '.join(added)}" if added else ""))
-        lines.append("")
-    lines.append("**From the record**: " + ("; ".join(mapped) if mapped else "nothing mapped"))
-    lines.append("")
-    lines.append(f"Rules fired: {', '.join(r.id for r in result.fired_rules)}. {result.disclaimer}")
-    root = public_root()
-    return {
-        "uuid": str(uuid.uuid4()),
-        "summary": result.headline[:140],
-        "indicator": INDICATOR[result.urgency],
-        "detail": "\n".join(lines),
-        "source": {"label": f"mscc-triage ruleset {ruleset.name} {ruleset.version}", "url": f"{root}v1/ruleset"},
-        "links": [{"label": "Rules and sources", "url": f"{root}v1/ruleset", "type": "absolute"}],
-    }
 
 
 # ------------------------------------------------------------------------------------ store and security
@@ -401,8 +182,8 @@ def discovery() -> Response:
         "hook": "patient-view",
         "id": SERVICE_ID,
         "title": "MSCC triage",
-        "description": "Triage of suspected metastatic spinal cord compression from the record's conditions "
-                       "and observations; decision support for clinicians.",
+        "description": "Triage of suspected metastatic spinal cord compression from the record's conditions, "
+                       "observations (findings, labs) and medications; decision support for clinicians.",
         "prefetch": PREFETCH,
     }]}
     return Response(json.dumps(body), mimetype="application/json")
@@ -417,17 +198,15 @@ def service() -> Response:
     body = read_json_body()
     if not isinstance(body, dict) or body.get("hook") != "patient-view" or not isinstance(body.get("hookInstance"), str):
         raise ApiProblem(400, "Bad request", "A CDS Hooks request for patient-view with a hookInstance is expected.")
-    prefetch = body.get("prefetch")
-    missing = [k for k in PREFETCH if not isinstance(prefetch, dict) or k not in prefetch]
-    if missing:
-        raise ApiProblem(412, "Precondition Failed",
-                         f"Required prefetch missing: {', '.join(missing)} (this service does not query the FHIR server).")
-    case, mapped = case_from_prefetch(prefetch, current_app.extensions.get("mscc_codemap") or default_codemap(),
-                                      dt.date.today())
+    record = gather(body, current_app.extensions[FETCH])
+    codemap = current_app.extensions.get("mscc_codemap") or default_codemap()
+    case, mapped = case_from_record(record, codemap, dt.datetime.now(dt.timezone.utc))
     rs = ruleset_of(current_app)
     result = rs.evaluate(case)
-    return Response(json.dumps({"cards": [card_for(result, rs, mapped)]}, ensure_ascii=False),
-                    mimetype="application/json")
+    context = body.get("context") if isinstance(body.get("context"), dict) else {}
+    patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
+    card = cards.card_for(result, rs, mapped, public_root(), record, patient_id)
+    return Response(json.dumps({"cards": [card]}, ensure_ascii=False), mimetype="application/json")
 
 
 @bp.post(f"/cds-services/{SERVICE_ID}/feedback")
@@ -488,6 +267,34 @@ def recorded_feedback(app: Flask) -> list[dict[str, Any]]:
     return [{"card": r[0], "outcome": r[1], "accepted_suggestions": r[2], "override_reason": r[3]} for r in rows]
 
 
+def fetch_settings(app: Flask) -> fhir_fetch.FetchSettings:
+    """The outbound FHIR settings, from the app config or the environment; ApiConfigError when unusable."""
+    from . import ApiConfigError
+
+    config = app.config
+    servers = config.get("FHIR_SERVERS", os.environ.get(fhir_fetch.ENV))
+    defaults = fhir_fetch.FetchSettings()
+    try:
+        settings = fhir_fetch.FetchSettings(
+            servers=fhir_fetch.parse_servers(servers),
+            request_timeout_s=float(config.get("FHIR_FETCH_TIMEOUT_S", defaults.request_timeout_s)),
+            budget_s=float(config.get("FHIR_FETCH_BUDGET_S", defaults.budget_s)),
+            max_bytes=int(config.get("FHIR_FETCH_MAX_BYTES", defaults.max_bytes)),
+        )
+    except ValueError as exc:
+        raise ApiConfigError(str(exc)) from None
+    if not (0 < settings.request_timeout_s <= settings.budget_s <= 2.0) or settings.max_bytes < 1024:
+        raise ApiConfigError("FHIR fetch: need 0 < FHIR_FETCH_TIMEOUT_S <= FHIR_FETCH_BUDGET_S <= 2 seconds and "
+                             "FHIR_FETCH_MAX_BYTES >= 1024")
+    return settings
+
+
 def init_app(app: Flask) -> None:
-    default_codemap()  # a broken code map stops the start, like a broken rule file
+    from . import ApiConfigError
+
+    try:
+        default_codemap()  # a broken code map stops the start, like a broken rule file
+    except CodeMapError as exc:
+        raise ApiConfigError(f"api/fhir_codemap.yaml cannot be used: {exc}") from None
+    app.extensions[FETCH] = fetch_settings(app)
     app.register_blueprint(bp)

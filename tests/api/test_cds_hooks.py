@@ -56,9 +56,12 @@ def request_body(conditions=(), observations=(), birth="1958-03-14") -> dict:
 def test_discovery(client):
     service = client.get("/cds-services").get_json()["services"][0]
     assert service["id"] == "mscc-triage" and service["hook"] == "patient-view"
-    assert service["prefetch"] == {"patient": "Patient/{{context.patientId}}",
-                                   "conditions": "Condition?patient={{context.patientId}}",
-                                   "observations": "Observation?patient={{context.patientId}}"}
+    assert service["prefetch"] == {
+        "patient": "Patient/{{context.patientId}}",
+        "conditions": "Condition?patient={{context.patientId}}",
+        "observations": "Observation?patient={{context.patientId}}",
+        "medicationRequests": "MedicationRequest?patient={{context.patientId}}&status=active",
+        "medicationStatements": "MedicationStatement?patient={{context.patientId}}&status=active"}
 
 
 def test_emergency_card(client):
@@ -172,8 +175,12 @@ def test_missing_prefetch_is_412(client):
 def test_bad_requests(client):
     assert client.post(SERVICE, json={"hook": "order-select"}).status_code == 400
     body = request_body()
-    body["prefetch"]["conditions"] = {"resourceType": "Condition"}
+    body["prefetch"]["conditions"] = {"code": {"coding": []}}   # not a resource: no resourceType
     assert client.post(SERVICE, json=body).status_code == 400
+    body["prefetch"]["conditions"] = [{"resourceType": "Condition"}]
+    assert client.post(SERVICE, json=body).status_code == 400
+    body["prefetch"]["conditions"] = {"resourceType": "Condition"}   # one Condition, not a Bundle: read liberally
+    assert client.post(SERVICE, json=body).status_code == 200
 
 
 def test_feedback_is_recorded_without_patient_data(client, app):

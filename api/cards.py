@@ -1,0 +1,171 @@
+"""The CDS Hooks 2.0 card: built from the result, with draft orders, override reasons and links.
+
+- ``detail``: the actions with timing, the flags, the unknowns, what was mapped from which resource,
+  and where each part of the record came from (sent, fetched, not available).
+- ``suggestions``: for each action the result holds that can be ordered, FHIR R4 ``ServiceRequest`` /
+  ``MedicationRequest`` drafts (status ``draft``, intent ``proposal``, the patient as subject, text
+  always, a code only where we are sure of one). Nothing the result does not hold is ever suggested
+  (no dexamethasone when the rules withheld it). The MRI, when there is one, is the recommended one.
+- ``overrideReasons``: Codings of this project's code system ``urn:mscc-triage:override-reason``;
+  feedback records the code against the card's uuid, no patient data.
+- ``links``: the rules and their sources, and the triage form (``/`` and ``/fr/``). The form does
+  not take pre-filled answers from a link yet (see the notes of issue 16): the link opens it empty.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Optional
+
+import triage
+
+from .fhir_record import TEMPLATES, Record
+
+INDICATOR = {"emergency": "critical", "urgent": "warning", "routine": "info"}
+TIMING_WORDS = {"immediately": "Now", "within_4h": "Within 4 hours", "within_24h": "Within 24 hours",
+                "within_1_week": "Within 1 week", "routine": "Routine"}
+PRIORITY = {"immediately": "stat", "within_4h": "stat", "within_24h": "urgent", "within_1_week": "routine",
+            "routine": "routine"}
+OVERRIDE_SYSTEM = "urn:mscc-triage:override-reason"
+OVERRIDE_REASONS = [
+    {"system": OVERRIDE_SYSTEM, "code": "already-done", "display": "Already done or in progress"},
+    {"system": OVERRIDE_SYSTEM, "code": "discussed-with-coordinator", "display": "Discussed with the MSCC coordinator"},
+    {"system": OVERRIDE_SYSTEM, "code": "patient-declined", "display": "Patient declined"},
+    {"system": OVERRIDE_SYSTEM, "code": "not-indicated", "display": "Not clinically indicated"},
+    {"system": OVERRIDE_SYSTEM, "code": "record-incorrect", "display": "The record is wrong or out of date"},
+]
+OVERRIDE_CODES = frozenset(r["code"] for r in OVERRIDE_REASONS)
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+REFERRAL = {"coding": [{"system": SNOMED, "code": "3457005", "display": "Patient referral"}]}
+
+# action id -> (resource type, what is ordered, its code or None, category or None).
+# Grouped: actions in one group become one suggestion (dexamethasone with its gastroprotection).
+ORDERABLE: dict[str, tuple[str, str, Optional[dict[str, Any]], Optional[dict[str, Any]]]] = {
+    "mri_whole_spine_within_4h": ("ServiceRequest", "MRI of the whole spine", None, None),
+    "mri_whole_spine_within_24h": ("ServiceRequest", "MRI of the whole spine", None, None),
+    "mri_whole_spine_within_1_week": ("ServiceRequest", "MRI of the whole spine", None, None),
+    "mri_within_4h_cauda_equina": ("ServiceRequest", "MRI of the lumbosacral spine (cauda equina)", None, None),
+    "dexamethasone_16mg": ("MedicationRequest", "Dexamethasone 16 mg (oral or IV), then daily",
+                           {"coding": [{"system": RXNORM, "code": "3264", "display": "dexamethasone"}]}, None),
+    "gastroprotection_ppi": ("MedicationRequest", "Proton pump inhibitor while on steroids", None, None),
+    "baseline_bloods": ("ServiceRequest", "Full blood count, renal function, calcium, glucose", None, None),
+    "blood_cultures_and_infection_markers": ("ServiceRequest", "Blood cultures, full blood count and CRP", None, None),
+    "myeloma_screen_bloods": ("ServiceRequest", "Myeloma screen: full blood count, calcium, ESR or plasma viscosity, "
+                              "serum protein electrophoresis", None, None),
+    "vitamin_d_assay": ("ServiceRequest", "25-OH vitamin D", None, None),
+    "ecg": ("ServiceRequest", "12-lead ECG", None, None),
+    "iv_rehydration": ("MedicationRequest", "Sodium chloride 0.9% intravenous infusion (rehydration)", None, None),
+    "iv_bisphosphonate_for_hypercalcaemia": ("MedicationRequest", "Intravenous bisphosphonate for hypercalcaemia "
+                                             "(choice and dose by renal function)", None, None),
+    "iv_calcium_replacement": ("MedicationRequest", "Intravenous calcium, with cardiac monitoring", None, None),
+    "urgent_spinal_surgical_opinion": ("ServiceRequest", "Referral: urgent spinal surgical opinion", None, REFERRAL),
+    "radiotherapy_referral": ("ServiceRequest", "Referral: clinical oncology for radiotherapy", None, REFERRAL),
+    "neurology_review": ("ServiceRequest", "Referral: neurology review", None, REFERRAL),
+    "contact_mscc_coordinator_within_24h": ("ServiceRequest", "Referral: MSCC coordinator", None, REFERRAL),
+}
+GROUPS = [("dexamethasone_16mg", "gastroprotection_ppi")]
+MRI = {"mri_whole_spine_within_4h", "mri_whole_spine_within_24h", "mri_whole_spine_within_1_week",
+       "mri_within_4h_cauda_equina"}
+
+
+def _draft(action: triage.ActionItem, patient_id: Optional[str]) -> dict[str, Any]:
+    kind, what, code, category = ORDERABLE[action.id]
+    text = f"{what}: {TIMING_WORDS[action.timing].lower()}"
+    concept = dict(code or {}, text=what)
+    resource: dict[str, Any] = {"resourceType": kind, "status": "draft", "intent": "proposal",
+                                "priority": PRIORITY[action.timing]}
+    if patient_id:
+        resource["subject"] = {"reference": f"Patient/{patient_id}"}
+    if kind == "ServiceRequest":
+        resource["code"] = concept
+        if category:
+            resource["category"] = [category]
+        resource["note"] = [{"text": f"{action.label} ({action.source})"}]
+    else:
+        resource["medicationCodeableConcept"] = concept
+        dosage: dict[str, Any] = {"text": action.label}
+        if action.id == "dexamethasone_16mg":
+            dosage["doseAndRate"] = [{"doseQuantity": {"value": 16, "unit": "mg", "system": UCUM, "code": "mg"}}]
+        resource["dosageInstruction"] = [dosage]
+        resource["note"] = [{"text": action.source}]
+    return {"type": "create", "description": text, "resource": resource}
+
+
+def suggestions_for(result: triage.Result, patient_id: Optional[str]) -> list[dict[str, Any]]:
+    """Draft orders for the orderable actions the result holds, grouped, the MRI recommended."""
+    actions = {a.id: a for a in result.actions if a.id in ORDERABLE}
+    out = []
+    done: set[str] = set()
+    for action_id, action in actions.items():
+        if action_id in done:
+            continue
+        group = next((g for g in GROUPS if action_id in g), (action_id,))
+        members = [actions[a] for a in group if a in actions]
+        done.update(a.id for a in members)
+        out.append({
+            "label": " with ".join(ORDERABLE[a.id][1].split(" (")[0] for a in members) + f" ({TIMING_WORDS[action.timing].lower()})",
+            "uuid": str(uuid.uuid4()),
+            "isRecommended": action_id in MRI,
+            "actions": [_draft(a, patient_id) for a in members],
+        })
+    out.sort(key=lambda suggestion: not suggestion["isRecommended"])   # the MRI first
+    return out
+
+
+def _record_lines(record: Optional[Record]) -> list[str]:
+    if record is None:
+        return []
+    parts = []
+    for key in TEMPLATES:
+        if key in record.unavailable:
+            parts.append(f"{key}: not available ({record.unavailable[key]})")
+        elif key in record.origin:
+            parts.append(f"{key}: {record.origin[key]}")
+    lines = ["**Record**: " + "; ".join(parts)] if parts else []
+    if record.other_patient:
+        lines.append(f"**Set aside**: {record.other_patient} resource(s) about another patient than the one in context")
+    return lines
+
+
+def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], root: str,
+             record: Optional[Record] = None, patient_id: Optional[str] = None) -> dict[str, Any]:
+    """The card for a result; ``root`` is the service's public base URL (ends with '/')."""
+    lines = [f"**{result.urgency.upper()}**: {result.headline}", ""]
+    if result.actions:
+        lines.append("**Actions**")
+        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label} ({a.source})" for a in result.actions]
+        lines.append("")
+    if result.flags:
+        lines.append("**Flags**")
+        lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
+        lines.append("")
+    if result.unknowns:
+        lines.append("**Not yet assessed** (each would raise the urgency or add a critical flag)")
+        for u in result.unknowns:
+            added = [ruleset.data.flags[f].label for f in u.would_add_flags]
+            lines.append(f"- {u.field}: if present, {u.could_raise_to}" + (f"; adds: {'; '.join(added)}" if added else ""))
+        lines.append("")
+    lines.append("**From the record**: " + ("; ".join(mapped) if mapped else "nothing mapped"))
+    lines += _record_lines(record)
+    lines.append("")
+    lines.append(f"Rules fired: {', '.join(r.id for r in result.fired_rules)}. {result.disclaimer}")
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": result.headline[:140],
+        "indicator": INDICATOR[result.urgency],
+        "detail": "\n".join(lines),
+        "source": {"label": f"mscc-triage ruleset {ruleset.name} {ruleset.version}", "url": f"{root}v1/ruleset"},
+        "overrideReasons": OVERRIDE_REASONS,
+        "links": [
+            {"label": "Rules and sources", "url": f"{root}v1/ruleset", "type": "absolute"},
+            {"label": "Open the MSCC triage form (answer what the record does not say)", "url": root, "type": "absolute"},
+            {"label": "Formulaire de triage CMM (français)", "url": f"{root}fr/", "type": "absolute"},
+        ],
+    }
+    suggestions = suggestions_for(result, patient_id)
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "any"
+    return card

@@ -1,0 +1,340 @@
+"""Fetch what the EHR did not prefetch (CDS Hooks 2.0, "FHIR resource access"): FHIR R4 reads.
+
+Only servers on the allow-list (``MSCC_TRIAGE_FHIR_SERVERS``, comma-separated base URLs, matched
+exactly after normalising scheme, host and port) are ever contacted; no list, no fetch. Every query
+of a call runs concurrently, each with its own timeout, all inside one total budget; redirects are
+never followed; a response larger than the cap is dropped; search results follow ``next`` links on
+the same server only, for a few pages. The access token (``fhirAuthorization.access_token``) is sent
+as ``Authorization: Bearer`` and nowhere else: never logged, stored or put in an error.
+
+The error tree (each error has a stable ``code``; the CDS service answers every one with 412
+Precondition Failed naming the data that could not be had and why)::
+
+    FhirFetchError                       code
+    ├── CannotFetch                      fhir-cannot-fetch         no fhirServer, or no usable context.patientId
+    ├── ServerNotAllowed                 fhir-server-not-allowed   not on the allow-list: nothing contacted
+    ├── AuthorizationFailed              fhir-authorization        401 or 403, or a token type other than Bearer
+    ├── NotFound                         fhir-not-found            404 or 410
+    ├── FetchTimeout                     fhir-timeout              the request's timeout or the call's budget ran out
+    ├── NotFhir                          fhir-not-fhir             not FHIR JSON, too large, a redirect, another status
+    └── Unreachable                      fhir-unreachable          connection refused or reset, TLS failure, 5xx
+
+Nothing here imports Flask: :func:`fetch_all` is testable against any HTTP server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import ssl
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Union
+
+log = logging.getLogger("mscc_triage.api.fhir")
+ENV = "MSCC_TRIAGE_FHIR_SERVERS"
+FHIR_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+
+# ------------------------------------------------------------------------------------ errors
+
+class FhirFetchError(Exception):
+    """A FHIR query failed; ``key`` names the prefetch key, ``reason`` says why in words."""
+
+    code = "fhir-fetch"
+    title = "FHIR data could not be fetched"
+
+    def __init__(self, reason: str, key: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.key = key
+
+
+class CannotFetch(FhirFetchError):
+    code = "fhir-cannot-fetch"
+    title = "Nothing to fetch from"
+
+
+class ServerNotAllowed(FhirFetchError):
+    code = "fhir-server-not-allowed"
+    title = "FHIR server not allowed"
+
+
+class AuthorizationFailed(FhirFetchError):
+    code = "fhir-authorization"
+    title = "FHIR server refused access"
+
+
+class NotFound(FhirFetchError):
+    code = "fhir-not-found"
+    title = "FHIR resource not found"
+
+
+class FetchTimeout(FhirFetchError):
+    code = "fhir-timeout"
+    title = "FHIR server too slow"
+
+
+class NotFhir(FhirFetchError):
+    code = "fhir-not-fhir"
+    title = "FHIR server answer is not FHIR"
+
+
+class Unreachable(FhirFetchError):
+    code = "fhir-unreachable"
+    title = "FHIR server unreachable"
+
+
+class FetchFailed(Exception):
+    """One or more queries of a call failed: ``errors`` in the order of the queries; ``found``: the others."""
+
+    def __init__(self, errors: list[FhirFetchError], found: Optional[dict[str, Any]] = None):
+        super().__init__("; ".join(f"{e.key}: {e.code}" for e in errors))
+        self.errors = errors
+        self.found = found or {}
+
+
+# ------------------------------------------------------------------------------------ settings
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Outbound FHIR settings. ``servers`` empty: nothing is ever fetched."""
+
+    servers: tuple[str, ...] = ()
+    request_timeout_s: float = 0.25    # one HTTP exchange (connect, send, every read)
+    budget_s: float = 0.35             # every query of one CDS call, pages included
+    max_bytes: int = 2 * 1024 * 1024   # one response body
+    max_pages: int = 3                 # search pages followed through Bundle.link 'next'
+
+
+def normalise_base(url: str) -> Optional[str]:
+    """``scheme://host[:port]/path`` lower-cased where URLs are case-blind, no trailing slash; None if not a base URL."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username is not None or parts.password is not None:
+        return None
+    default = 443 if parts.scheme == "https" else 80
+    netloc = parts.hostname.lower() + (f":{port}" if port not in (None, default) else "")
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def parse_servers(value: Union[str, Iterable[str], None]) -> tuple[str, ...]:
+    """The allow-list from the setting (a comma-separated string or a list); ValueError names a bad entry."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    servers = []
+    for item in items:
+        if not str(item).strip():
+            continue
+        base = normalise_base(str(item))
+        if base is None:
+            raise ValueError(f"{ENV}: {str(item).strip()!r} is not an http(s) base URL "
+                             "(e.g. https://fhir.example.org/r4; no query, fragment or user name)")
+        servers.append(base)
+    return tuple(dict.fromkeys(servers))
+
+
+def allowed_base(settings: FetchSettings, fhir_server: Any) -> str:
+    """The normalised base of ``fhir_server`` when it is on the allow-list; else ServerNotAllowed."""
+    if not settings.servers:
+        raise ServerNotAllowed(f"this service fetches from no FHIR server ({ENV} is not set)")
+    base = normalise_base(fhir_server) if isinstance(fhir_server, str) else None
+    if base is None or base not in settings.servers:
+        raise ServerNotAllowed("the request's fhirServer is not on this service's list of FHIR servers "
+                               f"({ENV}); it was not contacted")
+    return base
+
+
+class _Token:
+    """The bearer token: its repr never shows it (no accidental log line, traceback or error text)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def header(self) -> str:
+        return f"Bearer {self._value}"
+
+    def __repr__(self) -> str:
+        return "<token hidden>"
+
+
+def token_of(authorization: Any) -> Optional[_Token]:
+    """The token of a CDS Hooks ``fhirAuthorization``; None when absent; AuthorizationFailed when unusable."""
+    if authorization is None:
+        return None
+    if not isinstance(authorization, dict):
+        raise AuthorizationFailed("fhirAuthorization must be an object with an access_token")
+    value, kind = authorization.get("access_token"), authorization.get("token_type", "Bearer")
+    if not isinstance(value, str) or not value or any(c in value for c in "\r\n"):
+        raise AuthorizationFailed("fhirAuthorization has no usable access_token")
+    if not isinstance(kind, str) or kind.lower() != "bearer":
+        raise AuthorizationFailed("fhirAuthorization.token_type must be Bearer")
+    return _Token(value)
+
+
+# ------------------------------------------------------------------------------------ one query
+
+def _get(url: str, token: Optional[_Token], deadline: float, settings: FetchSettings) -> dict[str, Any]:
+    """GET one FHIR URL before ``deadline`` (time.monotonic); the parsed resource, or a typed error."""
+    parts = urllib.parse.urlsplit(url)
+    deadline = min(deadline, time.monotonic() + settings.request_timeout_s)
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchTimeout(f"no answer within {settings.request_timeout_s * 1000:.0f} ms")
+        return remaining
+
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=left(),
+                                           context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=left())
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"Accept": "application/fhir+json", "User-Agent": "mscc-triage"}
+    if token is not None:
+        headers["Authorization"] = token.header()
+    try:
+        conn.connect()
+        sock = conn.sock
+        conn.request("GET", path, headers=headers)
+        sock.settimeout(left())
+        response = conn.getresponse()
+        status = response.status
+        if status in (401, 403):
+            raise AuthorizationFailed(f"the FHIR server answered {status} (the access token was refused)")
+        if status in (404, 410):
+            raise NotFound(f"the FHIR server answered {status} (no such resource)")
+        if 300 <= status < 400:
+            raise NotFhir(f"the FHIR server answered a redirect ({status}), which is not followed")
+        if status >= 500:
+            raise Unreachable(f"the FHIR server failed ({status})")
+        if status != 200:
+            raise NotFhir(f"the FHIR server answered {status}")
+        ctype = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype not in FHIR_TYPES:
+            raise NotFhir(f"the answer is {ctype or 'untyped'}, not FHIR JSON")
+        length = response.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > settings.max_bytes:
+            raise NotFhir(f"the answer is larger than {settings.max_bytes} bytes")
+        chunks, size = [], 0
+        while True:
+            sock.settimeout(left())
+            chunk = response.read1(65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > settings.max_bytes:
+                raise NotFhir(f"the answer is larger than {settings.max_bytes} bytes")
+            chunks.append(chunk)
+    except (socket.timeout, TimeoutError):
+        raise FetchTimeout(f"no answer within {settings.request_timeout_s * 1000:.0f} ms") from None
+    except (ssl.SSLError, ssl.CertificateError) as exc:
+        raise Unreachable(f"TLS failed ({type(exc).__name__})") from None
+    except (http.client.HTTPException, OSError) as exc:
+        raise Unreachable(f"the connection failed ({type(exc).__name__})") from None
+    finally:
+        conn.close()
+    return _resource(b"".join(chunks))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _resource(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise NotFhir("the answer is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        raise NotFhir("the answer is JSON but not a FHIR resource (no resourceType)")
+    if data["resourceType"] == "OperationOutcome":
+        raise NotFhir("the FHIR server answered an OperationOutcome instead of the data")
+    return data
+
+
+def _next_link(bundle: dict[str, Any], base: str) -> Optional[str]:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            url = link["url"]
+            if url.startswith("/"):   # a relative link: on the same server
+                parts = urllib.parse.urlsplit(base)
+                url = f"{parts.scheme}://{parts.netloc}{url}"
+            normalised = normalise_base(url.split("?", 1)[0])
+            if normalised == base or (normalised or "").startswith(base + "/"):
+                return url
+            return None   # a page elsewhere is never followed
+    return None
+
+
+def _query(base: str, query: str, token: Optional[_Token], deadline: float,
+           settings: FetchSettings) -> dict[str, Any]:
+    """One prefetch query, its search pages joined into one Bundle."""
+    first = _get(f"{base}/{query}", token, deadline, settings)
+    if first.get("resourceType") != "Bundle":
+        return first
+    entries = list(first.get("entry") or []) if isinstance(first.get("entry"), list) else []
+    page, url = 1, _next_link(first, base)
+    while url and page < settings.max_pages:
+        more = _get(url, token, deadline, settings)
+        if more.get("resourceType") != "Bundle":
+            raise NotFhir("a search page is not a Bundle")
+        if isinstance(more.get("entry"), list):
+            entries += more["entry"]
+        page, url = page + 1, _next_link(more, base)
+    return {**first, "entry": entries}
+
+
+# ------------------------------------------------------------------------------------ a call
+
+def fetch_all(base: str, token: Optional[_Token], queries: dict[str, str], settings: FetchSettings) -> dict[str, Any]:
+    """Run every query (``{key: 'Condition?patient=1'}``) concurrently on ``base``, inside the budget.
+
+    Returns ``{key: resource}``; raises :class:`FetchFailed` listing every query that failed.
+    ``base`` must come from :func:`allowed_base`.
+    """
+    if not queries:
+        return {}
+    started = time.monotonic()
+    deadline = started + settings.budget_s
+    pool = ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="fhir-fetch")
+    try:
+        futures = {key: pool.submit(_query, base, query, token, deadline, settings) for key, query in queries.items()}
+        wait(futures.values(), timeout=settings.budget_s + 0.05)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    found: dict[str, Any] = {}
+    errors: list[FhirFetchError] = []
+    for key, future in futures.items():
+        if not future.done():
+            errors.append(FetchTimeout(f"no answer within the {settings.budget_s * 1000:.0f} ms budget", key))
+            continue
+        exc = future.exception()
+        if exc is None:
+            found[key] = future.result()
+        elif isinstance(exc, FhirFetchError):
+            exc.key = key
+            errors.append(exc)
+        else:
+            raise exc
+    elapsed = (time.monotonic() - started) * 1000
+    for error in errors:   # never the token, never the query (it holds the patient id)
+        log.warning("FHIR fetch of %s from %s failed: %s (%s)", error.key, base, error.code, error.reason)
+    log.info("FHIR fetch of %d queries from %s in %.0f ms", len(queries), base, elapsed)
+    if errors:
+        raise FetchFailed(errors, found)
+    return found

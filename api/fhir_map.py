@@ -1,0 +1,318 @@
+"""FHIR R4 -> case-format v1, through the declarative code map ``api/fhir_codemap.yaml``.
+
+The map is read and checked when the app starts (every field it names exists in the case with the
+right kind, every unit kind exists, every system is known): a broken map stops the start. Mapping
+reads a :class:`~.fhir_record.Record` (resources by type) and returns the case and the list of what
+was mapped and from which resource, for the card. Anything not mapped stays unknown (null).
+
+- Patient: age from ``birthDate`` (a partial date takes its latest possible day: age never overstated).
+- Condition: cancer history and primary (clinicalStatus, verificationStatus), metastases, infection.
+- Observation: findings from ``valueBoolean`` or a present/absent ``valueCodeableConcept`` (present
+  wins); labs from ``valueQuantity`` in any unit :mod:`.fhir_units` converts (the latest wins); a
+  temperature of 38 °C or more within 24 hours sets ``infection_suspected``.
+- MedicationRequest / MedicationStatement (active): corticosteroids, checkpoint inhibitor,
+  bone-modifying agent; only ever set, never cleared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from . import fhir_units
+from .fhir_record import Record, bad_prefetch, read_prefetch
+
+CODEMAP_PATH = Path(__file__).with_name("fhir_codemap.yaml")
+FHIR_DATE = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")
+PREFIX_FAMILIES = ("icd10", "atc")
+HISTORY_RANK = {"current": 3, "suspected": 2, "past": 1}
+LAB_STATUSES = ("final", "amended", "corrected", "preliminary")
+
+
+class CodeMapError(ValueError):
+    """The code map cannot be used (found at start-up)."""
+
+
+def _coding_list(concept: Any) -> list[Any]:
+    """A CodeableConcept's codings; 400 when ``coding`` is there but not an array."""
+    if not isinstance(concept, dict):
+        return []
+    coding = concept.get("coding")
+    if coding is None:
+        return []
+    if not isinstance(coding, list):
+        raise bad_prefetch("A CodeableConcept's 'coding' must be an array.")
+    return coding
+
+
+def _entry(e: dict[str, Any]) -> tuple[str, str]:
+    return e["system"], str(e["code"])
+
+
+class CodeMap:
+    """The code map, indexed: (system family, code) -> what it means; checked against the case model."""
+
+    def __init__(self, data: dict[str, Any]):
+        from triage._case import FIELDS
+
+        def field(path: str, kind: str, value: Any = None) -> str:
+            spec = FIELDS.get(path)
+            if spec is None or spec.kind != kind or (kind == "enum" and value not in spec.values):
+                raise CodeMapError(f"fhir_codemap.yaml: {path} is not a {kind} field of the case"
+                                   + (f" taking {value!r}" if kind == "enum" else ""))
+            return path
+
+        self.systems = {url: family for family, urls in data["systems"].items() for url in urls}
+        self.cancer = [(*_entry(e), e["primary"]) for e in data["conditions"]["cancer"]]
+        self.condition_findings = [(*_entry(e), field(e["field"], "tristate")) for e in data["conditions"]["findings"]]
+        self.observations = {_entry(e): field(e["field"], "tristate") for e in data["observations"]}
+        self.present = {_entry(c) for c in data["value_codes"]["present"]}
+        self.absent = {_entry(c) for c in data["value_codes"]["absent"]}
+        self.medications: list[tuple[str, str, str, Any, str]] = []   # family, code, field, value, display
+        for group in data.get("medications", []):
+            value = group["value"]
+            kind = "tristate" if value is True else "enum"
+            path = field(group["field"], kind, value)
+            self.medications += [(*_entry(c), path, value, c.get("display", "")) for c in group["codes"]]
+        self.labs: dict[tuple[str, str], tuple[str, str]] = {}
+        for e in data.get("labs", []):
+            if e["unit"] not in fhir_units.CONVERSIONS:
+                raise CodeMapError(f"fhir_codemap.yaml: lab {e['code']}: unknown unit kind {e['unit']!r}")
+            self.labs[_entry(e)] = (field(e["field"], "number"), e["unit"])
+        fever = data.get("fever")
+        self.fever = None if not fever else (field(fever["field"], "tristate"), float(fever["at_least_celsius"]),
+                                             float(fever["within_hours"]), {_entry(c) for c in fever["codes"]})
+        families = set(data["systems"])
+        used = {c[0] for c in self.cancer + self.condition_findings + self.medications} | \
+            {k[0] for k in [*self.observations, *self.labs, *self.present, *self.absent, *(self.fever[3] if self.fever else [])]}
+        if used - families:
+            raise CodeMapError(f"fhir_codemap.yaml: unknown system families {sorted(used - families)}")
+
+    def codings(self, concept: Any) -> list[tuple[str, str]]:
+        out = []
+        for coding in _coding_list(concept):
+            if not isinstance(coding, dict):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and system in self.systems and isinstance(code, (str, int)) and code != "":
+                out.append((self.systems[system], str(code)))
+        return out
+
+    @staticmethod
+    def matches(family: str, code: str, entry_family: str, entry_code: str) -> bool:
+        if family != entry_family:
+            return False
+        return code.startswith(entry_code) if family in PREFIX_FAMILIES else code == entry_code
+
+
+@lru_cache(maxsize=1)
+def default_codemap() -> CodeMap:
+    """The project's code map, loaded once and checked; CodeMapError says what is wrong."""
+    try:
+        return CodeMap(yaml.safe_load(CODEMAP_PATH.read_text(encoding="utf-8")))
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, CodeMapError):
+            raise
+        raise CodeMapError(f"fhir_codemap.yaml: {type(exc).__name__}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+def _status(concept: Any) -> Optional[str]:
+    for coding in _coding_list(concept):
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"]:
+            return coding["code"]
+    return None
+
+
+def _set(case: dict[str, Any], path: str, value: Any) -> None:
+    node = case
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _age(birth: Any, today: dt.date) -> Optional[int]:
+    """Age in whole years; a partial birth date takes its latest possible day (never overstates age)."""
+    if not isinstance(birth, str) or not FHIR_DATE.match(birth):
+        return None   # not a FHIR date (e.g. a 20-digit year): no age is mapped
+    try:
+        parts = [int(p) for p in birth.split("-")]
+        year = parts[0]
+        month = parts[1] if len(parts) > 1 else 12
+        day = parts[2] if len(parts) > 2 else (31 if month == 12 else
+                                               (dt.date(year, month + 1, 1) - dt.timedelta(days=1)).day)
+        born = dt.date(year, month, day)
+    except (ValueError, IndexError):
+        return None
+    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    return age if 0 <= age <= 120 else None
+
+
+def _instant(value: Any) -> Optional[dt.datetime]:
+    """A FHIR dateTime with a time and a zone, as an aware datetime; None otherwise (a bare date is vague)."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _when(obs: dict[str, Any], issued: bool = True) -> Optional[dt.datetime]:
+    """When the observation was made (its effective time); else, when ``issued`` is allowed, when it was issued."""
+    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
+    return _instant(obs.get("effectiveDateTime")) or _instant(obs.get("effectiveInstant")) \
+        or _instant(period.get("end")) or _instant(period.get("start")) or (_instant(obs.get("issued")) if issued else None)
+
+
+# ------------------------------------------------------------------------------------ rooms of the record
+
+def _patient(record: Record, case: dict[str, Any], mapped: list[str], today: dt.date) -> None:
+    for patient in record.of("Patient")[:1]:
+        age = _age(patient.get("birthDate"), today)
+        if age is not None:
+            _set(case, "patient.age_years", age)
+            mapped.append(f"age {age} years (Patient.birthDate)")
+
+
+def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str]) -> None:
+    history: Optional[str] = None
+    primary: Optional[str] = None
+    for condition in record.of("Condition"):
+        verification = _status(condition.get("verificationStatus"))
+        if verification in ("refuted", "entered-in-error"):
+            continue
+        clinical = _status(condition.get("clinicalStatus"))
+        for family, code in codemap.codings(condition.get("code")):
+            for entry_family, entry_code, entry_primary in codemap.cancer:
+                if codemap.matches(family, code, entry_family, entry_code):
+                    if verification in ("provisional", "differential", "unconfirmed"):
+                        level = "suspected"
+                    elif clinical in ("inactive", "remission", "resolved"):
+                        level = "past"
+                    else:
+                        level = "current"
+                    if history is None or HISTORY_RANK[level] > HISTORY_RANK[history] or (
+                            level == history and primary in (None, "unknown")):
+                        history, primary = level, entry_primary if entry_primary != "unknown" else primary
+                    mapped.append(f"cancer {code} -> {level}{', ' + entry_primary if entry_primary != 'unknown' else ''}")
+            if clinical in (None, "active", "recurrence", "relapse"):
+                for entry_family, entry_code, path in codemap.condition_findings:
+                    if codemap.matches(family, code, entry_family, entry_code):
+                        _set(case, path, True)
+                        mapped.append(f"{path} = true (Condition {code})")
+    if history:
+        _set(case, "patient.cancer.history", history)
+        if primary:
+            _set(case, "patient.cancer.primary", primary)
+
+
+def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str],
+                  now: dt.datetime) -> None:
+    from triage._case import FIELDS
+
+    observed: dict[str, bool] = {}
+    latest: dict[str, tuple[Optional[dt.datetime], float, str]] = {}
+    fever_at: Optional[float] = None
+    for obs in record.of("Observation"):
+        if obs.get("status") in ("cancelled", "entered-in-error"):
+            continue
+        codes = codemap.codings(obs.get("code"))
+        path = next((codemap.observations[c] for c in codes if c in codemap.observations), None)
+        if path is not None:
+            value: Optional[bool] = None
+            if isinstance(obs.get("valueBoolean"), bool):
+                value = obs["valueBoolean"]
+            else:
+                answers = set(codemap.codings(obs.get("valueCodeableConcept")))
+                value = True if answers & codemap.present else False if answers & codemap.absent else None
+            if value is not None:
+                observed[path] = observed.get(path, False) or value  # present wins
+        lab = next((codemap.labs[c] for c in codes if c in codemap.labs), None)
+        if lab is not None and obs.get("status") in LAB_STATUSES:
+            path, kind = lab
+            number = fhir_units.convert(obs.get("valueQuantity"), kind)
+            spec = FIELDS[path]
+            if number is not None and spec.minimum is not None and spec.maximum is not None \
+                    and spec.minimum <= number <= spec.maximum:
+                when = _when(obs)
+                held = latest.get(path)
+                if held is None or (when is not None and (held[0] is None or when > held[0])):
+                    quantity = obs["valueQuantity"]
+                    latest[path] = (when, number, f"Observation {codes[0][1]}: {quantity.get('value')} "
+                                                  f"{quantity.get('code') or quantity.get('unit')}")
+        if codemap.fever is not None and set(codes) & codemap.fever[3] and obs.get("status") in LAB_STATUSES:
+            when = _when(obs, issued=False)   # a fever must be placed in time by when it was measured
+            celsius = fhir_units.convert(obs.get("valueQuantity"), "temperature_celsius")
+            if when is not None and celsius is not None and \
+                    dt.timedelta(0) <= now - when <= dt.timedelta(hours=codemap.fever[2]) and celsius >= codemap.fever[1]:
+                fever_at = max(fever_at or celsius, celsius)
+    for path, value in observed.items():
+        _set(case, path, value)
+        mapped.append(f"{path} = {'present' if value else 'absent'} (Observation)")
+    for path, (_, number, source) in latest.items():
+        _set(case, path, number)
+        mapped.append(f"{path} = {number:g} ({source})")
+    if fever_at is not None and codemap.fever is not None:
+        _set(case, codemap.fever[0], True)
+        mapped.append(f"{codemap.fever[0]} = true (temperature {fever_at:.1f} °C within {codemap.fever[2]:g} h)")
+
+
+def _medication_concept(resource: dict[str, Any], record: Record) -> Any:
+    if isinstance(resource.get("medicationCodeableConcept"), dict):
+        return resource["medicationCodeableConcept"]
+    ref = resource.get("medicationReference")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    if not isinstance(target, str):
+        return None
+    if target.startswith("#"):
+        pool = resource.get("contained") if isinstance(resource.get("contained"), list) else []
+        wanted = target[1:]
+    else:
+        pool, wanted = record.of("Medication"), target.rsplit("/", 1)[-1]
+    for medication in pool:
+        if isinstance(medication, dict) and medication.get("resourceType") == "Medication" and medication.get("id") == wanted:
+            return medication.get("code")
+    return None
+
+
+def _medications(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str]) -> None:
+    found: dict[str, tuple[Any, str]] = {}
+    for resource in record.of("MedicationRequest") + record.of("MedicationStatement"):
+        if resource.get("status") != "active":
+            continue
+        for family, code in codemap.codings(_medication_concept(resource, record)):
+            for entry_family, entry_code, path, value, display in codemap.medications:
+                if codemap.matches(family, code, entry_family, entry_code):
+                    if path in found and found[path][0] == "denosumab":
+                        continue   # denosumab is kept over a bisphosphonate
+                    found[path] = (value, f"{resource['resourceType']} {display or code} ({family} {code})")
+    for path, (value, source) in found.items():
+        _set(case, path, value)
+        mapped.append(f"{path} = {str(value).lower()} ({source})")
+
+
+def case_from_record(record: Record, codemap: CodeMap, now: dt.datetime) -> tuple[dict[str, Any], list[str]]:
+    """A case-format v1 case from the record, and what was mapped from which resource (for the card)."""
+    case: dict[str, Any] = {}
+    mapped: list[str] = []
+    _patient(record, case, mapped, now.date())
+    _conditions(record, codemap, case, mapped)
+    _observations(record, codemap, case, mapped, now)
+    _medications(record, codemap, case, mapped)
+    return case, mapped
+
+
+def case_from_prefetch(prefetch: dict[str, Any], codemap: CodeMap, today: dt.date) -> tuple[dict[str, Any], list[str]]:
+    """The case from prefetch alone (no fetching), at noon UTC of ``today``."""
+    record, _ = read_prefetch(prefetch)
+    now = dt.datetime.combine(today, dt.time(12), tzinfo=dt.timezone.utc)
+    return case_from_record(record, codemap, now)

@@ -1,0 +1,186 @@
+"""The map, units and card rooms alone, with the real FHIR R4 files of tests/api/fhir/ (no HTTP, no Flask app).
+
+- labs in both unit systems give the same case value; eGFR, total calcium, comparators, unknown units and
+  out-of-range values stay unknown; the latest result wins;
+- a temperature of 38 °C or more (°F converted) within 24 hours sets infection_suspected, never false;
+- medications by ATC, RxNorm ingredient, a contained or a referenced Medication; stopped ones ignored;
+- every code of the medication and lab map maps; a broken map is refused by name;
+- suggestions never hold what the result does not (every vignette of tests/vignettes).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import triage
+from triage._vignettes import load_suite
+from mscc_triage_api import cards, fhir_units
+from mscc_triage_api.fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_record, default_codemap
+from mscc_triage_api.fhir_record import Record, read_prefetch
+
+FHIR = Path(__file__).with_name("fhir")
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+UCUM = "http://unitsofmeasure.org"
+CODEMAP = yaml.safe_load(CODEMAP_PATH.read_text())
+SYSTEMS = {family: urls[0] for family, urls in CODEMAP["systems"].items()}
+
+
+def res(name: str) -> dict:
+    return json.loads((FHIR / f"{name}.json").read_text())
+
+
+def case_of(*resources: dict, now: dt.datetime = NOW) -> tuple[dict, list[str]]:
+    record, _ = read_prefetch({"r": {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}})
+    return case_from_record(record, default_codemap(), now)
+
+
+def quantity_obs(code: str, value, unit: str, when: str = "2026-11-28T08:00:00Z", **extra) -> dict:
+    obs = copy.deepcopy(res("observation-calcium-mmol"))
+    obs["code"]["coding"][0]["code"] = code
+    obs["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit, **extra}
+    obs["effectiveDateTime"] = when
+    return obs
+
+
+def test_calcium_in_both_unit_systems():
+    assert case_of(res("observation-calcium-mmol"))[0]["labs"]["corrected_calcium_mmol_l"] == 3.6
+    assert case_of(res("observation-calcium-mgdl"))[0]["labs"]["corrected_calcium_mmol_l"] == pytest.approx(14.4 * 0.2495, abs=1e-3)
+    both = case_of(res("observation-calcium-mgdl"), res("observation-calcium-mmol"))   # the latest wins
+    assert both[0]["labs"]["corrected_calcium_mmol_l"] == 3.6
+    assert "labs.corrected_calcium_mmol_l = 3.6 (Observation 29265-6: 3.6 mmol/L)" in both[1]
+
+
+def test_vitamin_d_and_creatinine_clearance():
+    labs = case_of(res("observation-vitamin-d-ngml"), res("observation-creatinine-clearance"))[0]["labs"]
+    assert labs == {"vitamin_d_nmol_l": pytest.approx(18 * 2.496, abs=1e-3), "creatinine_clearance_ml_min": 48}
+    assert case_of(quantity_obs("62292-8", 50, "nmol/L"))[0]["labs"]["vitamin_d_nmol_l"] == 50
+
+
+@pytest.mark.parametrize("obs", [
+    res("observation-egfr"),                                           # mL/min/1.73 m2 is not a clearance
+    quantity_obs("17861-6", 10.1, "mg/dL"),                            # total calcium: not mapped
+    quantity_obs("29265-6", 3.1, "mmol/L", comparator=">"),            # a comparator is not a value
+    quantity_obs("29265-6", 3.1, "mEq/L"),                             # a unit we do not convert
+    quantity_obs("29265-6", 31, "mg/dL"),                              # 7.7 mmol/L: outside the case's limits
+    quantity_obs("35591-7", "48", "mL/min"),                           # a string is not a number
+    dict(quantity_obs("29265-6", 3.1, "mmol/L"), status="entered-in-error"),
+])
+def test_what_cannot_be_converted_safely_stays_unknown(obs):
+    assert "labs" not in case_of(obs)[0]
+
+
+def test_units_convert_in_one_place():
+    assert fhir_units.convert({"value": 10, "unit": "mg/dl"}, "calcium_mmol_l") == 2.495   # unit text, any case
+    assert fhir_units.convert({"value": 101.3, "system": UCUM, "code": "[degF]"}, "temperature_celsius") == 38.5
+    assert fhir_units.convert({"value": float("nan"), "code": "mmol/L", "system": UCUM}, "calcium_mmol_l") is None
+    assert fhir_units.convert({"value": True, "code": "mmol/L", "system": UCUM}, "calcium_mmol_l") is None
+
+
+def test_fever_within_24_hours_sets_infection_suspected_and_never_clears_it():
+    temp = res("observation-temperature-f")   # 101.3 °F = 38.5 °C at 06:00 on the 28th
+    case, mapped = case_of(temp)
+    assert case["presentation"]["infection_suspected"] is True and any("38.5 °C" in m for m in mapped)
+    assert "presentation" not in case_of(temp, now=NOW + dt.timedelta(days=1))[0]   # 30 hours later: too old
+    normal = quantity_obs("8310-5", 37.2, "Cel")
+    assert "presentation" not in case_of(normal)[0]   # a normal temperature sets nothing (not false)
+    dated_only = dict(temp, effectiveDateTime="2026-11-28")
+    assert "presentation" not in case_of(dated_only)[0]   # a date without a time cannot be placed in the window
+
+
+def test_medications_by_atc_rxnorm_contained_and_referenced():
+    case, mapped = case_of(res("medicationrequest-dexamethasone"), res("medicationrequest-pembrolizumab"),
+                           res("medication-pembrolizumab"), res("medicationstatement-denosumab"),
+                           res("medicationstatement-alendronate-stopped"))
+    assert case["patient"]["treatments"] == {"corticosteroids": True, "checkpoint_inhibitor": True,
+                                             "bone_modifying_agent": "denosumab"}
+    assert any("MedicationStatement denosumab (rxnorm 993449)" in m for m in mapped)
+
+
+def test_a_stopped_medication_sets_nothing_and_absence_is_not_false():
+    assert "patient" not in case_of(res("medicationstatement-alendronate-stopped"))[0]
+    active = dict(res("medicationstatement-alendronate-stopped"), status="active")
+    assert case_of(active)[0]["patient"]["treatments"] == {"bone_modifying_agent": "bisphosphonate"}
+
+
+def _coding(family: str, code: str) -> dict:
+    return {"coding": [{"system": SYSTEMS[family], "code": code + ("02" if family == "atc" and len(code) == 5 else "")}]}
+
+
+@pytest.mark.parametrize("group, entry", [(g, e) for g in CODEMAP["medications"] for e in g["codes"]],
+                         ids=lambda x: x.get("code", x.get("field")) if isinstance(x, dict) else str(x))
+def test_every_medication_code_maps(group, entry):
+    request = {"resourceType": "MedicationRequest", "id": "m", "status": "active", "intent": "order",
+               "medicationCodeableConcept": _coding(entry["system"], str(entry["code"])),
+               "subject": {"reference": "Patient/p"}}
+    node = case_of(request)[0]
+    for part in group["field"].split("."):
+        node = node[part]
+    assert node == group["value"]
+
+
+@pytest.mark.parametrize("entry", CODEMAP["labs"], ids=lambda e: e["code"])
+def test_every_lab_code_maps(entry):
+    unit = {"calcium_mmol_l": "mmol/L", "vitamin_d_nmol_l": "nmol/L", "clearance_ml_min": "mL/min"}[entry["unit"]]
+    case = case_of(quantity_obs(entry["code"], 2.5, unit))[0]
+    assert case["labs"][entry["field"].split(".")[1]] == 2.5
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m["medications"][0].update(field="patient.treatments.steroids"), "not a tristate field"),
+    (lambda m: m["medications"][2].update(value="romosozumab"), "taking 'romosozumab'"),
+    (lambda m: m["labs"][0].update(unit="calcium_mg"), "unknown unit kind"),
+    (lambda m: m["labs"][0].update(field="labs.nope"), "not a number field"),
+    (lambda m: m["medications"][0]["codes"].append({"system": "ndc", "code": "1"}), "unknown system families"),
+])
+def test_a_broken_code_map_is_refused_by_name(change, words):
+    data = copy.deepcopy(CODEMAP)
+    change(data)
+    with pytest.raises(CodeMapError, match=words):
+        CodeMap(data)
+
+
+def test_bundles_and_single_resources_under_any_key_are_read_by_type():
+    record, covered = read_prefetch({"condition": res("condition-prostate-cancer"), "labs": {
+        "resourceType": "Bundle", "entry": [{"resource": res("observation-calcium-mmol")}, {"resource": 5}, "x"]},
+        "junk": [1, 2], "patient": None})
+    assert [r["id"] for r in record.of("Condition")] == ["cond-prostate"]
+    assert [r["id"] for r in record.of("Observation")] == ["obs-ca-mmol"]
+    assert covered == {"patient", "conditions", "observations"}
+
+
+SUITE = load_suite(sorted((Path(__file__).parents[1] / "vignettes").glob("*.yaml")))
+
+
+def test_suggestions_hold_only_what_the_result_holds_over_every_vignette():
+    rs = triage.load_ruleset()
+    checked = 0
+    for _, vignette in SUITE:
+        try:
+            result = rs.evaluate(vignette.case)
+        except triage.CaseValidationError:
+            continue
+        ordered = {a.id for a in result.actions if a.id in cards.ORDERABLE}
+        suggestions = cards.suggestions_for(result, "p1")
+        texts = [a["resource"].get("code", a["resource"].get("medicationCodeableConcept"))["text"]
+                 for s in suggestions for a in s["actions"]]
+        assert sorted(texts) == sorted(cards.ORDERABLE[a][1] for a in ordered)
+        has_dex = any(t.startswith("Dexamethasone") for t in texts)
+        assert has_dex == ("dexamethasone_16mg" in result.action_ids())
+        checked += 1
+    assert checked > 50
+
+
+def test_the_card_lists_where_the_record_came_from():
+    result = triage.load_ruleset().evaluate({"patient": {"cancer": {"history": "current"}}})
+    record = Record(origin={"patient": "sent", "observations": "fetched from the FHIR server"},
+                    unavailable={"medicationRequests": "the FHIR server answered 403 (the access token was refused)"})
+    card = cards.card_for(result, triage.load_ruleset(), [], "https://triage.example.org/", record, "p1")
+    assert "**Record**: patient: sent; observations: fetched from the FHIR server; medicationRequests: not available" \
+        in card["detail"]
+    assert card["overrideReasons"] == cards.OVERRIDE_REASONS
