@@ -130,8 +130,13 @@ def _record_lines(record: Optional[Record]) -> list[str]:
 
 
 def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], root: str,
-             record: Optional[Record] = None, patient_id: Optional[str] = None) -> dict[str, Any]:
-    """The card for a result; ``root`` is the service's public base URL (ends with '/')."""
+             record: Optional[Record] = None, patient_id: Optional[str] = None,
+             form_token: Optional[str] = None) -> dict[str, Any]:
+    """The card for a result; ``root`` is the service's public base URL (ends with '/').
+
+    ``form_token`` names what the record said, kept by the service for an hour: the form's links
+    then open with those answers filled in (the link itself carries no finding)."""
+    prefill = f"?from={form_token}" if form_token else ""
     lines = [f"**{result.urgency.upper()}**: {result.headline}", ""]
     if result.actions:
         lines.append("**Actions**")
@@ -160,8 +165,9 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], 
         "overrideReasons": OVERRIDE_REASONS,
         "links": [
             {"label": "Rules and sources", "url": f"{root}v1/ruleset", "type": "absolute"},
-            {"label": "Open the MSCC triage form (answer what the record does not say)", "url": root, "type": "absolute"},
-            {"label": "Formulaire de triage CMM (français)", "url": f"{root}fr/", "type": "absolute"},
+            {"label": "Open the MSCC triage form (answer what the record does not say)", "url": f"{root}{prefill}",
+             "type": "absolute"},
+            {"label": "Formulaire de triage CMM (français)", "url": f"{root}fr/{prefill}", "type": "absolute"},
         ],
     }
     suggestions = suggestions_for(result, patient_id)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import logging
 import os
 import sqlite3
@@ -96,6 +97,7 @@ def store(app: Flask) -> Iterator[sqlite3.Connection]:
         conn.execute("CREATE TABLE IF NOT EXISTS jti (iss TEXT, jti TEXT, exp REAL, PRIMARY KEY (iss, jti))")
         conn.execute("CREATE TABLE IF NOT EXISTS feedback (received REAL, card TEXT, outcome TEXT, "
                      "accepted INTEGER, override TEXT)")
+        conn.execute("CREATE TABLE IF NOT EXISTS prefill (token TEXT PRIMARY KEY, answers TEXT, expires REAL)")
         yield conn
     except sqlite3.IntegrityError:
         raise
@@ -205,8 +207,39 @@ def service() -> Response:
     result = rs.evaluate(case)
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
-    card = cards.card_for(result, rs, mapped, public_root(), record, patient_id)
+    card = cards.card_for(result, rs, mapped, public_root(), record, patient_id, form_token=_keep_for_the_form(case))
     return Response(json.dumps({"cards": [card]}, ensure_ascii=False), mimetype="application/json")
+
+
+PREFILL_SECONDS = 3600
+
+
+def _keep_for_the_form(case: dict[str, Any]) -> Optional[str]:
+    """Keep what the record says for an hour, under a random token, so the card's link opens the form
+    with it filled in (the link carries no finding). None when the store cannot keep it: the link
+    then opens an empty form, and the card itself is not held back."""
+    token = secrets.token_urlsafe(18)
+    try:
+        with store(current_app) as conn:
+            conn.execute("DELETE FROM prefill WHERE expires < ?", (time.time(),))
+            conn.execute("INSERT INTO prefill VALUES (?, ?, ?)",
+                         (token, json.dumps(case, sort_keys=True), time.time() + PREFILL_SECONDS))
+    except StoreUnavailable:
+        return None
+    return token
+
+
+def prefilled_answers(app: Flask, token: str) -> Optional[dict[str, Any]]:
+    """The answers a card's link refers to, while they are kept; None otherwise (or when unreadable)."""
+    if not token or len(token) > 64:
+        return None
+    try:
+        with store(app) as conn:
+            row = conn.execute("SELECT answers FROM prefill WHERE token = ? AND expires >= ?",
+                               (token, time.time())).fetchone()
+    except StoreUnavailable:
+        return None
+    return json.loads(row[0]) if row else None
 
 
 @bp.post(f"/cds-services/{SERVICE_ID}/feedback")

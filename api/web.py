@@ -88,6 +88,19 @@ def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
     return case, errors
 
 
+def form_values(case: dict[str, Any]) -> dict[str, str]:
+    """The form's answers for a case (the inverse of :func:`case_from_form`, for what the case gives)."""
+    values: dict[str, str] = {}
+    for path in FIELDS:
+        node: Any = case
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None or isinstance(node, dict):
+            continue
+        values[path] = ("true" if node else "false") if isinstance(node, bool) else str(node)
+    return values
+
+
 def message_for(problem: triage.Problem, lang: str, t: Texts) -> str:
     """A core problem in the page's language, built from its code (the core's reasons are English)."""
     template = t.messages.get(problem.code, t.messages["invalid_value"])[lang]
@@ -124,8 +137,15 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     result = None
     engine_failed = False
     triaged = request.method == "POST" and ("_switch" not in request.form or "_triaged" in request.form)
+    prefilled = False
     if request.method == "POST":
         values = {k: v for k, v in request.form.items() if k in FIELDS}
+    elif request.args.get("from"):
+        from .cds import prefilled_answers
+
+        answers = prefilled_answers(current_app, request.args["from"])
+        if answers is not None:
+            values, prefilled = form_values(answers), True
     if triaged:
         case, form_errors = case_from_form(request.form)
         for path, code in form_errors.items():
@@ -155,7 +175,7 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     note = Markup(render_template("triage_note.html", **context).strip() + "\n") if result else ""
     return render_template(
         "triage_form.html", **context, field_errors=field_errors, general_errors=general_errors,
-        engine_failed=engine_failed, triaged=triaged, note=note,
+        engine_failed=engine_failed, triaged=triaged, note=note, prefilled=prefilled,
         other_lang_url="/fr/" if lang == "en" else "/", self_url="/" if lang == "en" else "/fr/",
     ), status
 

@@ -214,7 +214,7 @@ def test_override_and_accepted_suggestions_feedback_round_trip(client, fhir):
 
 def test_the_form_links_are_absolute(client, fhir):
     card = client.post(SERVICE, json=call(fhir)).get_json()["cards"][0]
-    urls = {link["url"]: link["type"] for link in card["links"]}
+    urls = {link["url"].split("?from=")[0]: link["type"] for link in card["links"]}
     assert urls == {"http://localhost/v1/ruleset": "absolute", "http://localhost/": "absolute",
                     "http://localhost/fr/": "absolute"}
     assert client.get("/").status_code == 200 and client.get("/fr/").status_code == 200
@@ -229,3 +229,27 @@ def test_discovery_names_the_medication_templates(client):
 def test_version_of_the_ruleset_is_on_the_card(client, fhir):
     card = client.post(SERVICE, json=call(fhir)).get_json()["cards"][0]
     assert triage.load_ruleset().version in card["source"]["label"]
+
+
+def test_the_cards_form_link_opens_the_form_filled_in_from_the_record(tmp_path):
+    from mscc_triage_api import create_app
+
+    app = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "cds.sqlite3"),
+                      "CDS_ALLOW_UNAUTHENTICATED": True})
+    client = app.test_client()
+    body = {"hook": "patient-view", "hookInstance": "6b1c1b0e-1d55-4a43-9a0e-5b2b3f0c2d11",
+            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-02-01"},
+                         "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {
+                             "resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+                             "clinicalStatus": {"coding": [{"code": "active"}]},
+                             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "399068003"}]}}}]},
+                         "observations": {"resourceType": "Bundle", "type": "searchset", "entry": []}}}
+    card = client.post("/cds-services/mscc-triage", json=body).get_json()["cards"][0]
+    links = {link["url"] for link in card["links"]}
+    form_link = next(u for u in links if "?from=" in u and "/fr/" not in u)
+    assert "prostate" not in form_link and "399068003" not in form_link   # the link carries no finding
+    page = client.get(form_link.split("localhost", 1)[-1]).get_data(as_text=True)
+    assert 'id="prefilled"' in page
+    assert 'selected' in page.split('value="prostate"', 1)[1][:20]
+    assert 'id="prefilled"' not in client.get("/?from=not-a-token").get_data(as_text=True)
