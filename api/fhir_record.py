@@ -32,12 +32,15 @@ class Template:
     query: str                 # with {{context.patientId}}
     types: tuple[str, ...]     # what it yields; the first one decides whether it was sent under another key
     required: bool
+    # Required only when the request offers a fhirServer (a failed fetch is then a 412); a client that
+    # sends neither the data nor a server gets a card in which every such finding is "not assessed".
+    soft: bool = False
 
 
 TEMPLATES: dict[str, Template] = {
     "patient": Template("Patient/{{context.patientId}}", ("Patient",), True),
     "conditions": Template("Condition?patient={{context.patientId}}", ("Condition",), True),
-    "observations": Template("Observation?patient={{context.patientId}}", ("Observation",), True),
+    "observations": Template("Observation?patient={{context.patientId}}", ("Observation",), True, soft=True),
     "medicationRequests": Template("MedicationRequest?patient={{context.patientId}}&status=active",
                                    ("MedicationRequest", "Medication"), False),
     "medicationStatements": Template("MedicationStatement?patient={{context.patientId}}&status=active",
@@ -156,7 +159,8 @@ def gather(body: dict[str, Any], settings: FetchSettings) -> Record:
     missing = [key for key in TEMPLATES if key not in covered]
     if not missing:
         return record
-    required = [key for key in missing if TEMPLATES[key].required]
+    required = [key for key in missing if TEMPLATES[key].required
+                and not (TEMPLATES[key].soft and "fhirServer" not in body)]
     try:
         if "fhirServer" not in body:
             raise CannotFetch("the request has no fhirServer to fetch from")

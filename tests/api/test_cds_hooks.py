@@ -166,10 +166,18 @@ def test_age_from_birth_date_never_overstated():
 
 def test_missing_prefetch_is_412(client):
     body = request_body()
-    del body["prefetch"]["observations"]
+    del body["prefetch"]["conditions"]
     response = client.post(SERVICE, json=body)
     assert response.status_code == 412 and response.mimetype == "application/problem+json"
-    assert "observations" in response.get_json()["detail"]
+    assert "conditions" in response.get_json()["detail"]
+
+
+def test_without_observations_or_a_server_every_finding_is_still_to_ask(client):
+    body = request_body([condition(SNOMED, "399068003")])
+    del body["prefetch"]["observations"]
+    card = client.post(SERVICE, json=body).get_json()["cards"][0]
+    assert "presentation.weakness.present: if present, emergency" in card["detail"]
+    assert "observations" in card["detail"].split("**Record**", 1)[1]   # the card says they were not had
 
 
 def test_bad_requests(client):

@@ -169,13 +169,21 @@ def test_healthchain_patient_view_with_its_own_keys(client, fhir):
     assert fetched_paths(fhir) == ["MedicationRequest", "MedicationStatement", "Observation"]
 
 
-def test_healthchain_without_a_fhir_server_is_a_412_naming_only_what_is_missing(client, fhir):
+def test_healthchain_without_a_fhir_server_gets_a_card_that_asks_what_it_lacks(client, fhir):
     body = json.loads((HERE / "fhir" / "requests" / "healthchain-patient-view.json").read_text())
     response = client.post(SERVICE, json=body)
+    assert response.status_code == 200, response.get_json()
+    card = response.get_json()["cards"][0]
+    assert "Not yet assessed" in card["detail"] and "observations" in card["detail"]
+    assert fhir.requests == []
+
+
+def test_observations_that_cannot_be_fetched_from_a_given_server_are_a_412(client, fhir):
+    body = json.loads((HERE / "fhir" / "requests" / "healthchain-patient-view.json").read_text())
+    body["fhirServer"] = "http://127.0.0.1:9/not-allowed"
+    response = client.post(SERVICE, json=body)
     assert response.status_code == 412
-    problem = response.get_json()
-    assert [e["prefetch"] for e in problem["errors"]] == ["observations"]
-    assert problem["type"] == "urn:mscc-triage:problem:fhir-cannot-fetch"
+    assert "observations" in [e["prefetch"] for e in response.get_json()["errors"]]
 
 
 @pytest.mark.parametrize("patient", ["..", "a/b", "x?y=1", "", "é"])
