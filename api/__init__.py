@@ -17,6 +17,9 @@ some of them; the README's settings table is the reference):
   of the EHRs allowed to call CDS Hooks, with their public keys (no key is ever fetched).
 - ``MSCC_CDS_ALLOW_UNAUTHENTICATED=1`` -> ``CDS_ALLOW_UNAUTHENTICATED``: development only. Without
   trusted issuers and without this, every CDS Hooks service call answers 401.
+- ``MSCC_RECORD_PATH`` -> ``RECORD_PATH`` and ``MSCC_RECORD_DSN`` -> ``RECORD_DSN``: the decision record
+  (SQLite file, default ``~/.local/share/mscc-triage/records.sqlite3``; or PostgreSQL), see
+  ``api/record_hook.py``.
 - ``MSCC_MAX_BODY_BYTES``: the body limit (read by ``api/limits.py``).
 """
 
@@ -69,8 +72,9 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     _check_config(app)
     app.extensions[EXTENSION] = triage.load_ruleset(app.config["MSCC_RULES_PATH"])
 
-    from . import http, web
+    from . import http, record_hook, web
 
+    record_hook.init_app(app)   # the decision record (before the views that write to it)
     http.init_app(app)
     web.init_app(app)
 

@@ -35,7 +35,7 @@ from typing import Any, Iterator, Optional
 import jwt
 from flask import Blueprint, Flask, Response, current_app, request
 
-from . import cards, fhir_fetch
+from . import cards, fhir_fetch, record_hook
 from .fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap
 from .fhir_record import discovery_prefetch, gather
 from .problems import ApiProblem, unavailable
@@ -126,8 +126,8 @@ def _unauthorized(detail: str) -> ApiProblem:
     return ApiProblem(401, "Unauthorized", detail, "urn:mscc-triage:problem:cds-jwt")
 
 
-def verify_jwt() -> None:
-    """Enforce CDS Hooks security: a JWT of a trusted issuer on every call.
+def verify_jwt() -> Optional[dict[str, Any]]:
+    """Enforce CDS Hooks security: a JWT of a trusted issuer on every call; its verified claims.
 
     Without trusted issuers every call is refused, unless the server was started in the explicit
     development mode (``CDS_ALLOW_UNAUTHENTICATED``), which the start announces on stderr.
@@ -135,7 +135,7 @@ def verify_jwt() -> None:
     issuers: dict[str, Any] = current_app.config.get("CDS_TRUSTED_ISSUERS") or {}
     if not issuers:
         if current_app.config.get("CDS_ALLOW_UNAUTHENTICATED"):
-            return
+            return None
         raise _unauthorized("No trusted CDS Hooks issuer is configured on this server: set MSCC_CDS_ISSUERS_FILE "
                             "(and MSCC_PUBLIC_BASE_URL), or start it with 'triage serve "
                             "--allow-unauthenticated-cds' for development.")
@@ -174,6 +174,7 @@ def verify_jwt() -> None:
             conn.execute("INSERT INTO jti VALUES (?, ?, ?)", (iss, str(claims["jti"]), float(claims["exp"])))
     except sqlite3.IntegrityError:
         raise _unauthorized("This JWT (jti) was already used.") from None
+    return claims
 
 
 # ------------------------------------------------------------------------------------ routes
@@ -196,7 +197,7 @@ def service() -> Response:
     from . import ruleset_of
     from .http import read_json_body
 
-    verify_jwt()
+    claims = verify_jwt() or {}
     body = read_json_body()
     if not isinstance(body, dict) or body.get("hook") != "patient-view" or not isinstance(body.get("hookInstance"), str):
         raise ApiProblem(400, "Bad request", "A CDS Hooks request for patient-view with a hookInstance is expected.")
@@ -208,7 +209,14 @@ def service() -> Response:
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
     card = cards.card_for(result, rs, mapped, public_root(), record, patient_id, form_token=_keep_for_the_form(case))
+    # Recorded before answering (503 when it cannot be): the card's uuid joins its feedback to it.
+    record_hook.record("cds", case, result, hook_instance=body["hookInstance"], cards=[card["uuid"]],
+                       iss=_text(claims.get("iss")), sub=_text(claims.get("sub")))
     return Response(json.dumps({"cards": [card]}, ensure_ascii=False), mimetype="application/json")
+
+
+def _text(value: Any) -> Optional[str]:
+    return value[:200] if isinstance(value, str) else None
 
 
 PREFILL_SECONDS = 3600

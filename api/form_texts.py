@@ -56,7 +56,7 @@ PAGE_WORDS = (
     "errors_title", "disclaimer", "print", "engine_error_title", "engine_error_body", "engine_error_retry",
     "error_title", "error_body", "back_to_form",
     "so_far", "ask_first_raise", "ask_first_flags", "critical_flags", "other_flags", "note_title", "copy", "copied",
-    "copy_failed", "findings_given", "none_given", "triaged_at", "prefilled",
+    "copy_failed", "findings_given", "none_given", "triaged_at", "prefilled", "record_error_title",
 )
 # Every message code the form shows, with the placeholders it may use.
 MESSAGES: dict[str, frozenset[str]] = {

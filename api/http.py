@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 import triage
 
-from . import cds, problems
+from . import cds, problems, record_hook
 from .limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from .problems import ApiProblem
 
@@ -102,7 +102,9 @@ def json_response(text: str, status: int = 200) -> Response:
 def triage_case() -> Response:
     """Triage one case (case-format v1) and return the result (result-format v1)."""
     data = read_json_body()
-    return json_response(ruleset().evaluate(data).to_json())
+    result = ruleset().evaluate(data)
+    record_hook.record("api", data, result)   # before answering: 503 if it cannot be written
+    return json_response(result.to_json())
 
 
 @bp.get("/v1/ruleset")
@@ -210,8 +212,8 @@ def openapi_document() -> dict[str, Any]:
     }
     failures = {
         "500": problem_response("Unexpected failure; no internals are returned"),
-        "503": problem_response("The engine failed on this case, or the CDS store cannot be written: "
-                                "no result, see detail; retry after Retry-After seconds"),
+        "503": problem_response("The engine failed on this case, or the CDS store or the decision record "
+                                "cannot be written: no result, see detail; retry after Retry-After seconds"),
     }
     return {
         "openapi": "3.1.0",
@@ -224,7 +226,9 @@ def openapi_document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Case"}}}},
                 "responses": {
-                    "200": ok("The result", {"$ref": "#/components/schemas/Result"}),
+                    "200": {**ok("The result", {"$ref": "#/components/schemas/Result"}),
+                            "headers": {"X-Request-Id": {"description": "The id of this decision's record "
+                                                         "('triage audit show ID')", "schema": {"type": "string"}}}},
                     **read_errors,
                     "422": problem_response("Invalid case: every field's path and reason"),
                     **failures,

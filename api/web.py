@@ -27,7 +27,9 @@ from werkzeug.exceptions import HTTPException
 
 import triage
 from triage._case import FIELDS
+from triage._record import RecordUnavailable
 
+from . import record_hook
 from .form_texts import Texts, load_texts
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
@@ -136,6 +138,7 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     general_errors: list[str] = []
     result = None
     engine_failed = False
+    record_failed = False
     triaged = request.method == "POST" and ("_switch" not in request.form or "_triaged" in request.form)
     prefilled = False
     if request.method == "POST":
@@ -153,6 +156,7 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
         if not form_errors:
             try:
                 result = rs.evaluate(case)
+                record_hook.record("form", case, result)   # never a result shown unrecorded
             except triage.CaseValidationError as exc:
                 shown = set(FIELDS)
                 for problem in exc.problems:
@@ -166,7 +170,11 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
                 # Never the case in the log. The answers stay on screen for another try.
                 log.error("triage engine failure on the form (%s)", request.path)
                 engine_failed = True
-    status = 503 if engine_failed else 422 if (field_errors or general_errors) else 200
+            except RecordUnavailable as exc:
+                # Same rule as the JSON API and CDS Hooks: no decision is shown that was not recorded.
+                log.error("decision record unavailable on the form (%s): %s", request.path, exc)
+                result, record_failed = None, True
+    status = 503 if engine_failed or record_failed else 422 if (field_errors or general_errors) else 200
     rules = {r.id: r for r in rs.data.rules}
     context = dict(lang=lang, t=t, fields=FIELDS, values=values, result=result, ruleset=rs, rules=rules,
                    shown=display_values(values, lang, t), raising=_raising(result),
@@ -175,7 +183,7 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     note = Markup(render_template("triage_note.html", **context).strip() + "\n") if result else ""
     return render_template(
         "triage_form.html", **context, field_errors=field_errors, general_errors=general_errors,
-        engine_failed=engine_failed, triaged=triaged, note=note, prefilled=prefilled,
+        engine_failed=engine_failed, record_failed=record_failed, triaged=triaged, note=note, prefilled=prefilled,
         other_lang_url="/fr/" if lang == "en" else "/", self_url="/" if lang == "en" else "/fr/",
     ), status
 

@@ -87,6 +87,7 @@ def test_serve_answers_the_api_and_cds_hooks_installed(installed, tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MSCC_", "PYTHON"))}
     env["XDG_RUNTIME_DIR"] = str(tmp_path)
+    env["MSCC_RECORD_PATH"] = str(tmp_path / "records.sqlite3")
     log = open(tmp_path / "serve.log", "w+")
     proc = subprocess.Popen([str(bin_dir / "triage"), "serve", "--port", str(port), "--workers", "1",
                              "--allow-unauthenticated-cds"], cwd=work, env=env,

@@ -10,7 +10,10 @@ Decision support for clinicians; it does not replace clinical judgement.
 """
 
 from ._case import Case, parse_case, validate_case
-from ._errors import CaseValidationError, EngineError, Problem, RulesetError, TriageError, VignetteFormatError
+from ._errors import (
+    CaseValidationError, EngineError, Problem, RecordError, RecordNotFound, RecordUnavailable, RulesetError,
+    TriageError, VignetteFormatError,
+)
 from ._result import ActionItem, FiredRule, FlagItem, Result, RulesetRef, Scores, SinsScore, Unknown
 from ._sins import sins_category, sins_total
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
@@ -25,6 +28,9 @@ __all__ = [
     "FiredRule",
     "FlagItem",
     "Problem",
+    "RecordError",
+    "RecordNotFound",
+    "RecordUnavailable",
     "Result",
     "Ruleset",
     "RulesetError",

@@ -3,10 +3,13 @@
 ::
 
     TriageError                      code        CLI exit   HTTP
-    ├── CaseValidationError          invalid_case     2      422   the case breaks case-format v1
+    ├── CaseValidationError          invalid_case     2      422   the case breaks case-format 2.1
     ├── RulesetError                 invalid_rules    3      (the server refuses to start)
     ├── VignetteFormatError          invalid_vignette 2      n/a   a vignette file breaks vignette-format v1
-    └── EngineError                  engine_failure   4      500   the rule engine misbehaved (a bug, never the user's input)
+    ├── EngineError                  engine_failure   4      503   the rule engine misbehaved (a bug, never the user's input)
+    └── RecordError                  record_error     5            the decision record (triage audit, the service)
+        ├── RecordUnavailable        record_unavailable 5    503   the record store cannot be read or written
+        └── RecordNotFound           record_not_found   2    n/a   no record with that id
 
 Every error carries a stable ``code``. ``CaseValidationError`` and ``VignetteFormatError`` carry a
 list of :class:`Problem` (a field path and a reason); ``RulesetError`` names the file, the rule id and
@@ -42,7 +45,7 @@ class TriageError(Exception):
 
 
 class CaseValidationError(TriageError, ValueError):
-    """The case does not follow case-format v1: every problem is listed, none is guessed away."""
+    """The case does not follow case-format 2.1: every problem is listed, none is guessed away."""
 
     code = "invalid_case"
     exit_code = 2
@@ -88,3 +91,24 @@ class EngineError(TriageError):
 
     code = "engine_failure"
     exit_code = 4
+
+
+class RecordError(TriageError):
+    """Base of the decision-record errors."""
+
+    code = "record_error"
+    exit_code = 5
+
+
+class RecordUnavailable(RecordError):
+    """The record store cannot be written (or read): down, full, read-only, missing. Nothing was written."""
+
+    code = "record_unavailable"
+    exit_code = 5
+
+
+class RecordNotFound(RecordError):
+    """No record with that sequence number, request id or card uuid."""
+
+    code = "record_not_found"
+    exit_code = 2

@@ -58,9 +58,9 @@ def check_form_texts(ruleset: Ruleset) -> None:
     the reason. Entries the ruleset does not know are printed as notes.
     """
     try:
-        from api.form_texts import load_texts
+        from mscc_triage_api.form_texts import load_texts
     except ModuleNotFoundError as exc:  # the api package is not installed: there is no form to check
-        if exc.name not in ("api", "api.form_texts"):
+        if exc.name not in ("mscc_triage_api", "mscc_triage_api.form_texts"):
             raise
         return
     for note in load_texts(ruleset).unused:
@@ -151,11 +151,13 @@ def rules_list(ruleset_path: Optional[Path]) -> None:
 
 def _register_commands() -> None:
     # Commands kept in their own modules (vignette suites; the server), registered here.
+    from ._audit_cli import register as register_audit_commands
     from ._cli_serve import serve
     from ._cli_vignettes import register as register_vignette_commands
 
     main.add_command(serve)
     register_vignette_commands(main)
+    register_audit_commands(main)
 
 
 _register_commands()

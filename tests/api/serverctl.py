@@ -26,8 +26,10 @@ def start_server(*args: str, env: dict | None = None) -> tuple[subprocess.Popen,
     triage_exe = ROOT / ".venv" / "bin" / "triage"
     command = [str(triage_exe) if triage_exe.exists() else "triage", "serve", "--port", str(port), *args]
     log = tempfile.TemporaryFile(mode="w+")
+    records = tempfile.mkdtemp(prefix="mscc-test-records-")   # never the user's own record
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True,
-                            env=dict(os.environ, **(env or {})), start_new_session=True)
+                            env={**os.environ, "MSCC_RECORD_PATH": os.path.join(records, "records.sqlite3"),
+                                 **(env or {})}, start_new_session=True)
     proc.log = log  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 20

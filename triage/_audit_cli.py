@@ -1,0 +1,189 @@
+"""``triage audit ...`` and ``triage impact``: the decision record from the command line.
+
+The store is chosen as the service chooses it: ``--dsn`` or ``MSCC_RECORD_DSN`` (PostgreSQL), else
+``--store PATH`` or ``MSCC_RECORD_PATH`` (SQLite), else the default data folder. Exit codes: 0 success,
+1 the chain is broken / a replay differs, 2 bad input (no such record, bad date), 3 a broken ruleset,
+5 the store cannot be read or written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from ._record import RecordStore, open_store, time_bound
+from ._ruleset import load_ruleset_data
+from .cli import handle_errors
+
+
+def _store_options(func: Any) -> Any:
+    func = click.option("--dsn", default=None, metavar="DSN",
+                        help="PostgreSQL connection string (default: $MSCC_RECORD_DSN).")(func)
+    func = click.option("--store", "store_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+                        help="SQLite record file (default: $MSCC_RECORD_PATH or "
+                             "~/.local/share/mscc-triage/records.sqlite3).")(func)
+    return func
+
+
+def _open(store_path: Optional[Path], dsn: Optional[str]) -> RecordStore:
+    """The store, closed when the command ends (its connections are released)."""
+    store = open_store(store_path, dsn)
+    click.get_current_context().call_on_close(store.close)
+    return store
+
+
+class DateParam(click.ParamType):
+    name = "DATE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        try:
+            return time_bound(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DATE = DateParam()
+JOBS_OPTION = click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None,
+                           help="Worker processes (default: every core).")
+
+
+@click.group()
+def audit() -> None:
+    """The decision record: verify, show, export, replay, prune."""
+
+
+@audit.command()
+@_store_options
+@handle_errors
+def verify(store_path: Optional[Path], dsn: Optional[str]) -> None:
+    """Check the whole chain; name the first broken record (exit 1)."""
+    store = _open(store_path, dsn)
+    report = store.verify()
+    if report.broken is not None:
+        click.echo(f"BROKEN: {report.broken}", err=True)
+        click.echo(f"checked {report.count} records before stopping", err=True)
+        sys.exit(1)
+    first = f" from record {report.first_seq}" if report.first_seq and report.first_seq > 1 else ""
+    click.echo(f"ok: {report.count} records{first}, head {report.head_seq} sha256 {report.head_hash}")
+
+
+@audit.command()
+@click.argument("record_id")
+@_store_options
+@handle_errors
+def show(record_id: str, store_path: Optional[Path], dsn: Optional[str]) -> None:
+    """Print one record (by seq number, request id or CDS card uuid) as JSON, with its hash."""
+    record = _open(store_path, dsn).get(record_id)
+    click.echo(json.dumps({**record.body, "hash": record.hash}, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+@audit.command()
+@click.option("--since", type=DATE, default=None, help="Only records at or after DATE (YYYY-MM-DD or ISO 8601).")
+@click.option("--all-kinds", is_flag=True, help="Include prune checkpoints (default: decisions only).")
+@_store_options
+@handle_errors
+def export(since: Optional[str], all_kinds: bool, store_path: Optional[Path], dsn: Optional[str]) -> None:
+    """Print records as JSON lines (canonical form, with each record's hash)."""
+    for record in _open(store_path, dsn).records(since=since, kind=None if all_kinds else "decision"):
+        click.echo(record.as_json_line())
+
+
+@audit.command()
+@click.option("--ruleset", "rulesets", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A ruleset folder some records were recorded under (repeatable); the current one is always "
+                   "offered. Records are matched to rulesets by sha256.")
+@click.option("--since", type=DATE, default=None)
+@JOBS_OPTION
+@_store_options
+@handle_errors
+def replay(rulesets: tuple[Path, ...], since: Optional[str], jobs: Optional[int], store_path: Optional[Path],
+           dsn: Optional[str]) -> None:
+    """Re-evaluate recorded cases with the ruleset each was recorded under; any difference exits 1."""
+    from ._reevaluate import replay as run_replay
+
+    paths: dict[str, Optional[str]] = {load_ruleset_data(None).sha256: None}
+    for folder in rulesets:
+        paths[load_ruleset_data(folder).sha256] = str(folder)
+    report = run_replay(_open(store_path, dsn).bodies(since=since), paths, jobs)
+    missing = sorted({detail for _, _, kind, detail in report.failures if kind == "missing"})
+    for seq, rid, kind, detail in report.failures:
+        if kind != "missing":
+            click.echo(f"record {seq} ({rid}): {'error' if kind == 'error' else 'not reproduced'}: {detail}", err=True)
+    for sha in missing:
+        n = sum(1 for f in report.failures if f[2] == "missing" and f[3] == sha)
+        click.echo(f"{n} records were recorded under ruleset sha256 {sha}: give it with --ruleset PATH", err=True)
+    if not report.ok:
+        click.echo(f"replayed {report.checked} records: {len(report.failures)} reproducibility failures", err=True)
+        sys.exit(1)
+    click.echo(f"replayed {report.checked} records: 0 differences")
+
+
+@audit.command()
+@click.option("--before", type=DATE, required=True, help="Delete the records older than DATE.")
+@_store_options
+@handle_errors
+def prune(before: str, store_path: Optional[Path], dsn: Optional[str]) -> None:
+    """Delete records older than DATE, keeping the chain verifiable (a checkpoint holds the last hash)."""
+    report = _open(store_path, dsn).prune(before)
+    if report.checkpoint is None:
+        click.echo(f"nothing to prune before {before}")
+        return
+    click.echo(f"pruned {report.pruned} records (through record {report.through_seq}); checkpoint record "
+               f"{report.checkpoint.seq} ({report.checkpoint.id})")
+
+
+@click.command()
+@click.argument("new_rules", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--since", type=DATE, default=None, help="Only records at or after DATE.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True,
+              help="Changed records listed (text format); the counts cover all.")
+@JOBS_OPTION
+@_store_options
+@handle_errors
+def impact(new_rules: Path, since: Optional[str], fmt: str, limit: int, jobs: Optional[int],
+           store_path: Optional[Path], dsn: Optional[str]) -> None:
+    """Re-triage the recorded cases under the ruleset NEW_RULES: what would change (urgency down first)."""
+    from ._reevaluate import impact as run_impact
+
+    data = load_ruleset_data(new_rules)   # a broken candidate stops here (exit 3), before any work
+    started = time.perf_counter()
+    report = run_impact(_open(store_path, dsn).bodies(since=since), new_rules, jobs)
+    elapsed = time.perf_counter() - started
+    summary = report.summary()
+    if fmt == "json":
+        click.echo(json.dumps({"candidate": {"name": data.name, "version": data.version, "sha256": data.sha256},
+                               "summary": summary, "seconds": round(elapsed, 3),
+                               "changes": [c.as_dict() for c in report.ordered()],
+                               "errors": [{"seq": s, "id": i, "error": e} for s, i, e in report.errors]},
+                              ensure_ascii=False))
+        return
+    click.echo(f"candidate {data.name} {data.version} sha256 {data.sha256}")
+    click.echo(f"{summary['records']} records re-triaged in {elapsed:.1f} s: {summary['changed']} change, "
+               f"{summary['unchanged']} unchanged")
+    click.echo(f"  urgency DOWN     {summary['urgency_down']}")
+    click.echo(f"  urgency up       {summary['urgency_up']}")
+    click.echo(f"  actions changed  {summary['actions_changed']}")
+    click.echo(f"  flags changed    {summary['flags_changed']}")
+    if report.errors:
+        click.echo(f"  errors           {summary['errors']}")
+    for change in report.ordered()[:limit]:
+        parts = [f"{change.old_urgency} -> {change.new_urgency}" if change.direction != "same" else change.new_urgency]
+        for sign, label, items in (("+", "actions", change.added_actions), ("-", "actions", change.removed_actions),
+                                   ("+", "flags", change.added_flags), ("-", "flags", change.removed_flags)):
+            if items:
+                parts.append(f"{sign}{label} {','.join(items)}")
+        click.echo(f"{'DOWN' if change.direction == 'down' else change.direction:>4}  record {change.seq} "
+                   f"({change.id}, {change.channel}, {change.time}): " + "; ".join(parts))
+    for seq, rid, error in report.errors[:limit]:
+        click.echo(f"error record {seq} ({rid}): {error}", err=True)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(audit)
+    main.add_command(impact)
