@@ -42,7 +42,7 @@ from ._conditions import (
 from ._errors import RulesetError
 from ._ruleset import Output, Rule, RulesetData
 
-CHUNK_SIZE = 40
+CHUNK_SIZE = 56
 MAX_TERMS = 64            # alternatives of one unit: more is a rule to restructure (use a concept)
 INLINE_TERMS = 3          # a concept whose condition and negation each need at most this many terms is inlined
 
@@ -72,14 +72,18 @@ class Unit:
 
 @dataclass(frozen=True)
 class Stage:
-    """What one stage asserts: its chunks, the case fields and outcomes its facts must carry."""
+    """What one stage asserts: its chunks, the case fields and outcomes its facts must carry.
+
+    Each is paired with its *alias*, the short property name it has in durable's facts and rules
+    (durable parses every fact's JSON, so long dotted names cost time, not meaning).
+    """
 
     chunks: tuple[int, ...]
-    fields: tuple[str, ...]
-    concepts: tuple[str, ...]
-    fired: tuple[str, ...]          # unit names of rules whose condition is read (``fired:``)
-    actions: tuple[str, ...]
-    urgency: bool
+    fields: tuple[tuple[str, str], ...]     # (case field path, alias)
+    concepts: tuple[tuple[str, str], ...]   # (concept id, alias)
+    fired: tuple[tuple[str, str], ...]      # (unit name of a rule whose condition is read, alias)
+    actions: tuple[tuple[str, str], ...]    # (action id, alias)
+    urgency: Optional[str]                  # the alias of the urgency, when read
     terms: int
 
 
@@ -92,6 +96,7 @@ class Program:
     stages: list[Stage]
     fields: tuple[str, ...]                      # case fields read by any stage
     definition: dict[str, Any] = field(repr=False, default_factory=dict)
+    alias: dict[str, str] = field(repr=False, default_factory=dict)   # key -> its property name in durable
 
     @property
     def n_chunks(self) -> int:
@@ -217,8 +222,9 @@ def _simplify(terms: list[Term]) -> list[Term]:
     return kept
 
 
-def _durable_literal(literal: Literal) -> dict[str, Any]:
+def _durable_literal(literal: Literal, alias: dict[str, str]) -> dict[str, Any]:
     key, op, value = literal
+    key = alias[key]
     if op == "eq":
         return {key: value}
     if op in ("neq", "ex", "nex"):
@@ -373,6 +379,8 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
     stages: list[Stage] = []
     definition: dict[str, Any] = {}
     all_fields: set[str] = set()
+    every_key = sorted({key for terms in unit_terms.values() for term in terms for key, _, _ in term})
+    alias = {key: f"k{i}" for i, key in enumerate(every_key)}
     chunk = 0
     for s in range(n_stages):
         members = [u for u in units if stage_of[u.name] == s]
@@ -384,7 +392,7 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
             for unit, k, term in flat[start:start + CHUNK_SIZE]:
                 name = f"{unit.name}_t{k}"
                 term_names[name] = unit.name
-                literals = [{"chunk": chunk}] + [_durable_literal(lit) for lit in sorted(term, key=_literal_order)]
+                literals = [{"chunk": chunk}] + [_durable_literal(lit, alias) for lit in sorted(term, key=_literal_order)]
                 definition[name] = {"all": [{"m": literals[0] if len(literals) == 1 else {"$and": literals}}]}
                 keys.update(key for key, _, _ in term)
             chunk += 1
@@ -392,14 +400,16 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
             placed[unit.name] = Unit(unit.name, unit.rule, unit.main, unit.condition, unit.outputs, unit.concept, s)
         fields = tuple(sorted(k for k in keys if not k.startswith("o.")))
         all_fields.update(fields)
+
+        def outcomes(prefix: str) -> tuple[tuple[str, str], ...]:
+            return tuple((k[len(prefix):], alias[k]) for k in sorted(keys) if k.startswith(prefix))
+
         stages.append(Stage(
-            chunks=tuple(chunks), fields=fields,
-            concepts=tuple(sorted(k[4:] for k in keys if k.startswith("o.c."))),
-            fired=tuple(sorted(k[4:] for k in keys if k.startswith("o.f."))),
-            actions=tuple(sorted(k[4:] for k in keys if k.startswith("o.a."))),
-            urgency="o.u" in keys, terms=len(flat),
+            chunks=tuple(chunks), fields=tuple((f, alias[f]) for f in fields),
+            concepts=outcomes("o.c."), fired=outcomes("o.f."), actions=outcomes("o.a."),
+            urgency=alias["o.u"] if "o.u" in keys else None, terms=len(flat),
         ))
-    return Program(placed, term_names, stages, tuple(sorted(all_fields)), definition)
+    return Program(placed, term_names, stages, tuple(sorted(all_fields)), definition, alias)
 
 
 @dataclass
@@ -447,11 +457,7 @@ def _fnv1a32(text: str) -> int:
 
 def _check_property_hashes(program: Program) -> None:
     """durable finds a fact's properties by a 32-bit FNV-1a hash of the name: no two may collide."""
-    names = {"sid", "id", "world", "chunk", *program.fields, "o.u"}
-    for stage in program.stages:
-        names.update(f"o.c.{c}" for c in stage.concepts)
-        names.update(f"o.f.{f}" for f in stage.fired)
-        names.update(f"o.a.{a}" for a in stage.actions)
+    names = {"sid", "id", "world", "chunk", *program.alias.values()}
     seen: dict[int, str] = {}
     for name in sorted(names):
         other = seen.setdefault(_fnv1a32(name), name)

@@ -46,7 +46,7 @@ _SENTINEL_CHUNK = -1
 # A fired message is {"<term>":{"m":{<the fact>}}}. Facts hold only validated enum strings, numbers and
 # our own keys (no free text), so the term name and the fact's world index can be read without decoding
 # the whole fact; anything else falls back to json.loads.
-_MESSAGE = re.compile(r'^\{"(?P<name>[A-Za-z0-9_]+)":\{"m":\{.*"world": ?(?P<world>-?\d+)[,}]', re.S)
+_MESSAGE = re.compile(r'\{"(?P<name>[A-Za-z0-9_]+)":\{"m":\{"sid":"[^"]*","world":(?P<world>-?\d+)[,}]')
 YES, NO = '"yes"', '"no"'
 
 
@@ -96,15 +96,15 @@ class _Outcomes:
         parts = []
         if stage.concepts:
             have = {u.concept for u in units.values() if u.concept}
-            parts += [f'"o.c.{c}":{YES if c in have else NO}' for c in stage.concepts]
+            parts += [f'"{key}":{YES if c in have else NO}' for c, key in stage.concepts]
         if stage.fired:
-            parts += [f'"o.f.{f}":{YES if f in units else NO}' for f in stage.fired]
+            parts += [f'"{key}":{YES if f in units else NO}' for f, key in stage.fired]
         if stage.actions:
             added = {o.id for u in units.values() for o in u.outputs if o.kind == "action"}
             removed = {o.id for u in units.values() for o in u.outputs if o.kind == "remove"}
-            parts += [f'"o.a.{a}":{YES if a in added and a not in removed else NO}' for a in stage.actions]
+            parts += [f'"{key}":{YES if a in added and a not in removed else NO}' for a, key in stage.actions]
         if stage.urgency:
-            parts.append(f'"o.u":"{urgency_of(units.values())}"')
+            parts.append(f'"{stage.urgency}":"{urgency_of(units.values())}"')
         return parts
 
 
@@ -147,7 +147,7 @@ class CompiledEngine:
                 for number, stage in enumerate(program.stages):
                     facts = [f'{{"sid":"{sid}","chunk":{_SENTINEL_CHUNK},"world":-1}}'] if number == 0 else []
                     for index, world in enumerate(worlds):
-                        parts = [f'"{path}":{world[path]}' for path in stage.fields if path in world]
+                        parts = [f'"{key}":{world[path]}' for path, key in stage.fields if path in world]
                         parts += outcomes[index].fragments(stage)
                         body = ",".join(parts)
                         head = f'{{"sid":"{sid}","world":{index},'
@@ -189,7 +189,7 @@ class CompiledEngine:
 
 def _read_message(message: str) -> list[tuple[str, int]]:
     """(term name, world index) of each rule in a fired message."""
-    match = _MESSAGE.match(message)
+    match = _MESSAGE.match(message)  # our facts start with sid and world: read without decoding the fact
     if match:
         return [(match["name"], int(match["world"]))]
     found = []

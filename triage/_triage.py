@@ -17,9 +17,10 @@ from ._result import Result, Unknown, assemble
 from ._ruleset import RulesetData, load_ruleset_data
 
 
-_LEAVES = [(path, tuple(path.split(".")), spec.kind == "tristate") for path, spec in FIELDS.items()]
+_KIND = {path: spec.kind == "tristate" for path, spec in FIELDS.items()}
 _UNKNOWN = '"unknown"'
 _YES = '"yes"'
+_NO = '"no"'
 
 
 def _flatten(normalised: dict[str, Any]) -> dict[str, str]:
@@ -29,15 +30,30 @@ def _flatten(normalised: dict[str, Any]) -> dict[str, str]:
     given is left out.
     """
     flat: dict[str, str] = {}
-    for path, parts, tristate in _LEAVES:
-        node: Any = normalised
-        for part in parts:
-            node = node[part]
-        if tristate:
-            flat[path] = _UNKNOWN if node is None else encode(node)  # type: ignore[assignment]
-        elif node is not None:
-            flat[path] = encode(node)  # type: ignore[assignment]
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            path = prefix + key
+            if type(value) is dict:
+                walk(value, path + ".")
+                continue
+            tristate = _KIND.get(path)
+            if tristate is None:          # case_id: never reaches the engine
+                continue
+            if tristate:
+                flat[path] = _UNKNOWN if value is None else _YES if value else _NO
+            elif value is not None:
+                flat[path] = encode(value)  # type: ignore[assignment]
+
+    walk(normalised, "")
     return flat
+
+
+# (path, the path of its group's 'present' when it is a sub-finding): the what-if's candidates in order.
+_CANDIDATES = tuple(
+    (path, f"presentation.{path.split('.')[1]}.present"
+     if len(path.split(".")) == 3 and path.split(".")[1] in GROUPS and not path.endswith(".present") else None)
+    for path in tri_state_presentation_fields())
 
 
 def what_if_fields(flat: dict[str, str]) -> list[str]:
@@ -47,15 +63,8 @@ def what_if_fields(flat: dict[str, str]) -> list[str]:
     alone, and a sub-finding counts only when its group is present. And, after an MRI, whether
     anything began or worsened since it.
     """
-    candidates = []
-    for path in tri_state_presentation_fields():
-        if flat[path] != _UNKNOWN:
-            continue
-        parts = path.split(".")
-        if len(parts) == 3 and parts[1] in GROUPS and parts[2] != "present":
-            if flat[f"presentation.{parts[1]}.present"] != _YES:
-                continue
-        candidates.append(path)
+    candidates = [path for path, group in _CANDIDATES
+                  if flat[path] == _UNKNOWN and (group is None or flat[group] == _YES)]
     if flat["assessment.mri_performed"] == _YES and flat[MRI_FOLLOW_UP] == _UNKNOWN:
         candidates.append(MRI_FOLLOW_UP)
     return candidates
