@@ -24,6 +24,8 @@ from typing import Any, Optional
 
 import yaml
 
+from triage._case import set_path
+
 from . import fhir_units
 from .fhir_record import Record, bad_prefetch, read_prefetch
 
@@ -130,13 +132,6 @@ def _status(concept: Any) -> Optional[str]:
     return None
 
 
-def _set(case: dict[str, Any], path: str, value: Any) -> None:
-    node = case
-    parts = path.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
 
 def _age(birth: Any, today: dt.date) -> Optional[int]:
     """Age in whole years; a partial birth date takes its latest possible day (never overstates age)."""
@@ -179,7 +174,7 @@ def _patient(record: Record, case: dict[str, Any], mapped: list[str], today: dt.
     for patient in record.of("Patient")[:1]:
         age = _age(patient.get("birthDate"), today)
         if age is not None:
-            _set(case, "patient.age_years", age)
+            set_path(case, "patient.age_years", age)
             mapped.append(f"age {age} years (Patient.birthDate)")
 
 
@@ -207,12 +202,12 @@ def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: 
             if clinical in (None, "active", "recurrence", "relapse"):
                 for entry_family, entry_code, path in codemap.condition_findings:
                     if codemap.matches(family, code, entry_family, entry_code):
-                        _set(case, path, True)
+                        set_path(case, path, True)
                         mapped.append(f"{path} = true (Condition {code})")
     if history:
-        _set(case, "patient.cancer.history", history)
+        set_path(case, "patient.cancer.history", history)
         if primary:
-            _set(case, "patient.cancer.primary", primary)
+            set_path(case, "patient.cancer.primary", primary)
 
 
 def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str],
@@ -256,13 +251,13 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                     dt.timedelta(0) <= now - when <= dt.timedelta(hours=codemap.fever[2]) and celsius >= codemap.fever[1]:
                 fever_at = max(fever_at or celsius, celsius)
     for path, value in observed.items():
-        _set(case, path, value)
+        set_path(case, path, value)
         mapped.append(f"{path} = {'present' if value else 'absent'} (Observation)")
     for path, (_, number, source) in latest.items():
-        _set(case, path, number)
+        set_path(case, path, number)
         mapped.append(f"{path} = {number:g} ({source})")
     if fever_at is not None and codemap.fever is not None:
-        _set(case, codemap.fever[0], True)
+        set_path(case, codemap.fever[0], True)
         mapped.append(f"{codemap.fever[0]} = true (temperature {fever_at:.1f} °C within {codemap.fever[2]:g} h)")
 
 
@@ -296,7 +291,7 @@ def _medications(record: Record, codemap: CodeMap, case: dict[str, Any], mapped:
                         continue   # denosumab is kept over a bisphosphonate
                     found[path] = (value, f"{resource['resourceType']} {display or code} ({family} {code})")
     for path, (value, source) in found.items():
-        _set(case, path, value)
+        set_path(case, path, value)
         mapped.append(f"{path} = {str(value).lower()} ({source})")
 
 

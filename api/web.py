@@ -26,7 +26,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 import triage
-from triage._case import FIELDS
+from triage._case import FIELDS, set_path
 from triage._record import RecordUnavailable
 
 from . import record_hook
@@ -82,11 +82,7 @@ def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
             if value != value or value in (float("inf"), float("-inf")):
                 errors[path] = "not_a_number"
                 continue
-        node = case
-        parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        set_path(case, path, value)
     return case, errors
 
 

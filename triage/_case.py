@@ -278,11 +278,12 @@ def _get(d: dict[str, Any], path: str) -> Any:
     return node
 
 
-def _set(d: dict[str, Any], path: str, value: Any) -> None:
+def set_path(case: dict[str, Any], path: str, value: Any) -> None:
+    """Set a dotted field path in a case given as nested dicts, creating the groups on the way."""
     parts = path.split(".")
-    node = d
+    node = case
     for part in parts[:-1]:
-        node = node[part]
+        node = node.setdefault(part, {})
     node[parts[-1]] = value
 
 
@@ -381,7 +382,7 @@ def normalised_dict(case: Case) -> dict[str, Any]:
         for imp in _implications(d):
             current = _get(d, imp.target)
             if current in imp.unset and current != imp.value:
-                _set(d, imp.target, imp.value)
+                set_path(d, imp.target, imp.value)
                 implied_by[imp.target] = f"{imp.source} {imp.why}"
                 changed = True
             elif current in imp.conflicts and (imp.source, imp.target) not in reported:

@@ -10,19 +10,12 @@ from __future__ import annotations
 import random
 from typing import Any, Iterator
 
-from ._case import FIELDS, GROUPS
+from ._case import FIELDS, GROUPS, set_path
 from ._errors import CaseValidationError
 
 # Values that are valid but awkward for a number parser: exponent forms, the smallest double, zero signs.
 AWKWARD_NUMBERS = (0.0, -0.0, 1e-05, 0.00001, 1e-300, 5e-324, 1.5e-7, 2.5, 1e3)
 
-
-def _set(case: dict[str, Any], path: str, value: Any) -> None:
-    node = case
-    parts = path.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
 
 
 def random_case(rng: random.Random, density: float = 0.5) -> dict[str, Any]:
@@ -46,7 +39,7 @@ def random_case(rng: random.Random, density: float = 0.5) -> dict[str, Any]:
         else:
             continue
         if value is not None:
-            _set(case, path, value)
+            set_path(case, path, value)
     pres = case.get("presentation", {})
     for group in GROUPS:  # a group recorded absent with a sub-finding present is a contradiction: avoid most
         node = pres.get(group)
