@@ -115,3 +115,53 @@ def test_fuzz_cds_hooks(fuzz_app, doc):
         check(doc, "/cds-services/mscc-triage/feedback", client.post("/cds-services/mscc-triage/feedback", json=items))
 
     run()
+
+
+# ------------------------------------------------------------------------------ against the real server
+
+class _Answer:
+    """An HTTP answer of the real server, shaped like the test client's (for :func:`check`)."""
+
+    def __init__(self, status: int, content_type: str, body: bytes):
+        self.status_code, self.mimetype, self._body = status, content_type.split(";")[0].strip(), body
+
+    def get_data(self, as_text: bool = False):
+        return self._body.decode("utf-8", "replace") if as_text else self._body
+
+
+def _post(url: str, value: Any) -> _Answer:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(value).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return _Answer(response.status, response.headers.get("Content-Type", ""), response.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return _Answer(err.code, err.headers.get("Content-Type", ""), err.read())
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    from serverctl import server_log, start_server, stop_server
+
+    proc, url = start_server("--workers", "2", "--threads", "2", "--allow-unauthenticated-cds")
+    assert proc.poll() is None, server_log(proc)
+    yield url
+    stop_server(proc)
+
+
+def test_fuzz_the_real_server(real_server, doc):
+    defs = doc["components"]["schemas"]
+    cases = from_schema(defs["Case"], defs) | from_schema(defs["Case"], defs, noisy=True) | ANY_JSON
+    services = st.fixed_dictionaries({"hook": st.just("patient-view"), "hookInstance": st.text(max_size=5),
+                                      "prefetch": ANY_JSON}) | ANY_JSON
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(case=cases, service=services)
+    def run(case, service):
+        check(doc, "/v1/triage", _post(real_server + "/v1/triage", case))
+        check(doc, "/cds-services/mscc-triage", _post(real_server + "/cds-services/mscc-triage", service))
+
+    run()
