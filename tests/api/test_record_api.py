@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -140,12 +141,14 @@ def test_the_real_server_records_concurrent_requests_and_the_audit_commands_work
     else:
         env = {"MSCC_RECORD_DSN": request.getfixturevalue("pg_dsn"), "MSCC_RECORD_PATH": ""}
     env["MSCC_CDS_STORE_PATH"] = str(tmp_path / "cds.sqlite3")
-    proc, url = start_server("--workers", "2", "--threads", "4", env=env)
+    proc, url = start_server("--workers", "2", "--threads", "4", "--allow-unauthenticated-cds", env=env)
     try:
         assert proc.poll() is None, server_log(proc)
         cases = [CASE, *random_valid_cases(5, 39)]
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda c: _post(url, c), cases))
+        card_id, cds_id = _cds_call_and_feedback(url)
+        form_id = _form_post(url)
     finally:
         stop_server(proc)
     assert [status for status, _, _ in answers] == [200] * 40
@@ -153,7 +156,11 @@ def test_the_real_server_records_concurrent_requests_and_the_audit_commands_work
     assert len(set(ids)) == 40 and all(ids)
 
     verify = _triage_cli("audit", "verify", env=env)
-    assert verify.returncode == 0 and "ok: 40 records, head 40" in verify.stdout, verify.stderr
+    assert verify.returncode == 0 and "ok: 42 records, head 42" in verify.stdout, verify.stderr
+    by_card = json.loads(_triage_cli("audit", "show", card_id, env=env).stdout)   # feedback's card -> decision
+    assert by_card["channel"] == "cds" and by_card["id"] == cds_id
+    assert json.loads(_triage_cli("audit", "show", form_id, env=env).stdout)["channel"] == "form"
+    ids += [cds_id, form_id]
     shown = json.loads(_triage_cli("audit", "show", ids[0], env=env).stdout)
     served = dict(answers[0][2])
     served.pop("case_id")
@@ -161,12 +168,41 @@ def test_the_real_server_records_concurrent_requests_and_the_audit_commands_work
     exported = _triage_cli("audit", "export", "--since", "2000-01-01", env=env).stdout.splitlines()
     assert sorted(json.loads(line)["id"] for line in exported) == sorted(ids)
     replay = _triage_cli("audit", "replay", env=env)
-    assert replay.returncode == 0 and "replayed 40 records: 0 differences" in replay.stdout, replay.stderr
+    assert replay.returncode == 0 and "replayed 42 records: 0 differences" in replay.stdout, replay.stderr
     impact = _triage_cli("impact", str(triage.default_ruleset().path), "--format", "json", env=env)
     assert impact.returncode == 0, impact.stderr
-    assert json.loads(impact.stdout)["summary"] == {"records": 40, "changed": 0, "urgency_down": 0, "urgency_up": 0,
-                                                     "actions_changed": 0, "flags_changed": 0, "unchanged": 40,
+    assert json.loads(impact.stdout)["summary"] == {"records": 42, "changed": 0, "urgency_down": 0, "urgency_up": 0,
+                                                     "actions_changed": 0, "flags_changed": 0, "unchanged": 42,
                                                      "errors": 0}
+
+
+def _cds_call_and_feedback(url: str) -> tuple[str, str]:
+    """A CDS Hooks call and the feedback on its card, against the real server: (card uuid, record id)."""
+    body = {"hook": "patient-view", "hookInstance": "0f3c8a8e-2f4b-4a57-9a51-3b2f7f1f9e10",
+            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-02-01"},
+                         "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+                         "observations": {"resourceType": "Bundle", "type": "searchset", "entry": []}}}
+    request = urllib.request.Request(url + "/cds-services/mscc-triage", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        record_id = response.headers["X-Request-Id"]
+        card = json.loads(response.read())["cards"][0]
+    feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
+                              "overrideReason": {"reason": {"code": "not-clinically-indicated"}}}]}
+    request = urllib.request.Request(url + "/cds-services/mscc-triage/feedback", data=json.dumps(feedback).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    return card["uuid"], record_id
+
+
+def _form_post(url: str) -> str:
+    data = urllib.parse.urlencode({"patient.cancer.history": "current", "patient.cancer.primary": "breast",
+                                   "presentation.weakness.present": "true"}).encode()
+    with urllib.request.urlopen(urllib.request.Request(url + "/", data=data), timeout=30) as response:
+        assert response.status == 200
+        return response.headers["X-Request-Id"]
 
 
 def test_cds_calls_and_the_form_are_recorded_and_feedback_joins_its_card(tmp_path):
