@@ -6,6 +6,7 @@ by the fixture of ``test_record_pgserver.py``. No database is mocked.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -447,3 +448,22 @@ def test_the_core_record_module_imports_without_flask():
             "assert 'flask' not in sys.modules, 'flask imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
+
+
+def test_the_retention_setting_decides_what_prune_deletes(tmp_path, ruleset, cases, monkeypatch):
+    from triage._audit_cli import retention_bound
+    from triage._record import open_store
+
+    assert retention_bound("30", dt.date(2026, 11, 29)).startswith("2026-10-30")
+    path = tmp_path / "records.sqlite3"
+    store = open_store(path, None)
+    fill(store, ruleset, cases[:3])
+    store.close()
+    monkeypatch.delenv("MSCC_RECORD_RETENTION_DAYS", raising=False)
+    out = cli("audit", "prune", "--store", str(path))
+    assert out.exit_code == 2 and "MSCC_RECORD_RETENTION_DAYS" in out.output      # nothing deleted by default
+    monkeypatch.setenv("MSCC_RECORD_RETENTION_DAYS", "30")
+    out = cli("audit", "prune", "--store", str(path))                             # today's records are kept
+    assert out.exit_code == 0 and out.output.startswith("nothing to prune before")
+    monkeypatch.setenv("MSCC_RECORD_RETENTION_DAYS", "a month")
+    assert cli("audit", "prune", "--store", str(path)).exit_code == 2

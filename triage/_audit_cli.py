@@ -8,7 +8,9 @@ The store is chosen as the service chooses it: ``--dsn`` or ``MSCC_RECORD_DSN`` 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -123,12 +125,26 @@ def replay(rulesets: tuple[Path, ...], since: Optional[str], jobs: Optional[int]
     click.echo(f"replayed {report.checked} records: 0 differences")
 
 
+def retention_bound(days: Optional[str], today: Optional[dt.date] = None) -> str:
+    """The ``--before`` that ``MSCC_RECORD_RETENTION_DAYS`` means (records kept that many days)."""
+    if days is None or not days.strip().isdigit() or int(days) < 1:
+        raise click.UsageError("give --before DATE, or set MSCC_RECORD_RETENTION_DAYS to a whole number of days "
+                               f"(at least 1){'' if days is None else f', not {days!r}'}")
+    return time_bound(((today or dt.date.today()) - dt.timedelta(days=int(days))).isoformat())
+
+
 @audit.command()
-@click.option("--before", type=DATE, required=True, help="Delete the records older than DATE.")
+@click.option("--before", type=DATE, default=None,
+              help="Delete the records older than DATE (default: today minus $MSCC_RECORD_RETENTION_DAYS).")
 @_store_options
 @handle_errors
-def prune(before: str, store_path: Optional[Path], dsn: Optional[str]) -> None:
-    """Delete records older than DATE, keeping the chain verifiable (a checkpoint holds the last hash)."""
+def prune(before: Optional[str], store_path: Optional[Path], dsn: Optional[str]) -> None:
+    """Delete records older than DATE, keeping the chain verifiable (a checkpoint holds the last hash).
+
+    Without --before, the retention setting MSCC_RECORD_RETENTION_DAYS decides (run it daily, e.g.
+    from cron); with neither, nothing is deleted and the command says how to set one."""
+    if before is None:
+        before = retention_bound(os.environ.get("MSCC_RECORD_RETENTION_DAYS"))
     report = _open(store_path, dsn).prune(before)
     if report.checkpoint is None:
         click.echo(f"nothing to prune before {before}")
