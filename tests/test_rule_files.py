@@ -176,3 +176,32 @@ def test_the_vocabulary_holds_every_id_of_the_contract(ruleset):
     for severity, ids in spec_flags.items():
         for flag in ids.split():
             assert ruleset.data.flags[flag].severity == severity
+    new_actions = {  # versions 2 and 2.1, with the timings the contract gives them
+        "mri_whole_spine_within_4h": "within_4h", "baseline_bloods": "within_24h",
+        "establish_cancer_history": "immediately", "cancer_diagnostic_workup": "within_1_week",
+        "iv_rehydration": "immediately", "stop_calcium_vitamin_d": "immediately", "ecg": "within_4h",
+        "iv_bisphosphonate_for_hypercalcaemia": "within_24h", "senior_steroid_decision_now": "immediately",
+        "hypercalcaemia_cause_workup": "within_24h", "iv_calcium_replacement": "immediately",
+        "myeloma_screen_bloods": "within_1_week", "blood_cultures_and_infection_markers": "immediately"}
+    for action, timing in new_actions.items():
+        assert ruleset.data.actions[action].timing == timing, action
+    new_flags = {"mri_predates_new_findings": "warning", "mri_result_not_recorded": "warning",
+                 "hypocalcaemia_correct_before_bone_agent": "warning", "severe_hypocalcaemia": "critical",
+                 "consider_spinal_infection": "warning"}
+    for flag, severity in new_flags.items():
+        assert ruleset.data.flags[flag].severity == severity, flag
+
+
+def test_a_condition_with_too_many_alternatives_is_refused_at_load_with_a_hint(rules_copy):
+    many = {"all": [{"any": [{"field": f"presentation.weakness.{f}", "is": True} for f in ("present", "bilateral",
+                                                                                           "progressive")]},
+                    {"any": [{"field": f"presentation.paraesthesia.{f}", "is": True}
+                             for f in ("present", "sensory_level", "saddle_anaesthesia", "bilateral_legs")]},
+                    {"any": [{"field": f"presentation.sphincter_disturbance.{f}", "is": True}
+                             for f in ("present", "urinary_retention", "urinary_incontinence", "faecal_incontinence",
+                                       "altered_urinary_sensation")]},
+                    {"any": [{"field": "presentation.sciatica.present", "is": True},
+                             {"field": "presentation.sciatica.bilateral", "is": True}]}]}   # 3 x 4 x 5 x 2 = 120
+    edit_rule(rules_copy, "mscc.yaml", "mscc.analgesia", lambda r: r.update(when=many))
+    error = load_error(rules_copy)
+    assert "120 alternatives" in str(error) and "concept" in str(error) and "mscc.analgesia" in str(error)

@@ -465,12 +465,4 @@ def _check_property_hashes(program: Program) -> None:
             raise RulesetError("ruleset.yaml", f"'{name}' and '{other}' have the same hash in durable-rules")
 
 
-def terms_of(program: Program) -> dict[str, list[str]]:
-    """Durable rule names of each unit (for tests and ``triage rules check``)."""
-    out: dict[str, list[str]] = {}
-    for term, unit in program.terms.items():
-        out.setdefault(unit, []).append(term)
-    return out
-
-
 __all__ = ["Program", "Stage", "Unit", "CompiledRuleset", "compile_ruleset", "urgency_of", "number_text"]
