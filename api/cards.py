@@ -8,8 +8,9 @@
   (no dexamethasone when the rules withheld it). The MRI, when there is one, is the recommended one.
 - ``overrideReasons``: Codings of this project's code system ``urn:mscc-triage:override-reason``;
   feedback records the code against the card's uuid, no patient data.
-- ``links``: the rules and their sources, and the triage form (``/`` and ``/fr/``). The form does
-  not take pre-filled answers from a link yet (see the notes of issue 16): the link opens it empty.
+- ``links``: the rules and their sources, and the triage form (``/`` and ``/fr/``) with ``?from=<token>``:
+  a random token naming what the record said, kept server-side for 30 minutes (``cds.PREFILL_SECONDS``);
+  the link carries no finding, and once expired it opens an empty form.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], 
              form_token: Optional[str] = None) -> dict[str, Any]:
     """The card for a result; ``root`` is the service's public base URL (ends with '/').
 
-    ``form_token`` names what the record said, kept by the service for an hour: the form's links
+    ``form_token`` names what the record said, kept by the service for 30 minutes: the form's links
     then open with those answers filled in (the link itself carries no finding)."""
     prefill = f"?from={form_token}" if form_token else ""
     lines = [f"**{result.urgency.upper()}**: {result.headline}", ""]

@@ -40,8 +40,8 @@ from .fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, c
 from .fhir_record import discovery_prefetch, gather
 from .problems import ApiProblem, unavailable
 
-__all__ = ["CODEMAP_PATH", "CodeMap", "case_from_prefetch", "default_codemap", "recorded_feedback", "store",
-           "store_health", "verify_jwt", "init_app"]
+__all__ = ["CODEMAP_PATH", "CodeMap", "case_from_prefetch", "default_codemap", "feedback_summary",
+           "recorded_feedback", "store", "store_health", "verify_jwt", "init_app"]
 
 bp = Blueprint("cds", __name__)
 SERVICE_ID = "mscc-triage"
@@ -98,6 +98,7 @@ def store(app: Flask) -> Iterator[sqlite3.Connection]:
         conn.execute("CREATE TABLE IF NOT EXISTS feedback (received REAL, card TEXT, outcome TEXT, "
                      "accepted INTEGER, override TEXT)")
         conn.execute("CREATE TABLE IF NOT EXISTS prefill (token TEXT PRIMARY KEY, answers TEXT, expires REAL)")
+        conn.execute("CREATE TABLE IF NOT EXISTS card (card TEXT PRIMARY KEY, indicator TEXT, issued REAL)")
         yield conn
     except sqlite3.IntegrityError:
         raise
@@ -209,6 +210,7 @@ def service() -> Response:
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
     card = cards.card_for(result, rs, mapped, public_root(), record, patient_id, form_token=_keep_for_the_form(case))
+    _remember_card(card)
     # Recorded before answering (503 when it cannot be): the card's uuid joins its feedback to it.
     record_hook.record("cds", case, result, hook_instance=body["hookInstance"], cards=[card["uuid"]],
                        iss=_text(claims.get("iss")), sub=_text(claims.get("sub")))
@@ -219,11 +221,23 @@ def _text(value: Any) -> Optional[str]:
     return value[:200] if isinstance(value, str) else None
 
 
-PREFILL_SECONDS = 3600
+PREFILL_SECONDS = 1800   # the card's form link opens the form filled in for 30 minutes, then an empty form
+
+
+def _remember_card(card: dict[str, Any]) -> None:
+    """Keep the card's type (its uuid and indicator, no patient data) so that feedback can be summed up per
+    card type (:func:`feedback_summary`). When the store cannot keep it the card is still answered: its
+    feedback then counts under the indicator ``unknown``."""
+    try:
+        with store(current_app) as conn:
+            conn.execute("INSERT OR REPLACE INTO card VALUES (?, ?, ?)",
+                         (card["uuid"], card["indicator"], time.time()))
+    except StoreUnavailable:
+        log.warning("CDS store: the card's type was not kept; its feedback will count as 'unknown'")
 
 
 def _keep_for_the_form(case: dict[str, Any]) -> Optional[str]:
-    """Keep what the record says for an hour, under a random token, so the card's link opens the form
+    """Keep what the record says for 30 minutes (``PREFILL_SECONDS``), under a random token, so the card's link opens the form
     with it filled in (the link carries no finding). None when the store cannot keep it: the link
     then opens an empty form, and the card itself is not held back."""
     token = secrets.token_urlsafe(18)
@@ -299,6 +313,27 @@ def _feedback_row(index: int, item: Any) -> tuple[float, str, str, int, Optional
     if not isinstance(item.get("outcomeTimestamp", ""), str):
         raise bad("'outcomeTimestamp' must be a string (an instant).")
     return (time.time(), card[:64], outcome, len(accepted), code[:64] if code else None)
+
+
+@bp.get(f"/cds-services/{SERVICE_ID}/feedback/summary")
+def feedback_summary_view() -> Response:
+    verify_jwt()
+    return Response(json.dumps(feedback_summary(current_app)), mimetype="application/json")
+
+
+def feedback_summary(app: Flask) -> dict[str, Any]:
+    """For the service's operators: cards issued per indicator, and feedback counted per card indicator x
+    outcome x override reason (``unknown`` indicator: feedback about a card this store did not issue).
+    Only counts: no card id, no patient data."""
+    with store(app) as conn:
+        issued = conn.execute("SELECT indicator, COUNT(*) FROM card GROUP BY indicator ORDER BY indicator").fetchall()
+        rows = conn.execute(
+            "SELECT COALESCE(c.indicator, 'unknown') AS ind, f.outcome, f.override, COUNT(*), SUM(f.accepted) "
+            "FROM feedback f LEFT JOIN card c ON c.card = f.card "
+            "GROUP BY ind, f.outcome, f.override ORDER BY ind, f.outcome, f.override").fetchall()
+    return {"cardsIssued": {indicator: count for indicator, count in issued},
+            "outcomes": [{"indicator": r[0], "outcome": r[1], "overrideReason": r[2], "count": r[3],
+                          "acceptedSuggestions": r[4] or 0} for r in rows]}
 
 
 def recorded_feedback(app: Flask) -> list[dict[str, Any]]:
