@@ -209,10 +209,21 @@ def open_page(driver, live_url, lang, answers):
         submit(driver)
 
 
+def resize(driver, width: int, height: int) -> None:
+    """Resize the window and wait until the page sees the new width (a loaded machine lags behind)."""
+    import time
+
+    driver.set_window_size(width, height)
+    deadline = time.monotonic() + 10
+    while driver.execute_script("return window.innerWidth;") != width and time.monotonic() < deadline:
+        time.sleep(0.05)
+        driver.set_window_size(width, height)
+
+
 def check_widths(driver, name, lang, shots=(390, 1280)) -> list:
     problems = []
     for width in WIDTHS:
-        driver.set_window_size(width, 900)
+        resize(driver, width, 900)
         size = overflow(driver)
         assert size["window"] == width, size   # the window really is that narrow
         if size["scroll"] > size["client"] or size["body"] > size["client"]:
