@@ -29,8 +29,7 @@ import logging
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import jwt
 from flask import Blueprint, Flask, Response, current_app, request
@@ -38,6 +37,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from . import cards, fhir_fetch, record_hook
 from .fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap
 from .fhir_record import discovery_prefetch, gather
+from .cds_store import Duplicate, StoreUnavailable, connect_sqlite, store, store_health
 from .problems import ApiProblem, unavailable
 
 __all__ = ["CODEMAP_PATH", "CodeMap", "case_from_prefetch", "default_codemap", "feedback_summary",
@@ -58,69 +58,9 @@ def public_root() -> str:
     return current_app.config.get("PUBLIC_BASE_URL") or request.url_root
 
 
-STORE_STATES = {"SQLITE_READONLY": "read-only", "SQLITE_FULL": "full", "SQLITE_CANTOPEN": "missing or cannot be opened",
-                "SQLITE_BUSY": "busy", "SQLITE_LOCKED": "busy", "SQLITE_IOERR": "failing (input/output error)",
-                "SQLITE_CORRUPT": "corrupt", "SQLITE_NOTADB": "not a SQLite database",
-                "SQLITE_PERM": "not writable (permission denied)"}
-
-
-class StoreUnavailable(ApiProblem):
-    """The CDS store (seen JWT ids, feedback) cannot be used: 503 with the reason."""
-
-    def __init__(self, reason: str):
-        super().__init__(503, "Service Unavailable")
-        self.reason = reason
-        self.response = unavailable(f"The CDS Hooks store is {reason}; nothing was recorded. "
-                                    "The operator has been told (see /healthz).", "urn:mscc-triage:problem:cds-store")
-
-
-def _store_reason(exc: sqlite3.Error) -> str:
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    for prefix, reason in STORE_STATES.items():
-        if name == prefix or name.startswith(prefix + "_"):
-            return reason
-    return "failing"
-
-
 def _connect(path: str) -> sqlite3.Connection:
-    """Open the store (``CDS_STORE_PATH``: a file, or a SQLite ``file:`` URI)."""
-    return sqlite3.connect(path, timeout=5, isolation_level=None, uri=path.startswith("file:"))
-
-
-@contextmanager
-def store(app: Flask) -> Iterator[sqlite3.Connection]:
-    """A connection to the CDS store; any SQLite failure becomes :class:`StoreUnavailable` (503)."""
-    path = app.config["CDS_STORE_PATH"]
-    conn: Optional[sqlite3.Connection] = None
-    try:
-        conn = _connect(path)
-        conn.execute("CREATE TABLE IF NOT EXISTS jti (iss TEXT, jti TEXT, exp REAL, PRIMARY KEY (iss, jti))")
-        conn.execute("CREATE TABLE IF NOT EXISTS feedback (received REAL, card TEXT, outcome TEXT, "
-                     "accepted INTEGER, override TEXT)")
-        conn.execute("CREATE TABLE IF NOT EXISTS prefill (token TEXT PRIMARY KEY, answers TEXT, expires REAL)")
-        conn.execute("CREATE TABLE IF NOT EXISTS card (card TEXT PRIMARY KEY, indicator TEXT, issued REAL)")
-        yield conn
-    except sqlite3.IntegrityError:
-        raise
-    except sqlite3.Error as exc:
-        reason = _store_reason(exc)
-        log.error("CDS store %s is %s: %s", path, reason, exc)
-        raise StoreUnavailable(reason) from None
-    finally:
-        if conn is not None:
-            conn.close()
-
-
-def store_health(app: Flask) -> Optional[str]:
-    """None when the store can be written, else why not (a real write, in a transaction rolled back)."""
-    try:
-        with store(app) as conn:   # closing the connection rolls the write back
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, at REAL)")
-            conn.execute("INSERT OR REPLACE INTO health VALUES (1, ?)", (time.time(),))
-    except StoreUnavailable as exc:
-        return exc.reason
-    return None
+    """Open the SQLite store (the tests replace this to fill a store up)."""
+    return connect_sqlite(path)
 
 
 def _unauthorized(detail: str) -> ApiProblem:
@@ -173,7 +113,7 @@ def verify_jwt() -> Optional[dict[str, Any]]:
         with store(current_app) as conn:
             conn.execute("DELETE FROM jti WHERE exp < ?", (time.time() - 60,))
             conn.execute("INSERT INTO jti VALUES (?, ?, ?)", (iss, str(claims["jti"]), float(claims["exp"])))
-    except sqlite3.IntegrityError:
+    except Duplicate:
         raise _unauthorized("This JWT (jti) was already used.") from None
     return claims
 
@@ -230,7 +170,8 @@ def _remember_card(card: dict[str, Any]) -> None:
     feedback then counts under the indicator ``unknown``."""
     try:
         with store(current_app) as conn:
-            conn.execute("INSERT OR REPLACE INTO card VALUES (?, ?, ?)",
+            conn.execute("INSERT INTO card (card, indicator, issued) VALUES (?, ?, ?) ON CONFLICT (card) "
+                         "DO UPDATE SET indicator = excluded.indicator, issued = excluded.issued",
                          (card["uuid"], card["indicator"], time.time()))
     except StoreUnavailable:
         log.warning("CDS store: the card's type was not kept; its feedback will count as 'unknown'")
@@ -244,7 +185,7 @@ def _keep_for_the_form(case: dict[str, Any]) -> Optional[str]:
     try:
         with store(current_app) as conn:
             conn.execute("DELETE FROM prefill WHERE expires < ?", (time.time(),))
-            conn.execute("INSERT INTO prefill VALUES (?, ?, ?)",
+            conn.execute("INSERT INTO prefill (token, answers, expires) VALUES (?, ?, ?)",
                          (token, json.dumps(case, sort_keys=True), time.time() + PREFILL_SECONDS))
     except StoreUnavailable:
         return None
@@ -275,9 +216,10 @@ def feedback() -> Response:
         raise ApiProblem(400, "Bad request", "Feedback is {'feedback': [{'card': ..., 'outcome': ...}]}.")
     rows = [_feedback_row(i, item) for i, item in enumerate(items)]   # every item checked before any write
     with store(current_app) as conn:   # one transaction: all the items or none (closing rolls back)
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO feedback VALUES (?, ?, ?, ?, ?)", rows)
-        conn.execute("COMMIT")
+        conn.begin()
+        conn.executemany("INSERT INTO feedback (received, card, outcome, accepted, override) VALUES (?, ?, ?, ?, ?)",
+                         rows)
+        conn.commit()
     return Response("{}", mimetype="application/json")
 
 
@@ -328,7 +270,8 @@ def feedback_summary(app: Flask) -> dict[str, Any]:
     with store(app) as conn:
         issued = conn.execute("SELECT indicator, COUNT(*) FROM card GROUP BY indicator ORDER BY indicator").fetchall()
         rows = conn.execute(
-            "SELECT COALESCE(c.indicator, 'unknown') AS ind, f.outcome, f.override, COUNT(*), SUM(f.accepted) "
+            "SELECT COALESCE(c.indicator, 'unknown') AS ind, f.outcome, f.override, COUNT(*), "
+            "CAST(SUM(f.accepted) AS INTEGER) "
             "FROM feedback f LEFT JOIN card c ON c.card = f.card "
             "GROUP BY ind, f.outcome, f.override ORDER BY ind, f.outcome, f.override").fetchall()
     return {"cardsIssued": {indicator: count for indicator, count in issued},
@@ -339,7 +282,7 @@ def feedback_summary(app: Flask) -> dict[str, Any]:
 def recorded_feedback(app: Flask) -> list[dict[str, Any]]:
     """What the feedback endpoint recorded (no patient data is ever stored)."""
     with store(app) as conn:
-        rows = conn.execute("SELECT card, outcome, accepted, override FROM feedback ORDER BY rowid").fetchall()
+        rows = conn.execute(f"SELECT card, outcome, accepted, override FROM feedback ORDER BY {conn.order}").fetchall()
     return [{"card": r[0], "outcome": r[1], "accepted_suggestions": r[2], "override_reason": r[3]} for r in rows]
 
 

@@ -1,0 +1,238 @@
+"""The CDS Hooks store: JWT ids already seen, card feedback, cards issued, the form's prefill tokens.
+
+One store for all the workers of a server, never patient data (card ids, outcomes, counts; the
+prefill answers are findings without identifiers, kept 30 minutes):
+
+- SQLite (``CDS_STORE_PATH``, a file per server) by default;
+- PostgreSQL when the decision record is in PostgreSQL (``RECORD_DSN`` / ``MSCC_RECORD_DSN``): then
+  every server behind a load balancer shares one store, so a JWT replayed to another server is
+  still refused and feedback lands in one place.
+
+Any failure of the store becomes :class:`StoreUnavailable` (503 with the reason); a unique key
+violated (a replayed ``jti``) becomes :class:`Duplicate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence
+
+from flask import Flask
+
+from .problems import ApiProblem, unavailable
+
+log = logging.getLogger("mscc_triage.api")
+
+SQLITE_STATES = {"SQLITE_READONLY": "read-only", "SQLITE_FULL": "full",
+                 "SQLITE_CANTOPEN": "missing or cannot be opened", "SQLITE_BUSY": "busy", "SQLITE_LOCKED": "busy",
+                 "SQLITE_IOERR": "failing (input/output error)", "SQLITE_CORRUPT": "corrupt",
+                 "SQLITE_NOTADB": "not a SQLite database", "SQLITE_PERM": "not writable (permission denied)"}
+
+# The tables, in SQL both SQLite and PostgreSQL read ("DOUBLE PRECISION": seconds since the epoch).
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS jti (iss TEXT, jti TEXT, exp DOUBLE PRECISION, PRIMARY KEY (iss, jti))",
+    "CREATE TABLE IF NOT EXISTS prefill (token TEXT PRIMARY KEY, answers TEXT, expires DOUBLE PRECISION)",
+    "CREATE TABLE IF NOT EXISTS card (card TEXT PRIMARY KEY, indicator TEXT, issued DOUBLE PRECISION)",
+    "CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY, at DOUBLE PRECISION)",
+)
+FEEDBACK = {  # feedback keeps its arrival order: SQLite's rowid, PostgreSQL's own sequence
+    "sqlite": "CREATE TABLE IF NOT EXISTS feedback (received DOUBLE PRECISION, card TEXT, outcome TEXT, "
+              "accepted INTEGER, override TEXT)",
+    "postgres": "CREATE TABLE IF NOT EXISTS feedback (seq BIGSERIAL PRIMARY KEY, received DOUBLE PRECISION, "
+                "card TEXT, outcome TEXT, accepted INTEGER, override TEXT)",
+}
+
+
+class StoreUnavailable(ApiProblem):
+    """The CDS store cannot be used: 503 with the reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(503, "Service Unavailable")
+        self.reason = reason
+        self.response = unavailable(f"The CDS Hooks store is {reason}; nothing was recorded. "
+                                    "The operator has been told (see /healthz).", "urn:mscc-triage:problem:cds-store")
+
+
+class Duplicate(Exception):
+    """A unique key is already there (a JWT id seen before)."""
+
+
+class Connection:
+    """The few operations the CDS service needs, the same on SQLite and PostgreSQL (``?`` placeholders)."""
+
+    def __init__(self, raw: Any, kind: str):
+        self.raw, self.kind = raw, kind
+        self.order = "rowid" if kind == "sqlite" else "seq"   # the feedback's arrival order
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.raw.execute(sql if self.kind == "sqlite" else sql.replace("?", "%s"), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self.kind == "sqlite":
+            self.raw.executemany(sql, rows)
+        else:
+            with self.raw.cursor() as cursor:
+                cursor.executemany(sql.replace("?", "%s"), rows)
+
+    def begin(self) -> None:
+        self.execute("BEGIN IMMEDIATE" if self.kind == "sqlite" else "BEGIN")
+
+    def commit(self) -> None:
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.execute("ROLLBACK")
+
+
+def _dsn(app: Flask) -> Optional[str]:
+    return app.config.get("RECORD_DSN") or None
+
+
+# ------------------------------------------------------------------------------ SQLite
+
+def _sqlite_reason(exc: sqlite3.Error) -> str:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, reason in SQLITE_STATES.items():
+        if name == prefix or name.startswith(prefix + "_"):
+            return reason
+    return "failing"
+
+
+def connect_sqlite(path: str) -> sqlite3.Connection:
+    """Open the SQLite store (``CDS_STORE_PATH``: a file, or a SQLite ``file:`` URI)."""
+    return sqlite3.connect(path, timeout=5, isolation_level=None, uri=path.startswith("file:"))
+
+
+@contextmanager
+def _sqlite(app: Flask) -> Iterator[Connection]:
+    from . import cds   # tests replace cds._connect to make a store full
+
+    path = app.config["CDS_STORE_PATH"]
+    raw: Optional[sqlite3.Connection] = None
+    try:
+        raw = cds._connect(path)
+        for statement in (*TABLES, FEEDBACK["sqlite"]):
+            raw.execute(statement)
+        yield Connection(raw, "sqlite")
+    except sqlite3.IntegrityError:
+        raise Duplicate() from None
+    except sqlite3.Error as exc:
+        reason = _sqlite_reason(exc)
+        log.error("CDS store %s is %s: %s", path, reason, exc)
+        raise StoreUnavailable(reason) from None
+    finally:
+        if raw is not None:
+            raw.close()
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+
+_PG = threading.local()      # one connection per thread and process; tables made once per process
+_PG_READY: set[tuple[int, str]] = set()
+_PG_LOCK = threading.Lock()
+
+
+def _pg_reason(exc: Exception) -> str:
+    import psycopg
+
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return "read-only"
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return "full"
+    if isinstance(exc, psycopg.OperationalError):
+        return "unreachable or failing (PostgreSQL)"
+    return "failing (PostgreSQL)"
+
+
+def _forget(dsn: str) -> None:
+    """Drop this thread's connection to ``dsn`` (closed), so the next use reconnects."""
+    conns = getattr(_PG, "conns", {})
+    conn = conns.pop((os.getpid(), dsn), None)
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - already broken
+            pass
+
+
+def _pg_connection(dsn: str) -> Any:
+    import psycopg
+
+    key = (os.getpid(), dsn)
+    if not hasattr(_PG, "conns"):
+        _PG.conns = {}
+    conn = _PG.conns.get(key)
+    if conn is None or conn.closed:
+        _forget(dsn)
+        conn = _PG.conns[key] = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+    with _PG_LOCK:
+        if key not in _PG_READY:
+            for statement in (*TABLES, FEEDBACK["postgres"]):
+                conn.execute(statement)
+            _PG_READY.add(key)
+    return conn
+
+
+@contextmanager
+def _postgres(dsn: str) -> Iterator[Connection]:
+    import psycopg
+
+    try:
+        raw = _pg_connection(dsn)
+    except psycopg.Error as exc:
+        _forget(dsn)
+        log.error("CDS store (PostgreSQL) is %s: %s", _pg_reason(exc), type(exc).__name__)
+        raise StoreUnavailable(_pg_reason(exc)) from None
+    connection = Connection(raw, "postgres")
+    try:
+        yield connection
+    except psycopg.errors.UniqueViolation:
+        _settle(raw, dsn)
+        raise Duplicate() from None
+    except psycopg.Error as exc:
+        _settle(raw, dsn)
+        if raw.closed or isinstance(exc, psycopg.OperationalError):
+            _forget(dsn)
+        log.error("CDS store (PostgreSQL) is %s: %s", _pg_reason(exc), type(exc).__name__)
+        raise StoreUnavailable(_pg_reason(exc)) from None
+    finally:
+        _settle(raw, dsn)
+
+
+def _settle(raw: Any, dsn: str) -> None:
+    """Leave no transaction open on a connection that is kept (a block that did not commit rolls back)."""
+    try:
+        if not raw.closed and raw.info.transaction_status != 0:   # 0: idle
+            raw.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - a broken connection is replaced on next use
+        _forget(dsn)
+
+
+# ------------------------------------------------------------------------------ one way in
+
+@contextmanager
+def store(app: Flask) -> Iterator[Connection]:
+    """A connection to the CDS store (PostgreSQL when the record is there, else SQLite).
+
+    A block that begins a transaction and does not commit it is rolled back."""
+    dsn = _dsn(app)
+    with (_postgres(dsn) if dsn else _sqlite(app)) as conn:
+        yield conn
+
+
+def store_health(app: Flask) -> Optional[str]:
+    """None when the store can be written, else why not (a real write, in a transaction rolled back)."""
+    try:
+        with store(app) as conn:
+            conn.begin()
+            conn.execute("INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                         (time.time(),))
+            conn.rollback()
+    except StoreUnavailable as exc:
+        return exc.reason
+    return None
