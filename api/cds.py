@@ -35,10 +35,11 @@ import jwt
 from flask import Blueprint, Flask, Response, current_app, request
 
 from . import cards, fhir_fetch, record_hook
+from .body import read_json_body
 from .fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap
 from .fhir_record import discovery_prefetch, gather
 from .cds_store import Duplicate, StoreUnavailable, connect_sqlite, store, store_health
-from .problems import ApiProblem, unavailable
+from .problems import ApiProblem
 
 __all__ = ["CODEMAP_PATH", "CodeMap", "case_from_prefetch", "default_codemap", "feedback_summary",
            "recorded_feedback", "store", "store_health", "verify_jwt", "init_app"]
@@ -136,7 +137,6 @@ def discovery() -> Response:
 @bp.post(f"/cds-services/{SERVICE_ID}")
 def service() -> Response:
     from . import ruleset_of
-    from .http import read_json_body
 
     claims = verify_jwt() or {}
     body = read_json_body()
@@ -207,7 +207,6 @@ def prefilled_answers(app: Flask, token: str) -> Optional[dict[str, Any]]:
 
 @bp.post(f"/cds-services/{SERVICE_ID}/feedback")
 def feedback() -> Response:
-    from .http import read_json_body
 
     verify_jwt()
     body = read_json_body()

@@ -32,7 +32,7 @@ import json
 import os
 import re
 import threading
-from typing import Any, Iterable
+from typing import Any
 
 import durable_rules_engine as _dre
 

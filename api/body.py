@@ -1,0 +1,86 @@
+"""Reading a request body: JSON only, within the size limit, well-formed, not too deep.
+
+Shared by the JSON API and CDS Hooks (one room, so that neither imports the other).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .limits import MAX_JSON_DEPTH
+from .problems import ApiProblem
+
+JSON_TYPES = ("application/json",)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"the key '{key}' appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def read_body() -> bytes:
+    """The raw body, never more than ``MAX_CONTENT_LENGTH`` bytes: 413 past it, whatever the framing.
+
+    With ``Content-Length`` werkzeug refuses a body over the limit from the header. A chunked body
+    has no length: it is read to the limit plus one byte, and refused when that byte exists (werkzeug's
+    own stream stops at the limit and would hand on a truncated body).
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or limit is None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    stream = request.environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = stream.read(min(65536, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        raise RequestEntityTooLarge()
+    return b"".join(parts)
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+def read_json_body() -> Any:
+    """The request body as JSON: 415 unless JSON, 413 over the limit, 400 unless well-formed."""
+    mimetype = request.mimetype or ""
+    if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
+        raise ApiProblem(415, "Unsupported Media Type",
+                         f"Send the case as application/json, not {mimetype or 'no content type'}.")
+    raw = read_body()
+    too_deep = ApiProblem(400, "Malformed JSON", f"The body nests arrays or objects more than {MAX_JSON_DEPTH} deep.")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError:
+        raise ApiProblem(400, "Malformed JSON", "The body is not UTF-8 text.") from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as exc:
+        raise ApiProblem(400, "Malformed JSON", f"The body is not valid JSON: {exc}") from None
+    if _too_deep(data):
+        raise too_deep
+    return data
