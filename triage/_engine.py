@@ -23,6 +23,12 @@ How the engine is used, and why (measured on durable-rules 2.0.28, see HOUSE_STY
   therefore starts with a sentinel fact that fires a sentinel rule, so an action always starts.
 * C rulesets are created lazily in the process that evaluates, and re-created after a fork, so a
   server's master process evaluates nothing and workers never share engine state.
+* We write the facts' JSON ourselves: flat objects with short property names (the compiler's
+  aliases: durable parses every fact, and long dotted names were most of the cost), numbers always in
+  plain decimal form (durable's parser misreads ``1e-05``, and the session then crashes), ``sid`` and
+  ``world`` first so a fired message is read without decoding the fact.
+* Every compiled rule is a plain conjunction, so it fires at most once per fact: a stage cannot fire
+  more than its rules times its facts, and more is an :class:`EngineError`, never a loop.
 """
 
 from __future__ import annotations
