@@ -27,7 +27,6 @@ import json
 import secrets
 import logging
 import os
-import sqlite3
 import time
 from typing import Any, Optional
 
@@ -38,7 +37,7 @@ from . import cards, fhir_fetch, record_hook
 from .body import read_json_body
 from .fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap
 from .fhir_record import discovery_prefetch, gather
-from .cds_store import Duplicate, StoreUnavailable, connect_sqlite, store, store_health
+from .cds_store import Duplicate, StoreUnavailable, store, store_health
 from .problems import ApiProblem
 
 __all__ = ["CODEMAP_PATH", "CodeMap", "case_from_prefetch", "default_codemap", "feedback_summary",
@@ -57,11 +56,6 @@ log = logging.getLogger("mscc_triage.api")
 def public_root() -> str:
     """The service's public base URL (``PUBLIC_BASE_URL``), or, when none is set, the request's root."""
     return current_app.config.get("PUBLIC_BASE_URL") or request.url_root
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    """Open the SQLite store (the tests replace this to fill a store up)."""
-    return connect_sqlite(path)
 
 
 def _unauthorized(detail: str) -> ApiProblem:

@@ -110,12 +110,10 @@ def connect_sqlite(path: str) -> sqlite3.Connection:
 
 @contextmanager
 def _sqlite(app: Flask) -> Iterator[Connection]:
-    from . import cds   # tests replace cds._connect to make a store full
-
     path = app.config["CDS_STORE_PATH"]
     raw: Optional[sqlite3.Connection] = None
     try:
-        raw = cds._connect(path)
+        raw = connect_sqlite(path)
         for statement in (*TABLES, FEEDBACK["sqlite"]):
             raw.execute(statement)
         yield Connection(raw, "sqlite")

@@ -420,7 +420,6 @@ class CompiledRuleset:
     units: list[Unit]
     unit_terms: dict[str, list[Term]]
     reads: dict[str, set[str]]
-    field_readers: dict[str, set[str]]   # case field -> units that read it (directly)
 
     def what_if(self, raise_above: str, flags: Iterable[str]) -> tuple[Program, frozenset[str]]:
         """The program of the units that can set an urgency above ``raise_above`` or add one of ``flags``
@@ -439,13 +438,8 @@ def compile_ruleset(data: RulesetData) -> CompiledRuleset:
     unit_terms = {u.name: builder.terms(u) for u in units}
     reads = {u.name: _reads(t) for u, t in ((u, unit_terms[u.name]) for u in units)}
     full = compile_program(units, unit_terms)
-    readers: dict[str, set[str]] = {}
-    for name, keys in reads.items():
-        for key in keys:
-            if not key.startswith("o."):
-                readers.setdefault(key, set()).add(name)
     _check_property_hashes(full)
-    return CompiledRuleset(full, units, unit_terms, reads, readers)
+    return CompiledRuleset(full, units, unit_terms, reads)
 
 
 def _fnv1a32(text: str) -> int:

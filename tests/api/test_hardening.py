@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import triage
 from mscc_triage_api import ApiConfigError, create_app
-from mscc_triage_api import cds as cds_module
+from mscc_triage_api import cds_store
 from mscc_triage_api.cds import recorded_feedback
 
 SERVICE = "/cds-services/mscc-triage"
@@ -226,7 +226,7 @@ def test_a_read_only_store_is_a_503_with_the_reason_and_healthz_says_so(tmp_path
 def test_a_full_store_is_a_503_with_the_reason(tmp_path, monkeypatch):
     path = tmp_path / "cds.sqlite3"
     make_store(path)
-    real_connect = cds_module._connect
+    real_connect = cds_store.connect_sqlite
 
     def full(p: str) -> sqlite3.Connection:           # a real SQLITE_FULL: no page may be added
         conn = real_connect(p)
@@ -234,7 +234,7 @@ def test_a_full_store_is_a_503_with_the_reason(tmp_path, monkeypatch):
         conn.execute(f"PRAGMA max_page_count = {pages}")
         return conn
 
-    monkeypatch.setattr(cds_module, "_connect", full)
+    monkeypatch.setattr(cds_store, "connect_sqlite", full)
     client = create_app({"TESTING": True, "CDS_STORE_PATH": str(path), "CDS_ALLOW_UNAUTHENTICATED": True}).test_client()
     items = [{"card": "c" * 64, "outcome": "accepted"}] * 600
     body = assert_problem(client.post(FEEDBACK, json={"feedback": items}), 503)
