@@ -1,4 +1,4 @@
-"""The case: case-format 2.1 as strict, frozen pydantic models, and its normalisation.
+"""The case: case-format 2.2 as strict, frozen pydantic models, and its normalisation.
 
 Findings are tri-state: ``True`` (present), ``False`` (assessed, absent), ``None`` (not assessed).
 Validation is strict: no string is taken for a boolean or a number, no unknown field is ignored.
@@ -9,9 +9,9 @@ normalisation, so that what reaches the rules is consistent and complete.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from ._hints import closest
 from ._errors import CaseValidationError, Problem
@@ -27,8 +27,28 @@ Primary = Literal[
 EsccGrade = Literal["0", "1a", "1b", "1c", "2", "3"]
 
 
+def _whole_number(value: Any) -> Any:
+    """v2.2: an integer field takes a JSON number with a zero fraction (``67.0`` is 67); ``67.5`` stays invalid."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer field of the case: strict (no strings, no booleans), but 67.0 is read as 67.
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_objects_are_not_assessed(cls, data: Any) -> Any:
+        """v2.2: an object of the format sent as ``null`` means not assessed, exactly as if omitted."""
+        if isinstance(data, dict) and any(value is None and name in _OBJECT_FIELDS.get(cls.__name__, ())
+                                          for name, value in data.items()):
+            return {k: v for k, v in data.items() if not (v is None and k in _OBJECT_FIELDS[cls.__name__])}
+        return data
 
 
 class Cancer(_Model):
@@ -36,13 +56,15 @@ class Cancer(_Model):
     primary: Optional[Primary] = None
     bone_metastases: TriState = None
     spinal_metastases: TriState = None
-    metastasis_count: Optional[int] = Field(None, ge=0, le=1000)
+    metastasis_count: Optional[WholeNumber] = Field(None, ge=0, le=1000)
 
 
 class Treatments(_Model):
     checkpoint_inhibitor: TriState = None
-    checkpoint_inhibitor_start_days_ago: Optional[int] = Field(None, ge=0, le=36500)
-    corticosteroids: TriState = None
+    checkpoint_inhibitor_start_days_ago: Optional[WholeNumber] = Field(None, ge=0, le=36500)
+    corticosteroids: TriState = None  # v2.2: started for THIS episode (suspected MSCC)
+    long_term_corticosteroids: TriState = None  # v2.2: taken for another reason before this episode
+    anticoagulant: TriState = None  # v2.2: therapeutic anticoagulation, or dual antiplatelet therapy, now
     bone_modifying_agent: Optional[Literal["none", "denosumab", "bisphosphonate"]] = None
     prior_spinal_radiotherapy: TriState = None
 
@@ -52,7 +74,7 @@ class Comorbidities(_Model):
 
 
 class Patient(_Model):
-    age_years: Optional[int] = Field(None, ge=0, le=120)
+    age_years: Optional[WholeNumber] = Field(None, ge=0, le=120)
     cancer: Cancer = Field(default_factory=Cancer)
     treatments: Treatments = Field(default_factory=Treatments)
     comorbidities: Comorbidities = Field(default_factory=Comorbidities)
@@ -60,7 +82,7 @@ class Patient(_Model):
 
 class FocalVertebralPain(_Model):
     present: TriState = None
-    region: Optional[Literal["cervical", "thoracic", "lumbar", "sacral"]] = None
+    region: Optional[Literal["cervical", "thoracic", "thoracolumbar", "lumbar", "sacral"]] = None  # v2.2: thoracolumbar (T11-L1)
     progressive: TriState = None
     severe_unremitting: TriState = None
     nocturnal: TriState = None
@@ -108,13 +130,16 @@ class Presentation(_Model):
     gait_difficulty: TriState = None
     sexual_dysfunction: TriState = None  # v2: new genital numbness, erectile or ejaculatory failure
     infection_suspected: TriState = None  # v2.1: fever >= 38 degrees C now, or a spinal infection suspected
+    hypocalcaemia_symptoms: TriState = None  # v2.2: perioral or digital tingling, cramps, carpopedal spasm, tetany
+    hypercalcaemia_symptoms: TriState = None  # v2.2: thirst, polyuria, confusion, drowsiness, constipation, nausea
+    recent_neuraxial_procedure: TriState = None  # v2.2: spinal/epidural anaesthesia, catheter, LP or spinal surgery, 7 days
     ambulatory_status: Optional[Literal["independent", "with_aid", "non_ambulatory"]] = None
     non_ambulatory_hours: Optional[float] = Field(None, ge=0, le=100000)
     complete_paraplegia_hours: Optional[float] = Field(None, ge=0, le=100000)  # v2: no movement in both legs
 
 
 class Sins(_Model):
-    total: Optional[int] = Field(None, ge=0, le=18)
+    total: Optional[WholeNumber] = Field(None, ge=0, le=18)
     location: Optional[Literal["junctional", "mobile", "semi_rigid", "rigid"]] = None
     pain: Optional[Literal["mechanical", "occasional_non_mechanical", "pain_free"]] = None
     bone_lesion: Optional[Literal["lytic", "mixed", "blastic"]] = None
@@ -130,6 +155,7 @@ class Assessment(_Model):
     escc_grade: Optional[EsccGrade] = None
     vertebral_fracture: TriState = None
     life_expectancy_months: Optional[float] = Field(None, ge=0, le=1200)
+    mri_contraindicated: TriState = None  # v2.2: MRI cannot be done (device, claustrophobia, habitus)
     sins: Sins = Field(default_factory=Sins)
 
 
@@ -137,16 +163,25 @@ class Labs(_Model):
     corrected_calcium_mmol_l: Optional[float] = Field(None, ge=0.5, le=6.0)
     vitamin_d_nmol_l: Optional[float] = Field(None, ge=0, le=500)
     creatinine_clearance_ml_min: Optional[float] = Field(None, ge=0, le=250)
+    platelets_10e9_l: Optional[float] = Field(None, ge=0, le=2000)  # v2.2: platelet count, 10^9/L
 
 
 class Case(_Model):
-    """One person at one moment (case-format 2.1). Every group and field is optional."""
+    """One person at one moment (case-format 2.2). Every group and field is optional."""
 
     case_id: Optional[str] = Field(None, min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
     patient: Patient = Field(default_factory=Patient)
     presentation: Presentation = Field(default_factory=Presentation)
     assessment: Assessment = Field(default_factory=Assessment)
     labs: Labs = Field(default_factory=Labs)
+
+
+# The fields of each model that are themselves objects (sent as null: not assessed, v2.2).
+_OBJECT_FIELDS: dict[str, frozenset[str]] = {
+    model.__name__: frozenset(name for name, info in model.model_fields.items()
+                              if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel))
+    for model in (Case, Patient, Presentation, Assessment)
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,6 +207,8 @@ def _leaf_spec(path: str, annotation: Any, field_info: Any) -> FieldSpec:
 
     args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     inner = args[0]
+    if typing.get_origin(inner) is Annotated:
+        inner = typing.get_args(inner)[0]
     minimum = maximum = None
     for meta in field_info.metadata:
         minimum = getattr(meta, "ge", minimum) if getattr(meta, "ge", None) is not None else minimum
@@ -205,17 +242,26 @@ ALWAYS_GIVEN = frozenset({"patient.cancer.history", "patient.cancer.primary"})
 
 
 def tri_state_presentation_fields() -> list[str]:
-    """Every tri-state field under ``presentation``, in case-format order (for the what-if)."""
+    """Every tri-state field under ``presentation``, in case-format order."""
     return [p for p, s in FIELDS.items() if p.startswith("presentation.") and s.kind == "tristate"]
 
 
 # Asked after an MRI: a clear MRI excludes compression only if nothing began or worsened since.
 MRI_FOLLOW_UP = "assessment.new_findings_since_mri"
+# v2.2: presentation findings that are never tried as unknowns (they change the triage only together
+# with findings that are asked already, or are asked beside a value: the calcium symptoms).
+NEVER_ASKED = frozenset({"presentation.recent_neuraxial_procedure"})
+ASKED_BESIDE_CALCIUM = frozenset({"presentation.hypocalcaemia_symptoms", "presentation.hypercalcaemia_symptoms"})
+# v2.2: asked when weakness (onset) or weakness or gait difficulty (walking status) is present.
+ONSET = "presentation.weakness.onset_hours"
+WALKING = "presentation.ambulatory_status"
 
 
 def unknown_fields() -> list[str]:
-    """Every field that can appear in a result's ``unknowns`` (clinical-rules.md, Unknowns)."""
-    return tri_state_presentation_fields() + [MRI_FOLLOW_UP]
+    """Every field that can appear in a result's ``unknowns`` (clinical-rules.md, Unknowns), in order."""
+    fields = [p for p in FIELDS if (p in tri_state_presentation_fields() and p not in NEVER_ASKED)
+              or p in (ONSET, WALKING)]
+    return fields + [MRI_FOLLOW_UP]
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +274,7 @@ def _pydantic_problem(error: dict[str, Any], data: Any) -> Problem:
     kind = error["type"]
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
-        reason = "is not a field of case-format 2.1"
+        reason = "is not a field of case-format 2.2"
         if parent is not None:
             close = closest(loc[-1], list(parent.model_fields))
             if close:
@@ -259,7 +305,7 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
 
 
 def validate_case(data: Any) -> Case:
-    """Validate raw input (a dict) strictly against case-format 2.1, without normalising it."""
+    """Validate raw input (a dict) strictly against case-format 2.2, without normalising it."""
     if isinstance(data, Case):
         return data
     if not isinstance(data, dict):
@@ -308,7 +354,7 @@ def _positive(value: Any) -> bool:
 
 
 def _implications(d: dict[str, Any]) -> list[_Implication]:
-    """Every implication of case-format.md (2.1) whose source holds now."""
+    """Every implication of case-format.md (2.2) whose source holds now."""
     found: list[_Implication] = []
     pres = d["presentation"]
     cancer = d["patient"]["cancer"]
@@ -328,6 +374,9 @@ def _implications(d: dict[str, Any]) -> list[_Implication]:
         if cancer[name] is True:  # metastatic disease is a current cancer
             found.append(_Implication(f"patient.cancer.{name}", "is true", "patient.cancer.history", "current",
                                       conflicts=("none",), unset=(None, "unknown")))
+    if assessment["escc_grade"] == "0":  # v2.2: Bilsky 0 is bone only, a clear MRI
+        found.append(_Implication("assessment.escc_grade", 'is "0"', "assessment.mri_compression", False,
+                                  conflicts=(True,)))
     if assessment["escc_grade"] in ("2", "3"):
         found.append(_Implication("assessment.escc_grade", f"is \"{assessment['escc_grade']}\"",
                                   "assessment.mri_compression"))
@@ -336,6 +385,9 @@ def _implications(d: dict[str, Any]) -> list[_Implication]:
             found.append(_Implication(f"assessment.{name}", "is given", "assessment.mri_performed"))
     if _positive(pres["non_ambulatory_hours"]):
         found.append(_Implication("presentation.non_ambulatory_hours", "is > 0", "presentation.gait_difficulty"))
+        # v2.2: walking lost some hours ago is a current inability to walk
+        found.append(_Implication("presentation.non_ambulatory_hours", "is > 0", "presentation.ambulatory_status",
+                                  "non_ambulatory", conflicts=("independent", "with_aid")))
     if _positive(pres["complete_paraplegia_hours"]):
         source, why = "presentation.complete_paraplegia_hours", "is > 0"
         found += [
@@ -391,10 +443,12 @@ def normalised_dict(case: Case) -> dict[str, Any]:
                 problems.append(Problem(imp.target, f"is {_show(current)}, but {imp.source} {imp.why}{cause}, "
                                                     f"so it must be {_show(imp.value)}", "contradiction"))
 
-    pres = d["presentation"]
-    if pres["ambulatory_status"] == "independent" and _positive(pres["non_ambulatory_hours"]):
-        problems.append(Problem("presentation.ambulatory_status",
-                                "is independent, but presentation.non_ambulatory_hours is > 0", "contradiction"))
+    assessment = d["assessment"]
+    if assessment["escc_grade"] in ("1a", "1b") and assessment["mri_compression"] is True:
+        # v2.2: Bilsky 1a and 1b do not touch the cord ("0" is handled by its implication; "1c" stays valid)
+        problems.append(Problem("assessment.mri_compression",
+                                f"is true, but assessment.escc_grade is \"{assessment['escc_grade']}\" "
+                                f"(epidural tumour not touching the cord)", "contradiction"))
     cancer = d["patient"]["cancer"]
     if cancer["history"] == "none" and cancer["primary"] not in (None, "unknown"):
         problems.append(Problem("patient.cancer.primary",

@@ -34,10 +34,10 @@ from decimal import Decimal
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from ._case import ALWAYS_GIVEN, FIELDS
+from ._case import ALWAYS_GIVEN
 from ._conditions import (
     URGENCY_RANK, All, AnyOf, ChoiceIn, Compare, ConceptRef, Condition, Fired, HasAction, Known, Not, TriIs,
-    UrgencyIs,
+    UrgencyIs, field_spec,
 )
 from ._errors import RulesetError
 from ._ruleset import Output, Rule, RulesetData
@@ -82,9 +82,10 @@ class Stage:
     fields: tuple[tuple[str, str], ...]     # (case field path, alias)
     concepts: tuple[tuple[str, str], ...]   # (concept id, alias)
     fired: tuple[tuple[str, str], ...]      # (unit name of a rule whose condition is read, alias)
-    actions: tuple[tuple[str, str], ...]    # (action id, alias)
+    actions: tuple[tuple[str, str], ...]    # (action id, alias): before the replacements
     urgency: Optional[str]                  # the alias of the urgency, when read
     terms: int
+    final_actions: tuple[tuple[str, str], ...] = ()   # (action id, alias): the final actions (headlines)
 
 
 @dataclass
@@ -111,6 +112,36 @@ def urgency_of(units: Iterable[Unit]) -> str:
             if out.kind == "urgency" and URGENCY_RANK[out.id] > URGENCY_RANK[level]:
                 level = out.id
     return level
+
+
+def settle_actions(units: Iterable[Unit], replace: bool = True) -> dict[str, list[str]]:
+    """The actions the units leave, each with the rules that asked for it (``because``), in unit order.
+
+    Every action asked for, less every action a rule removes (withdrawals), then each replacement
+    (``replaces: {X: Y}``) of an action still there: Y takes X's place and X's ``because``.
+    """
+    because: dict[str, list[str]] = {}
+    removed: set[str] = set()
+    replacements: list[tuple[str, str]] = []
+    for unit in units:
+        for out in unit.outputs:
+            if out.kind == "action" and unit.rule is not None:
+                names = because.setdefault(out.id, [])
+                if unit.rule.id not in names:
+                    names.append(unit.rule.id)
+            elif out.kind == "remove":
+                removed.add(out.id)
+            elif out.kind == "replace" and out.target is not None:
+                replacements.append((out.id, out.target))
+    settled = {action: names for action, names in because.items() if action not in removed}
+    if not replace:
+        return settled
+    for old, new in replacements:
+        if old in settled:
+            moved = settled.pop(old)
+            target = settled.setdefault(new, [])
+            target.extend(name for name in moved if name not in target)
+    return settled
 
 
 # ------------------------------------------------------------------------------ terms (DNF)
@@ -167,7 +198,7 @@ def _literals(cond: Condition, negate: bool, inline: dict[str, Condition]) -> li
 
 
 def _choice(path: str, values: tuple[str, ...], negate: bool) -> list[Term]:
-    spec = FIELDS[path]
+    spec = field_spec(path)
     others = tuple(v for v in spec.values if v not in values)
     if path in ALWAYS_GIVEN:  # always in the fact: "not in X" is "in the others"
         wanted = others if negate else values
@@ -289,8 +320,10 @@ class _Builder:
 
     def terms(self, unit: Unit) -> list[Term]:
         terms = _literals(unit.condition, False, self.inline)
-        # ``fired: RULE`` is read under the rule's main unit name (rule ids hold dots).
-        terms = [frozenset((self._key(k), op, v) for k, op, v in t) for t in terms]
+        # ``fired: RULE`` is read under the rule's main unit name (rule ids hold dots); a headline
+        # reads the final actions (``o.z.``), after the replacements.
+        final = all(o.kind == "headline" for o in unit.outputs)
+        terms = [frozenset((self._key(k, final), op, v) for k, op, v in t) for t in terms]
         if len(terms) > MAX_TERMS:
             owner = unit.rule.id if unit.rule else None
             file = unit.rule.file if unit.rule else "concepts.yaml"
@@ -299,9 +332,11 @@ class _Builder:
                                      f"name part of it as a concept", owner)
         return terms
 
-    def _key(self, key: str) -> str:
+    def _key(self, key: str, final: bool = False) -> str:
         if key.startswith("o.f."):
             return f"o.f.{self.main_of[key[4:]]}"
+        if final and key.startswith("o.a."):
+            return f"o.z.{key[4:]}"
         return key
 
 
@@ -310,7 +345,12 @@ def _reads(terms: list[Term]) -> set[str]:
 
 
 def _producers(units: list[Unit]) -> dict[str, set[str]]:
-    """For each outcome key, the units whose firing decides it."""
+    """For each outcome key, the units whose firing decides it.
+
+    Replacements (``replaces: {X: Y}``) are the last step: a rule's condition (``o.a.``) reads X as
+    it stands before any replacement, and Y once every replacement is made; a headline (``o.z.``)
+    reads the final actions, so the replacing rule decides X there too.
+    """
     of: dict[str, set[str]] = {}
     for unit in units:
         if unit.main and unit.rule is not None:
@@ -320,19 +360,73 @@ def _producers(units: list[Unit]) -> dict[str, set[str]]:
                 of.setdefault(f"o.c.{out.id}", set()).add(unit.name)
             elif out.kind in ("action", "remove"):
                 of.setdefault(f"o.a.{out.id}", set()).add(unit.name)
+                of.setdefault(f"o.z.{out.id}", set()).add(unit.name)
+            elif out.kind == "replace":
+                for key in (f"o.a.{out.target}", f"o.z.{out.target}", f"o.z.{out.id}"):
+                    of.setdefault(key, set()).add(unit.name)
             elif out.kind == "urgency":
                 of.setdefault("o.u", set()).add(unit.name)
     return of
 
 
+def _describe(key: str, by_name: dict[str, Unit]) -> str:
+    if key.startswith("o.a."):
+        return f"action {key[4:]}"
+    if key.startswith("o.c."):
+        return f"concept {key[4:]}"
+    if key == "o.u":
+        return "the urgency"
+    unit = by_name.get(key[4:])
+    return f"fired {unit.rule.id}" if unit is not None and unit.rule is not None else key
+
+
+def _check_swaps(units: list[Unit], unit_terms: dict[str, list[Term]]) -> None:
+    """Refuse the two-rule swap: a rule that reads ``action: X`` where another rule removes X whenever
+    the reader's condition holds. The reader sees X only after every removal, so it could never fire
+    through X, and the action it was meant to put in X's place would be silently lost."""
+    removers: dict[str, list[Unit]] = {}
+    for unit in units:
+        for out in unit.outputs:
+            if out.kind == "remove":
+                removers.setdefault(out.id, []).append(unit)
+    for reader in units:
+        if reader.rule is None:
+            continue
+        for term in unit_terms[reader.name]:
+            for key, op, value in term:
+                if not (key.startswith("o.a.") and op == "eq" and value == "yes"):
+                    continue
+                for remover in removers.get(key[4:], []):
+                    if remover.rule is reader.rule:
+                        continue
+                    if any(t <= term for t in unit_terms[remover.name]):
+                        raise RulesetError(
+                            reader.rule.file,
+                            f"reads action {key[4:]}, which {remover.rule.id} removes whenever this condition "
+                            f"holds: the rule sees the actions after every removal, so it can never fire through "
+                            f"{key[4:]} (a swap written as two rules loses the action)",
+                            reader.rule.id,
+                            f"write the swap as one rule: `replaces: {{{key[4:]}: NEW_ACTION}}`")
+
+
 def _stages(units: list[Unit], reads: dict[str, set[str]]) -> dict[str, int]:
     producers = _producers(units)
     by_name = {u.name: u for u in units}
-    deps = {u.name: {p for key in reads[u.name] if key.startswith("o.") for p in producers.get(key, set())}
-            for u in units}
+    deps: dict[str, set[str]] = {}
     for unit in units:
-        if unit.rule is not None and any(by_name[n].rule is unit.rule for n in deps[unit.name]):
-            raise RulesetError(unit.rule.file, "the rule reads an outcome it produces itself", unit.rule.id)
+        deps[unit.name] = set()
+        headline_only = all(o.kind == "headline" for o in unit.outputs)
+        for key in reads[unit.name]:
+            if not key.startswith("o."):
+                continue
+            for p in producers.get(key, set()):
+                same_rule = unit.rule is not None and by_name[p].rule is unit.rule
+                if same_rule and not headline_only and not key.startswith("o.f."):
+                    hint = ("to put one action in place of another, write `replaces: {OLD: NEW}` in one rule"
+                            if key.startswith("o.a.") else None)
+                    raise RulesetError(unit.rule.file, f"the rule reads an outcome it produces itself "
+                                                       f"({_describe(key, by_name)})", unit.rule.id, hint)
+                deps[unit.name].add(p)
     stage: dict[str, int] = {}
 
     def resolve(name: str, path: list[str]) -> int:
@@ -408,6 +502,7 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
             chunks=tuple(chunks), fields=tuple((f, alias[f]) for f in fields),
             concepts=outcomes("o.c."), fired=outcomes("o.f."), actions=outcomes("o.a."),
             urgency=alias["o.u"] if "o.u" in keys else None, terms=len(flat),
+            final_actions=outcomes("o.z."),
         ))
     return Program(placed, term_names, stages, tuple(sorted(all_fields)), definition, alias)
 
@@ -421,12 +516,16 @@ class CompiledRuleset:
     unit_terms: dict[str, list[Term]]
     reads: dict[str, set[str]]
 
-    def what_if(self, raise_above: str, flags: Iterable[str]) -> tuple[Program, frozenset[str]]:
-        """The program of the units that can set an urgency above ``raise_above`` or add one of ``flags``
-        (with every unit they read), and the case fields that can change its outcome."""
+    def what_if(self, raise_above: str, flags: Iterable[str], actions: Iterable[str] = ()) -> tuple[Program, frozenset[str]]:
+        """The program of the units that can set an urgency above ``raise_above``, add one of ``flags``
+        or settle one of ``actions`` (add, remove or replace it), with every unit they read, and the
+        case fields that can change its outcome."""
+        flags, actions = set(flags), set(actions)
         keep = {u.name for u in self.units if any(
             (o.kind == "urgency" and URGENCY_RANK[o.id] > URGENCY_RANK[raise_above])
-            or (o.kind == "flag" and o.id in flags) for o in u.outputs)}
+            or (o.kind == "flag" and o.id in flags)
+            or (o.kind in ("action", "remove") and o.id in actions)
+            or (o.kind == "replace" and (o.id in actions or o.target in actions)) for o in u.outputs)}
         units = _closure(self.units, keep, self.reads) if keep else []
         program = compile_program(units, {u.name: self.unit_terms[u.name] for u in units})
         return program, frozenset(program.fields)
@@ -436,6 +535,7 @@ def compile_ruleset(data: RulesetData) -> CompiledRuleset:
     builder = _Builder(data)
     units = builder.units()
     unit_terms = {u.name: builder.terms(u) for u in units}
+    _check_swaps(units, unit_terms)
     reads = {u.name: _reads(t) for u, t in ((u, unit_terms[u.name]) for u in units)}
     full = compile_program(units, unit_terms)
     _check_property_hashes(full)
@@ -459,4 +559,4 @@ def _check_property_hashes(program: Program) -> None:
             raise RulesetError("ruleset.yaml", f"'{name}' and '{other}' have the same hash in durable-rules")
 
 
-__all__ = ["Program", "Stage", "Unit", "CompiledRuleset", "compile_ruleset", "urgency_of", "number_text"]
+__all__ = ["Program", "Stage", "Unit", "CompiledRuleset", "compile_ruleset", "urgency_of", "number_text", "settle_actions"]

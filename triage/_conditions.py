@@ -14,6 +14,8 @@ A condition is a mapping with exactly one of these shapes::
     field: PATH, in: [VALUE, ...]                a choice field (false when the field is not given)
     field: PATH, gt|ge|lt|le: NUMBER [, ...]      a number (false when the number is not given)
     field: PATH, known: true|false               whether a choice or a number is given
+    field: PATH, as_sent: true, <test>           the same test on the case as sent, before normalisation
+                                                 (for the rare rule about what the sender left out)
 
 Unknown is never quietly absent: a tri-state test names the value it wants (``unknown`` included),
 and a comparison on a number that is not given is false in both directions, so ``not: {field: x, gt: 48}``
@@ -144,13 +146,26 @@ def parse_condition(raw: Any, where: str) -> Condition:
                          _hint(key, ["all", "any", "not", "concept", "fired", "action", "urgency", "field"]))
 
 
+SENT = "sent:"  # the prefix of a field read on the case as sent (before normalisation)
+
+
+def field_spec(path: str) -> Any:
+    """The case field a (possibly as-sent) path names."""
+    return FIELDS[path[len(SENT):] if path.startswith(SENT) else path]
+
+
 def _parse_field_test(raw: dict[str, Any], where: str) -> Condition:
     path = raw["field"]
     if not isinstance(path, str) or path not in FIELDS:
         raise ConditionError(f"{where}.field", f"'{path}' is not a field of the case model",
                              _hint(str(path), list(FIELDS)))
     spec = FIELDS[path]
-    tests = {k: v for k, v in raw.items() if k != "field"}
+    as_sent = raw.get("as_sent", False)
+    if not isinstance(as_sent, bool):
+        raise ConditionError(f"{where}.as_sent", "must be true or false")
+    if as_sent:
+        path = SENT + path
+    tests = {k: v for k, v in raw.items() if k not in ("field", "as_sent")}
     if not tests:
         raise ConditionError(where, f"a field test needs a test (is, in, {', '.join(COMPARISONS)}, known)")
     allowed = {"tristate": {"is"}, "enum": {"in", "known"}, "number": {*COMPARISONS, "known"},

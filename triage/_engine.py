@@ -42,7 +42,7 @@ from typing import Any
 
 import durable_rules_engine as _dre
 
-from ._compile import Program, Unit, number_text, urgency_of
+from ._compile import Program, Unit, number_text, settle_actions, urgency_of
 from ._errors import EngineError
 
 _LOCK = threading.Lock()
@@ -105,10 +105,13 @@ class _Outcomes:
             parts += [f'"{key}":{YES if c in have else NO}' for c, key in stage.concepts]
         if stage.fired:
             parts += [f'"{key}":{YES if f in units else NO}' for f, key in stage.fired]
-        if stage.actions:
-            added = {o.id for u in units.values() for o in u.outputs if o.kind == "action"}
-            removed = {o.id for u in units.values() for o in u.outputs if o.kind == "remove"}
-            parts += [f'"{key}":{YES if a in added and a not in removed else NO}' for a, key in stage.actions]
+        if stage.actions or stage.final_actions:
+            before = settle_actions(units.values(), replace=False)
+            final = settle_actions(units.values())
+            # A rule reads an action as it stands before the replacements (the last step), and the
+            # action that replaces it once made; a headline reads the final actions.
+            parts += [f'"{key}":{YES if a in before or a in final else NO}' for a, key in stage.actions]
+            parts += [f'"{key}":{YES if a in final else NO}' for a, key in stage.final_actions]
         if stage.urgency:
             parts.append(f'"{stage.urgency}":"{urgency_of(units.values())}"')
         return parts

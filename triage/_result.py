@@ -1,4 +1,4 @@
-"""The result (result-format v1), and how it is assembled from the rules that fired.
+"""The result (result-format 2.2), and how it is assembled from the rules that fired.
 
 The explanation is a value: which rules fired, what each asked for, and which findings are still
 unknown that could raise the urgency. Rendering it (JSON, a CDS card, a web page) is a separate step.
@@ -11,7 +11,7 @@ from typing import Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
-from ._compile import Unit, urgency_of
+from ._compile import Unit, settle_actions, urgency_of
 from ._ruleset import RulesetData, SEVERITIES, TIMINGS
 from ._sins import sins_category
 
@@ -25,7 +25,7 @@ class _Frozen(BaseModel):
 class ActionItem(_Frozen):
     id: str
     label: str
-    timing: Literal["immediately", "within_4h", "within_24h", "within_1_week", "routine"]
+    timing: Literal["immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine"]
     because: list[str]
     source: str
 
@@ -54,6 +54,7 @@ class Unknown(_Frozen):
     field: str
     could_raise_to: Urgency
     would_add_flags: list[str] = []
+    would_add_actions: list[str] = []   # 2.2: imaging actions a qualifying trial adds
 
 
 class FiredRule(_Frozen):
@@ -69,7 +70,7 @@ class RulesetRef(_Frozen):
 
 
 class Result(_Frozen):
-    """What the engine concludes for one case (result-format v1)."""
+    """What the engine concludes for one case (result-format 2.2)."""
 
     case_id: Optional[str] = None
     urgency: Urgency
@@ -98,8 +99,6 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
     """Build the result from the units that fired for the case itself."""
     units = sorted(units, key=lambda u: (u.rule.order, u.name))
     urgency = urgency_of(units)
-    removed = {o.id for u in units for o in u.outputs if o.kind == "remove"}
-    action_because: dict[str, list[str]] = {}
     flag_because: dict[str, list[str]] = {}
     fired: dict[str, FiredRule] = {}
     for unit in units:
@@ -107,16 +106,15 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
         if unit.main:
             fired.setdefault(rule.id, FiredRule(id=rule.id, version=rule.version, title=rule.title))
         for out in unit.outputs:
-            target = action_because if out.kind == "action" else flag_because if out.kind == "flag" else None
-            if target is not None and rule.id not in target.setdefault(out.id, []):
-                target[out.id].append(rule.id)
+            if out.kind == "flag" and rule.id not in flag_because.setdefault(out.id, []):
+                flag_because[out.id].append(rule.id)
 
     # Items are built with model_construct: every value comes from the checked vocabulary and rules.
     order = _orders(data)
     actions = [
         ActionItem.model_construct(id=a, label=data.actions[a].label, timing=data.actions[a].timing,
                                    because=because, source=_sources(data, tuple(because)))
-        for a, because in action_because.items() if a not in removed
+        for a, because in settle_actions(units).items()
     ]
     actions.sort(key=lambda item: order[item.id])
     flags = [
@@ -124,15 +122,7 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
         for f, because in flag_because.items()
     ]
     flags.sort(key=lambda item: order[item.id])
-
-    headline = data.headlines[urgency]
-    for unit in units:
-        if unit.rule.headline and any(o.kind == "urgency" and o.id == urgency for o in unit.outputs):
-            headline = unit.rule.headline
-            break
-    else:
-        if urgency == "routine":
-            headline = next((u.rule.headline for u in units if u.main and u.rule.headline), headline)
+    headline = choose_headline(data, units, urgency)
 
     scores = Scores(sins=SinsScore(total=sins_total, category=sins_category(sins_total))
                     if sins_total is not None else None)
@@ -142,6 +132,25 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
         ruleset=RulesetRef(name=data.name, version=data.version, sha256=data.sha256),
         disclaimer=data.disclaimer,
     )
+
+
+def choose_headline(data: RulesetData, units: list[Unit], urgency: str) -> str:
+    """The headline of the first rule (in ruleset order) that set the final urgency: its first variant
+    whose condition held, else its plain headline; the ruleset's default for the level otherwise.
+    At routine, the first fired rule with a headline gives it."""
+    for unit in units:
+        if unit.rule.headline is None and not any(o.kind == "headline" for o in unit.rule.outputs):
+            continue
+        if not any(o.kind == "urgency" and o.id == urgency for o in unit.outputs):
+            if urgency != "routine" or not unit.main:
+                continue
+        rule = unit.rule
+        shown = {o.id for u in units if u.rule is rule for o in u.outputs if o.kind == "headline"}
+        variant = next((o.id for o in rule.outputs if o.kind == "headline" and o.id in shown), None)
+        text = variant or rule.headline
+        if text:
+            return text
+    return data.headlines[urgency]
 
 
 def _orders(data: RulesetData) -> dict[str, tuple[int, int]]:
@@ -161,6 +170,20 @@ def _sources(data: RulesetData, rule_ids: tuple[str, ...]) -> str:
     return data.cache[key]
 
 
+# Citations list current national guidance first, then the others, and the seed document last
+# (clinical-rules 2.2, X2). CG75 is superseded: it is one of "the others" whatever its text names.
+_NATIONAL = ("NG234", "QS56", "GIRFT", "NG12")
+
+
+def source_rank(part: str) -> int:
+    """Where a citation goes in a source list: national guidance in that order, others, seed-003."""
+    if "seed-003" in part:
+        return len(_NATIONAL) + 1
+    if "CG75" in part:
+        return len(_NATIONAL)
+    return next((i for i, name in enumerate(_NATIONAL) if name in part), len(_NATIONAL))
+
+
 def _join_sources(sources: Iterable[str]) -> str:
     seen: list[str] = []
     for source in sources:
@@ -168,4 +191,4 @@ def _join_sources(sources: Iterable[str]) -> str:
             part = part.strip()
             if part and part not in seen:
                 seen.append(part)
-    return "; ".join(seen)
+    return "; ".join(sorted(seen, key=source_rank))

@@ -18,7 +18,7 @@ import importlib.resources
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,7 +29,7 @@ from ._conditions import (
 from ._hints import did_you_mean
 from ._errors import RulesetError
 
-TIMINGS = ("immediately", "within_4h", "within_24h", "within_1_week", "routine")
+TIMINGS = ("immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine")
 SEVERITIES = ("critical", "warning", "info")
 
 
@@ -74,7 +74,9 @@ class _ManifestFile(_Strict):
 class ActionDef(_Strict):
     id: str
     label: str = Field(min_length=1)
-    timing: Literal["immediately", "within_4h", "within_24h", "within_1_week", "routine"]
+    timing: Literal["immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine"]
+    # An imaging action of the unknowns: a finding that, set true, would add it is asked (result-format 2.2).
+    imaging: bool = False
 
 
 class FlagDef(_Strict):
@@ -107,6 +109,13 @@ class _OutputEntry(_Strict):
 class _UrgencyEntry(_Strict):
     level: Literal["routine", "urgent", "emergency"]
     when: Any = None
+    unless: Any = None
+
+
+class _HeadlineEntry(_Strict):
+    text: str = Field(min_length=1, max_length=140)
+    when: Any = None
+    unless: Any = None
 
 
 class _RuleEntry(_Strict):
@@ -117,10 +126,11 @@ class _RuleEntry(_Strict):
     source: str = Field(min_length=1)
     when: Any
     urgency: Optional[Union[Literal["routine", "urgent", "emergency"], list[_UrgencyEntry]]] = None
-    headline: Optional[str] = Field(None, max_length=140)
+    headline: Optional[Union[Annotated[str, Field(min_length=1, max_length=140)], list[_HeadlineEntry]]] = None
     actions: list[Union[str, _OutputEntry]] = []
     flags: list[Union[str, _OutputEntry]] = []
     removes_actions: list[str] = []
+    replaces: dict[str, str] = {}
 
 
 class _RulesFile(_Strict):
@@ -129,11 +139,13 @@ class _RulesFile(_Strict):
 
 @dataclass(frozen=True)
 class Output:
-    """One thing a rule produces: an action, a flag, an urgency or the removal of an action."""
+    """One thing a rule produces: an action, a flag, an urgency, the removal of an action, the
+    replacement of an action (``id`` by ``target``), or a headline (``id`` is its text)."""
 
-    kind: Literal["action", "flag", "urgency", "remove", "concept"]
+    kind: Literal["action", "flag", "urgency", "remove", "replace", "headline", "concept"]
     id: str
     when: Optional[Condition] = None
+    target: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -316,17 +328,38 @@ def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, Act
             raise RulesetError(file, f"removes_actions[{i}]: '{action_id}' is not in the vocabulary", rid,
                                _hint(action_id, list(actions)))
         outputs.append(Output("remove", action_id))
+    for old, new in entry.replaces.items():
+        for which, action_id in (("", old), (f".{old}", new)):
+            if action_id not in actions:
+                raise RulesetError(file, f"replaces{which}: '{action_id}' is not in the vocabulary", rid,
+                                   _hint(action_id, list(actions)))
+        if old == new:
+            raise RulesetError(file, f"replaces.{old}: an action cannot replace itself", rid)
+        outputs.append(Output("replace", old, target=new))
+    if entry.replaces and len(set(entry.replaces.values())) != len(entry.replaces):
+        raise RulesetError(file, "replaces: two actions are replaced by the same one", rid)
+    default_headline = entry.headline if isinstance(entry.headline, str) else None
+    if isinstance(entry.headline, list):
+        for i, variant in enumerate(entry.headline):
+            cond = output_condition(_OutputEntry(id="h", when=variant.when, unless=variant.unless), f"headline[{i}]")
+            if cond is None:
+                if i != len(entry.headline) - 1:
+                    raise RulesetError(file, f"headline[{i}]: only the last headline may have no condition "
+                                             f"(the first whose condition holds is shown)", rid)
+                default_headline = variant.text
+            else:
+                outputs.append(Output("headline", variant.text, cond))
     if isinstance(entry.urgency, str):
         outputs.append(Output("urgency", entry.urgency))
     elif entry.urgency:
         for i, urg in enumerate(entry.urgency):
-            cond = _condition(urg.when, file, rid, f"urgency[{i}].when") if urg.when is not None else None
+            cond = output_condition(_OutputEntry(id=urg.level, when=urg.when, unless=urg.unless), f"urgency[{i}]")
             outputs.append(Output("urgency", urg.level, cond))
-    if not outputs:
-        raise RulesetError(file, "the rule produces nothing (no urgency, action, flag or removal)", rid)
+    if not any(o.kind != "headline" for o in outputs):
+        raise RulesetError(file, "the rule produces nothing (no urgency, action, flag, removal or replacement)", rid)
     return Rule(
         id=rid, version=str(entry.version), title=entry.title, rationale=entry.rationale, source=entry.source,
-        when=_condition(entry.when, file, rid, "when"), headline=entry.headline, outputs=tuple(outputs),
+        when=_condition(entry.when, file, rid, "when"), headline=default_headline, outputs=tuple(outputs),
         file=file, order=order,
     )
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ._case import (
-    Case, FIELDS, GROUPS, MRI_FOLLOW_UP, normalised_dict, tri_state_presentation_fields, validate_case,
+    FIELDS, GROUPS, MRI_FOLLOW_UP, ONSET, WALKING, Case, normalised_dict, unknown_fields, validate_case,
 )
-from ._compile import CompiledRuleset, compile_ruleset, urgency_of
+from ._compile import CompiledRuleset, compile_ruleset, settle_actions, urgency_of
+from ._conditions import SENT
 from ._conditions import URGENCY_RANK
 from ._engine import CompiledEngine, encode
 from ._result import Result, Unknown, assemble
@@ -49,25 +50,59 @@ def _flatten(normalised: dict[str, Any]) -> dict[str, str]:
     return flat
 
 
-# (path, the path of its group's 'present' when it is a sub-finding): the what-if's candidates in order.
-_CANDIDATES = tuple(
-    (path, f"presentation.{path.split('.')[1]}.present"
-     if len(path.split(".")) == 3 and path.split(".")[1] in GROUPS and not path.endswith(".present") else None)
-    for path in tri_state_presentation_fields())
+def _sub_findings(group: str) -> tuple[str, ...]:
+    prefix = f"presentation.{group}."
+    return tuple(p for p, spec in FIELDS.items()
+                 if p.startswith(prefix) and spec.kind == "tristate" and not p.endswith(".present"))
+
+
+_GROUP_SUBS = {group: _sub_findings(group) for group in GROUPS}
+_CALCIUM = "labs.corrected_calcium_mmol_l"
+_ORDER = {path: i for i, path in enumerate(unknown_fields())}
+
+Trial = dict[str, str]   # path -> the value it is set to (a JSON fragment), on the normalised case
+
+
+def what_if_trials(flat: dict[str, str]) -> list[tuple[str, list[Trial]]]:
+    """The unknowns' candidates and their trials (clinical-rules 2.2, "Unknowns").
+
+    A trial sets a value on the normalised case with the implications that follow from it (a
+    sub-finding makes its group present; walking lost an hour ago is a gait difficulty); a trial the
+    case format would reject is not made. Candidates come in ``unknown_fields()`` order.
+    """
+    found: list[tuple[str, list[Trial]]] = []
+    for group, subs in _GROUP_SUBS.items():
+        present = f"presentation.{group}.present"
+        state = flat[present]
+        if state == _UNKNOWN:  # the group stands for itself: present, or any one null sub-finding
+            trials = [{present: _YES}] + [{present: _YES, sub: _YES} for sub in subs if flat[sub] == _UNKNOWN]
+            found.append((present, trials))
+        elif state == _YES:
+            found += [(sub, [{sub: _YES}]) for sub in subs if flat[sub] == _UNKNOWN]
+    if flat["presentation.weakness.present"] == _YES and ONSET not in flat:
+        found.append((ONSET, [{ONSET: "1"}]))
+    for path in ("presentation.gait_difficulty", "presentation.sexual_dysfunction", "presentation.infection_suspected"):
+        if flat[path] == _UNKNOWN:
+            found.append((path, [{path: _YES}]))
+    calcium = float(flat[_CALCIUM]) if _CALCIUM in flat else None
+    if calcium is not None:
+        if calcium < 2.20 and flat["presentation.hypocalcaemia_symptoms"] == _UNKNOWN:
+            found.append(("presentation.hypocalcaemia_symptoms", [{"presentation.hypocalcaemia_symptoms": _YES}]))
+        if calcium >= 2.90 and flat["presentation.hypercalcaemia_symptoms"] == _UNKNOWN:
+            found.append(("presentation.hypercalcaemia_symptoms", [{"presentation.hypercalcaemia_symptoms": _YES}]))
+    gait = flat["presentation.gait_difficulty"]
+    if WALKING not in flat and gait != _NO and _YES in (flat["presentation.weakness.present"], gait):
+        found.append((WALKING, [{WALKING: '"non_ambulatory"', "presentation.non_ambulatory_hours": "1",
+                                 "presentation.gait_difficulty": _YES}]))
+    if flat["assessment.mri_performed"] == _YES and flat[MRI_FOLLOW_UP] == _UNKNOWN:
+        found.append((MRI_FOLLOW_UP, [{MRI_FOLLOW_UP: _YES}]))
+    found.sort(key=lambda item: _ORDER[item[0]])
+    return found
 
 
 def what_if_fields(flat: dict[str, str]) -> list[str]:
-    """The unknown findings the what-if considers (clinical-rules.md, Unknowns).
-
-    Every tri-state under ``presentation``: a group whose ``present`` is unknown stands for itself
-    alone, and a sub-finding counts only when its group is present. And, after an MRI, whether
-    anything began or worsened since it.
-    """
-    candidates = [path for path, group in _CANDIDATES
-                  if flat[path] == _UNKNOWN and (group is None or flat[group] == _YES)]
-    if flat["assessment.mri_performed"] == _YES and flat[MRI_FOLLOW_UP] == _UNKNOWN:
-        candidates.append(MRI_FOLLOW_UP)
-    return candidates
+    """The unknown findings the what-if considers (the candidates of :func:`what_if_trials`)."""
+    return [path for path, _ in what_if_trials(flat)]
 
 
 class Ruleset:
@@ -79,7 +114,11 @@ class Ruleset:
         self._tag = f"{data.name}-{data.sha256[:12]}"
         self._full = CompiledEngine(self._tag, self.compiled.full)
         self._critical = tuple(f.id for f in data.flags.values() if f.severity == "critical")
-        self._what_if: dict[tuple[str, frozenset[str]], tuple[CompiledEngine, frozenset[str]]] = {}
+        self._imaging = tuple(a.id for a in data.actions.values() if a.imaging)
+        # Fields some rule reads on the case as sent (before normalisation), by their path there.
+        self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
+                           if key.startswith(SENT))
+        self._what_if: dict[tuple[str, frozenset[str], frozenset[str]], tuple[CompiledEngine, frozenset[str]]] = {}
         self._what_if_lock = threading.Lock()
 
     @property
@@ -104,50 +143,77 @@ class Ruleset:
 
     def evaluate(self, case: Case | dict[str, Any]) -> Result:
         """Triage one case. Raises :class:`CaseValidationError` on an invalid case, nothing partial."""
-        normalised = normalised_dict(validate_case(case))
+        valid = validate_case(case)
+        normalised = normalised_dict(valid)
         flat = _flatten(normalised)
+        for key, parts in self._sent:
+            value: Any = valid
+            for part in parts:
+                value = getattr(value, part)
+            encoded = _UNKNOWN if value is None and _KIND[key[len(SENT):]] else encode(value)
+            if encoded is not None:
+                flat[key] = encoded
         fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
         urgency = urgency_of(fired)
         flags = {o.id for u in fired for o in u.outputs if o.kind == "flag"}
-        unknowns = self._unknowns(flat, urgency, flags)
+        actions = set(settle_actions(fired))
+        unknowns = self._unknowns(flat, urgency, flags, actions)
         return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
 
-    def _what_if_engine(self, urgency: str, missing: frozenset[str]) -> tuple[CompiledEngine, frozenset[str]]:
-        key = (urgency, missing)
+    def _what_if_engine(self, urgency: str, flags: frozenset[str],
+                        actions: frozenset[str]) -> tuple[CompiledEngine, frozenset[str]]:
+        key = (urgency, flags, actions)
         with self._what_if_lock:
             found = self._what_if.get(key)
             if found is None:
-                program, fields = self.compiled.what_if(urgency, missing)
+                program, fields = self.compiled.what_if(urgency, flags, actions)
                 label = f"{self._tag}-what-if-{len(self._what_if)}"
                 found = self._what_if[key] = (CompiledEngine(label, program), fields)
             return found
 
-    def _unknowns(self, flat: dict[str, str], urgency: str, flags: set[str]) -> list[Unknown]:
-        """Each unknown finding that, set to true, would raise the urgency or add a critical flag.
+    def _unknowns(self, flat: dict[str, str], urgency: str, flags: set[str], actions: set[str]) -> list[Unknown]:
+        """Each unknown finding whose trials would raise the urgency, add a critical flag or add an
+        imaging action the result lacks (clinical-rules 2.2, "Unknowns").
 
         Computed by the rules themselves: the what-if program holds the rules able to go above the
-        current urgency or to add a critical flag the result lacks (and the rules they read), and a
-        finding that none of them reads is not tried.
+        current urgency, to add a missing critical flag or to settle a missing imaging action (and
+        the rules they read); a trial that sets only fields none of them reads is not made.
         """
         missing = frozenset(f for f in self._critical if f not in flags)
-        engine, fields = self._what_if_engine(urgency, missing)
-        candidates = [path for path in what_if_fields(flat) if path in fields]
-        if not candidates:
+        lacking = frozenset(a for a in self._imaging if a not in actions)
+        engine, fields = self._what_if_engine(urgency, missing, lacking)
+        worlds: list[dict[str, str]] = []
+        owners: list[str] = []
+        seen: dict[tuple[str, tuple[tuple[str, str], ...]], None] = {}
+        for path, trials in what_if_trials(flat):
+            for trial in trials:
+                read = tuple(sorted((k, v) for k, v in trial.items() if k in fields))
+                if not read or (path, read) in seen:
+                    continue  # a trial no kept rule can see, or the same as another trial of this candidate
+                seen[(path, read)] = None
+                variant = dict(flat)
+                variant.update(trial)
+                worlds.append(variant)
+                owners.append(path)
+        if not worlds:
             return []
-        worlds = []
-        for path in candidates:
-            variant = dict(flat)
-            variant[path] = _YES
-            worlds.append(variant)
-        unknowns = []
-        for path, units in zip(candidates, engine.run(worlds)):
+        found: dict[str, tuple[str, set[str], set[str]]] = {}
+        rank = URGENCY_RANK
+        for path, units in zip(owners, engine.run(worlds)):
             level = urgency_of(units)
-            added = {o.id for u in units for o in u.outputs if o.kind == "flag" and o.id in missing}
-            if URGENCY_RANK[level] > URGENCY_RANK[urgency] or added:
-                unknowns.append(Unknown(
-                    field=path, could_raise_to=max(level, urgency, key=URGENCY_RANK.__getitem__),  # type: ignore[arg-type]
-                    would_add_flags=[f for f in self._critical if f in added]))
-        return unknowns
+            added_flags = {o.id for u in units for o in u.outputs if o.kind == "flag" and o.id in missing}
+            added_actions = {a for a in settle_actions(units) if a in lacking}
+            if rank[level] <= rank[urgency] and not added_flags and not added_actions:
+                continue
+            best, have_flags, have_actions = found.get(path, (urgency, set(), set()))
+            found[path] = (max(best, level, key=rank.__getitem__), have_flags | added_flags,
+                           have_actions | added_actions)
+        return [
+            Unknown(field=path, could_raise_to=level,  # type: ignore[arg-type]
+                    would_add_flags=[f for f in self._critical if f in added_flags],
+                    would_add_actions=[a for a in self._imaging if a in added_actions])
+            for path, (level, added_flags, added_actions) in sorted(found.items(), key=lambda i: _ORDER[i[0]])
+        ]
 
 
 _DEFAULT: Optional[Ruleset] = None

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ._case import unknown_fields
+from ._case import FIELDS, unknown_fields
 from ._conditions import URGENCY_RANK
 from ._hints import closest
 from ._errors import CaseValidationError, Problem, VignetteFormatError
@@ -142,9 +142,12 @@ def expectation_problems(vignette: Vignette, ruleset: Ruleset) -> list[str]:
     e = vignette.expect
     actions, flags = list(ruleset.data.actions), list(ruleset.data.flags)
     fields = unknown_fields()
+    # An exclusion may name any field of the case (a field that is never asked is a fair thing to
+    # check); an inclusion must name a field that can be asked, or it could never pass.
     return (_unknown_ids("action", e.actions_include + e.actions_exclude, actions, "actions")
             + _unknown_ids("flag", e.flags_include + e.flags_exclude, flags, "flags")
-            + _unknown_ids("field of the unknowns", e.unknowns_include + e.unknowns_exclude, fields, "unknowns"))
+            + _unknown_ids("field of the unknowns", e.unknowns_include, fields, "unknowns")
+            + _unknown_ids("field of the case", e.unknowns_exclude, list(FIELDS), "unknowns"))
 
 
 def check(vignette: Vignette, ruleset: Ruleset, file: str = "") -> VignetteOutcome:
