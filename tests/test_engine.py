@@ -103,8 +103,8 @@ def test_a_batch_whose_last_fact_matches_nothing_still_reports_the_others(rulese
     from triage._triage import _flatten
     from triage._case import normalised_dict, validate_case
 
-    engine, _ = ruleset._what_if_engine("routine", frozenset())
     flat = _flatten(normalised_dict(validate_case({})))
+    engine, _ = ruleset._what_if_engine("routine", frozenset(), frozenset(), flat)
     raising = dict(flat, **{"presentation.weakness.present": '"yes"'})
     nothing = dict(flat, **{"patient.cancer.history": '"none"'})
     fired = engine.run([raising, nothing])
@@ -113,15 +113,25 @@ def test_a_batch_whose_last_fact_matches_nothing_still_reports_the_others(rulese
 
 
 def test_unknowns_are_the_what_if_of_the_rules(ruleset):
+    # clinical-rules 2.2, the example of "Unknowns": the empty case lists six, each leading to emergency
+    # (a group is tried with each of its sub-findings: band-like pain is a deficit); sexual function
+    # and fever alone raise nothing.
     result = ruleset.evaluate({})
     assert [(u.field, u.could_raise_to) for u in result.unknowns] == [
-        ("presentation.focal_vertebral_pain.present", "urgent"),
+        ("presentation.focal_vertebral_pain.present", "emergency"),
         ("presentation.weakness.present", "emergency"),
         ("presentation.paraesthesia.present", "emergency"),
         ("presentation.sphincter_disturbance.present", "emergency"),
         ("presentation.sciatica.present", "emergency"),
         ("presentation.gait_difficulty", "emergency"),
     ]
+    by_field = {u.field: u for u in result.unknowns}
+    assert by_field["presentation.focal_vertebral_pain.present"].would_add_actions == ["mri_whole_spine_within_24h"]
+    assert by_field["presentation.weakness.present"].would_add_flags == ["cauda_equina_red_flags",
+                                                                        "rapidly_progressive_deficit"]
+    assert set(by_field["presentation.weakness.present"].would_add_actions) == {
+        "mri_whole_spine_within_24h", "mri_whole_spine_within_4h"}
+    assert by_field["presentation.gait_difficulty"].would_add_actions == ["mri_whole_spine_within_24h"]
 
 
 def test_sub_findings_count_only_when_their_group_is_present(ruleset):
@@ -132,10 +142,11 @@ def test_sub_findings_count_only_when_their_group_is_present(ruleset):
     fields = [u.field for u in ruleset.evaluate(case).unknowns]
     # no cancer: only the cord signs among the sub-findings of a present group raise urgency (M3),
     # bilateral sciatica is a cauda equina red flag (M2, any history), and so is a sexual change with
-    # sciatica; the sub-findings of the absent groups are not asked
+    # sciatica; fever with sciatica is a suspected spinal infection (M32, spec 2.2); the sub-findings
+    # of the absent groups are not asked
     assert fields == ["presentation.paraesthesia.sensory_level", "presentation.paraesthesia.saddle_anaesthesia",
                       "presentation.paraesthesia.bilateral_legs", "presentation.sciatica.bilateral",
-                      "presentation.sexual_dysfunction"]
+                      "presentation.sexual_dysfunction", "presentation.infection_suspected"]
 
 
 def test_unknowns_at_emergency_list_the_critical_flags_they_would_add(ruleset):
@@ -170,7 +181,7 @@ def test_urgency_never_lowered_by_an_unknown(ruleset):
                                      "weakness": {"present": False},
                                      "paraesthesia": {"present": False}, "sphincter_disturbance": {"present": False},
                                      "sciatica": {"present": False}, "gait_difficulty": False,
-                                     "sexual_dysfunction": False}}
+                                     "sexual_dysfunction": False, "infection_suspected": False}}
     unknown = {"patient": {"cancer": {"history": "current"}},
                "presentation": {"focal_vertebral_pain": {"present": True}}}
     assert ruleset.evaluate(known_absent).urgency == ruleset.evaluate(unknown).urgency == "urgent"
@@ -200,13 +211,22 @@ def test_one_mri_at_the_earliest_time_asked(ruleset):
 def test_actions_are_ordered_by_timing_and_because_names_every_rule(ruleset):
     result = ruleset.evaluate({"patient": {"cancer": {"history": "current", "primary": "breast"}},
                                "presentation": {"weakness": {"present": True, "limbs": "legs", "bilateral": True}}})
-    order = ["immediately", "within_4h", "within_24h", "within_1_week", "routine"]
+    order = ["immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine"]
     ranks = [order.index(a.timing) for a in result.actions]
     assert ranks == sorted(ranks)
-    surgical = next(a for a in result.actions if a.id == "urgent_spinal_surgical_opinion")
-    assert surgical.because == ["mscc.suspected", "mscc.cauda_equina"]
+    # spec 2.2: cauda equina red flags bring the spinal surgeon now, which withdraws the urgent opinion
+    assert "urgent_spinal_surgical_opinion" not in result.action_ids()
+    assert "mscc.one_surgical_opinion" in [r.id for r in result.fired_rules]
+    surgical = next(a for a in result.actions if a.id == "spinal_surgical_opinion_now")
+    assert surgical.because == ["mscc.cauda_equina"]
+    bladder = next(a for a in result.actions if a.id == "bladder_scan")
+    assert bladder.because == ["mscc.cauda_equina"]
     assert [a.id for a in result.actions].count("bladder_scan") == 1
     assert "GIRFT" in surgical.source and "NG234" in surgical.source
+    # citations: national guidance first (NG234 before GIRFT), the seed document last
+    parts = surgical.source.split("; ")
+    assert parts.index("NICE NG234") < parts.index("GIRFT suspected cauda equina syndrome pathway (2023)")
+    assert parts[-1] == "seed-003"
     assert len(result.headline) <= 140
 
 

@@ -13,4 +13,4 @@ def test_python_examples_in_the_readme_run(capsys):
         exec(compile(block, str(README), "exec"), {})
     out = capsys.readouterr().out
     assert "emergency" in out
-    assert "['contact_mscc_coordinator_immediately', 'dexamethasone_16mg']" in out
+    assert "['contact_mscc_coordinator_immediately', 'spinal_surgical_opinion_now', 'dexamethasone_16mg']" in out

@@ -80,7 +80,7 @@ def cli(*args, env=None):
 
 # ------------------------------------------------------------------------------ the record itself
 
-def test_a_record_holds_the_normalised_case_the_result_and_the_versions_but_no_identifier(backend, ruleset):
+def test_a_record_holds_the_case_as_sent_the_result_and_the_versions_but_no_identifier(backend, ruleset):
     _, store, _, _ = backend
     result = ruleset.evaluate(CASE)
     record = store.record_decision("api", CASE, result)
@@ -90,7 +90,7 @@ def test_a_record_holds_the_normalised_case_the_result_and_the_versions_but_no_i
     assert body["versions"]["durable-rules"] == "2.0.28" and body["versions"]["mscc-triage"] == triage.__version__
     assert body["result"]["urgency"] == "emergency" == result.urgency
     assert body["case"]["presentation"]["weakness"]["present"] is True
-    # normalised: unable-to-walk or gait implications etc. are applied; the record number is not kept anywhere
+    # as sent (validated, nulls left out: normalisation is replayed); the record number is not kept anywhere
     assert "MRN-0012345" not in json.dumps(body) and "case_id" not in body["case"] and "case_id" not in body["result"]
     # the hash is the sha256 of the canonical JSON form: sorted keys, no spaces, UTF-8
     assert record.hash == hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
@@ -346,9 +346,9 @@ def candidate_rules(tmp_path) -> Path:
     folder = tmp_path / "candidate"
     shutil.copytree(triage.default_ruleset().path, folder)
     text = (folder / "mscc.yaml").read_text(encoding="utf-8")
-    marker = "        - not: {concept: mri_excluded}\n    urgency: emergency\n"
-    assert marker in text
-    (folder / "mscc.yaml").write_text(text.replace(marker, marker.replace("emergency", "urgent"), 1), encoding="utf-8")
+    marker = "      - level: emergency\n        unless: {concept: paraesthesia_only}\n"   # mscc.suspected's urgency
+    assert text.count(marker) == 1
+    (folder / "mscc.yaml").write_text(text.replace(marker, marker.replace("emergency", "urgent")), encoding="utf-8")
     return folder
 
 

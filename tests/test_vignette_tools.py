@@ -75,15 +75,13 @@ def test_plugin_k_x_and_junitxml(pytester, suite, tmp_path):
 
 
 def test_plugin_ruleset_option(pytester, suite, rules_copy):
-    path = rules_copy / "steroids.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["rules"] = [r for r in data["rules"] if r["id"] != "steroids.high_dose_dexamethasone"]
-    for rule in data["rules"]:  # the rules that named it now name mscc.suspected
-        rule["when"] = json.loads(json.dumps(rule["when"]).replace("steroids.high_dose_dexamethasone", "mscc.suspected"))
-        for flag in rule.get("flags", []):
-            if isinstance(flag, dict) and "when" in flag:
-                flag["when"] = json.loads(json.dumps(flag["when"]).replace("steroids.high_dose_dexamethasone", "mscc.suspected"))
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    for name in ("steroids.yaml", "treatment.yaml"):
+        path = rules_copy / name
+        data = yaml.safe_load(path.read_text())
+        data["rules"] = [r for r in data["rules"] if r["id"] != "steroids.high_dose_dexamethasone"]
+        # the rules that named it now name mscc.suspected
+        data = json.loads(json.dumps(data).replace("steroids.high_dose_dexamethasone", "mscc.suspected"))
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = pytester.runpytest_subprocess(str(suite), "-p", "no:cacheprovider", "--ruleset", str(rules_copy), "-k", "W1")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*W1: expected action dexamethasone_16mg, missing*"])

@@ -86,6 +86,7 @@ class Stage:
     urgency: Optional[str]                  # the alias of the urgency, when read
     terms: int
     final_actions: tuple[tuple[str, str], ...] = ()   # (action id, alias): the final actions (headlines)
+    chunk_keys: tuple[tuple[str, ...], ...] = ()      # per chunk, the aliases its rules read (its fact's keys)
 
 
 @dataclass
@@ -481,14 +482,18 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
         keys: set[str] = set()
         flat = [(u, k, t) for u in members for k, t in enumerate(unit_terms[u.name])]
         chunks: list[int] = []
+        chunk_keys: list[tuple[str, ...]] = []
         for start in range(0, len(flat), CHUNK_SIZE):
             chunks.append(chunk)
+            read: set[str] = set()
             for unit, k, term in flat[start:start + CHUNK_SIZE]:
                 name = f"{unit.name}_t{k}"
                 term_names[name] = unit.name
                 literals = [{"chunk": chunk}] + [_durable_literal(lit, alias) for lit in sorted(term, key=_literal_order)]
                 definition[name] = {"all": [{"m": literals[0] if len(literals) == 1 else {"$and": literals}}]}
-                keys.update(key for key, _, _ in term)
+                read.update(key for key, _, _ in term)
+            keys.update(read)
+            chunk_keys.append(tuple(alias[k] for k in sorted(read)))
             chunk += 1
         for unit in members:
             placed[unit.name] = Unit(unit.name, unit.rule, unit.main, unit.condition, unit.outputs, unit.concept, s)
@@ -502,7 +507,7 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
             chunks=tuple(chunks), fields=tuple((f, alias[f]) for f in fields),
             concepts=outcomes("o.c."), fired=outcomes("o.f."), actions=outcomes("o.a."),
             urgency=alias["o.u"] if "o.u" in keys else None, terms=len(flat),
-            final_actions=outcomes("o.z."),
+            final_actions=outcomes("o.z."), chunk_keys=tuple(chunk_keys),
         ))
     return Program(placed, term_names, stages, tuple(sorted(all_fields)), definition, alias)
 
@@ -516,19 +521,73 @@ class CompiledRuleset:
     unit_terms: dict[str, list[Term]]
     reads: dict[str, set[str]]
 
-    def what_if(self, raise_above: str, flags: Iterable[str], actions: Iterable[str] = ()) -> tuple[Program, frozenset[str]]:
+    def what_if(self, raise_above: str, flags: Iterable[str], actions: Iterable[str] = (),
+                fixed: Optional[dict[str, Any]] = None) -> tuple[Program, frozenset[str]]:
         """The program of the units that can set an urgency above ``raise_above``, add one of ``flags``
         or settle one of ``actions`` (add, remove or replace it), with every unit they read, and the
-        case fields that can change its outcome."""
+        case fields that can change its outcome.
+
+        ``fixed`` holds the case fields that no what-if trial changes, by key, with their values
+        (a choice or number not given is absent): a term that one of them contradicts can never hold
+        in any trial, so it is left out, and the fixed tests of the others are settled already. This
+        is partial evaluation: the program answers exactly as the full one would for every trial.
+        """
         flags, actions = set(flags), set(actions)
-        keep = {u.name for u in self.units if any(
+        terms = self.unit_terms if fixed is None else partial_terms(self.unit_terms, fixed)
+        alive = [u for u in self.units if terms.get(u.name)]
+        keep = {u.name for u in alive if any(
             (o.kind == "urgency" and URGENCY_RANK[o.id] > URGENCY_RANK[raise_above])
             or (o.kind == "flag" and o.id in flags)
             or (o.kind in ("action", "remove") and o.id in actions)
             or (o.kind == "replace" and (o.id in actions or o.target in actions)) for o in u.outputs)}
-        units = _closure(self.units, keep, self.reads) if keep else []
-        program = compile_program(units, {u.name: self.unit_terms[u.name] for u in units})
+        reads = self.reads if fixed is None else {u.name: _reads(terms[u.name]) for u in alive}
+        units = _closure(alive, keep, reads) if keep else []
+        program = compile_program(units, {u.name: terms[u.name] for u in units})
         return program, frozenset(program.fields)
+
+    def fixed_keys(self, variable: Iterable[str]) -> tuple[str, ...]:
+        """The case keys some unit reads that are not in ``variable`` (what the trials leave alone)."""
+        changing = set(variable)
+        return tuple(sorted({k for r in self.reads.values() for k in r
+                             if not k.startswith("o.") and k not in changing}))
+
+
+def _holds(literal: Literal, value: Any) -> bool:
+    """A literal on a value that is known (``None``: the field is not in the fact), as durable reads it."""
+    _, op, wanted = literal
+    if op == "ex":
+        return value is not None
+    if op == "nex":
+        return value is None
+    if value is None:
+        return False        # durable: no test but $nex matches an absent property
+    if op == "eq":
+        return bool(value == wanted)
+    if op == "neq":
+        return bool(value != wanted)
+    number = float(value)
+    return {"gt": number > wanted, "ge": number >= wanted, "lt": number < wanted, "le": number <= wanted}[op]
+
+
+def partial_terms(unit_terms: dict[str, list[Term]], fixed: dict[str, Any]) -> dict[str, list[Term]]:
+    """Each unit's terms with the tests on ``fixed`` keys settled: a term one of them fails is dropped,
+    the tests that hold are left out (an empty term always holds)."""
+    out: dict[str, list[Term]] = {}
+    for name, terms in unit_terms.items():
+        kept: list[Term] = []
+        for term in terms:
+            rest = []
+            for literal in term:
+                key = literal[0]
+                if key in fixed:
+                    if not _holds(literal, fixed[key]):
+                        break
+                else:
+                    rest.append(literal)
+            else:
+                kept.append(frozenset(rest))
+        out[name] = _simplify(kept) if kept else []
+    return out
 
 
 def compile_ruleset(data: RulesetData) -> CompiledRuleset:

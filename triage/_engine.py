@@ -97,24 +97,27 @@ class _Outcomes:
     def __init__(self) -> None:
         self.fired: dict[str, Unit] = {}
 
-    def fragments(self, stage: Any) -> list[str]:
+    def fragments(self, stage: Any, values: dict[str, str]) -> None:
+        """Write the outcomes the stage reads into ``values`` (alias -> JSON fragment)."""
         units = self.fired
-        parts = []
         if stage.concepts:
             have = {u.concept for u in units.values() if u.concept}
-            parts += [f'"{key}":{YES if c in have else NO}' for c, key in stage.concepts]
-        if stage.fired:
-            parts += [f'"{key}":{YES if f in units else NO}' for f, key in stage.fired]
+            for c, key in stage.concepts:
+                values[key] = YES if c in have else NO
+        for f, key in stage.fired:
+            values[key] = YES if f in units else NO
         if stage.actions or stage.final_actions:
             before = settle_actions(units.values(), replace=False)
-            final = settle_actions(units.values())
+            final = settle_actions(units.values()) if any(
+                o.kind == "replace" for u in units.values() for o in u.outputs) else before
             # A rule reads an action as it stands before the replacements (the last step), and the
             # action that replaces it once made; a headline reads the final actions.
-            parts += [f'"{key}":{YES if a in before or a in final else NO}' for a, key in stage.actions]
-            parts += [f'"{key}":{YES if a in final else NO}' for a, key in stage.final_actions]
+            for a, key in stage.actions:
+                values[key] = YES if a in before or a in final else NO
+            for a, key in stage.final_actions:
+                values[key] = YES if a in final else NO
         if stage.urgency:
-            parts.append(f'"{stage.urgency}":"{urgency_of(units.values())}"')
-        return parts
+            values[stage.urgency] = f'"{urgency_of(units.values())}"'
 
 
 class CompiledEngine:
@@ -156,11 +159,12 @@ class CompiledEngine:
                 for number, stage in enumerate(program.stages):
                     facts = [f'{{"sid":"{sid}","chunk":{_SENTINEL_CHUNK},"world":-1}}'] if number == 0 else []
                     for index, world in enumerate(worlds):
-                        parts = [f'"{key}":{world[path]}' for path, key in stage.fields if path in world]
-                        parts += outcomes[index].fragments(stage)
-                        body = ",".join(parts)
+                        values = {key: world[path] for path, key in stage.fields if path in world}
+                        outcomes[index].fragments(stage, values)
                         head = f'{{"sid":"{sid}","world":{index},'
-                        facts += [f'{head}"chunk":{chunk}{"," if body else ""}{body}}}' for chunk in stage.chunks]
+                        for chunk, keys in zip(stage.chunks, stage.chunk_keys):
+                            body = ",".join(f'"{key}":{values[key]}' for key in keys if key in values)
+                            facts.append(f'{head}"chunk":{chunk}{"," if body else ""}{body}}}')
                     self._assert(handle, "[" + ",".join(facts) + "]", outcomes, stage.terms * len(worlds) + 1)
             finally:
                 _dre.delete_state(handle, sid)

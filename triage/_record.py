@@ -4,7 +4,7 @@ A record is one JSON object (record-format 1)::
 
     {"record_format": 1, "kind": "decision", "seq": 7, "id": "<request id, uuid4 hex>",
      "time": "2026-11-29T16:04:56.123456Z", "channel": "api" | "cds" | "form",
-     "case": {...the normalised case, fields that are null left out, no case_id...},
+     "case": {...the case as sent, validated, fields that are null left out, no case_id...},
      "result": {...the result (result-format 2), case_id removed...},
      "ruleset": {"name", "version", "sha256"},
      "versions": {"mscc-triage", "durable-rules", "pydantic", "python"},
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
-from ._case import normalised_dict, validate_case
+from ._case import validate_case
 from ._errors import RecordError, RecordNotFound, RecordUnavailable, TriageError  # noqa: F401 - re-exported
 from ._result import Result
 
@@ -105,7 +105,7 @@ def software_versions() -> dict[str, str]:
 
 
 def _compact(node: Any) -> Any:
-    """The normalised case without its nulls (it validates back to the same case)."""
+    """The case without its nulls (it validates back to the same case)."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
@@ -117,10 +117,14 @@ def _compact(node: Any) -> Any:
 
 
 def recorded_case(case: Any) -> dict[str, Any]:
-    """The case as the record keeps it: validated, normalised, nulls and ``case_id`` left out."""
-    normalised = normalised_dict(validate_case(case))
-    normalised.pop("case_id", None)
-    return _compact(normalised)
+    """The case as the record keeps it: validated as sent, nulls and ``case_id`` left out.
+
+    Not normalised: normalisation is part of the evaluation (replayed with it), and a rule may read
+    what the sender left out (``as_sent``: unable to walk with gait not recorded), which the
+    normalised case no longer shows."""
+    sent = validate_case(case).model_dump()
+    sent.pop("case_id", None)
+    return _compact(sent)
 
 
 def recorded_result(result: Result | Mapping[str, Any]) -> dict[str, Any]:

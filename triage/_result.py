@@ -111,10 +111,11 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
 
     # Items are built with model_construct: every value comes from the checked vocabulary and rules.
     order = _orders(data)
+    settled = settle_actions(units)
     actions = [
         ActionItem.model_construct(id=a, label=data.actions[a].label, timing=data.actions[a].timing,
                                    because=because, source=_sources(data, tuple(because)))
-        for a, because in settle_actions(units).items()
+        for a, because in settled.items()
     ]
     actions.sort(key=lambda item: order[item.id])
     flags = [
@@ -122,7 +123,7 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
         for f, because in flag_because.items()
     ]
     flags.sort(key=lambda item: order[item.id])
-    headline = choose_headline(data, units, urgency)
+    headline = choose_headline(data, units, urgency, settled)
 
     scores = Scores(sins=SinsScore(total=sins_total, category=sins_category(sins_total))
                     if sins_total is not None else None)
@@ -134,22 +135,22 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
     )
 
 
-def choose_headline(data: RulesetData, units: list[Unit], urgency: str) -> str:
+def choose_headline(data: RulesetData, units: list[Unit], urgency: str, actions: Iterable[str] = ()) -> str:
     """The headline of the first rule (in ruleset order) that set the final urgency: its first variant
-    whose condition held, else its plain headline; the ruleset's default for the level otherwise.
-    At routine, the first fired rule with a headline gives it."""
+    whose condition held and whose named actions (``shows``) are all among the final ``actions``; the
+    ruleset's default for the level otherwise. At routine, the first fired rule with a headline gives it."""
+    final = set(actions)
     for unit in units:
-        if unit.rule.headline is None and not any(o.kind == "headline" for o in unit.rule.outputs):
+        rule = unit.rule
+        if not rule.headlines:
             continue
         if not any(o.kind == "urgency" and o.id == urgency for o in unit.outputs):
             if urgency != "routine" or not unit.main:
                 continue
-        rule = unit.rule
-        shown = {o.id for u in units if u.rule is rule for o in u.outputs if o.kind == "headline"}
-        variant = next((o.id for o in rule.outputs if o.kind == "headline" and o.id in shown), None)
-        text = variant or rule.headline
-        if text:
-            return text
+        held = {o.id for u in units if u.rule is rule for o in u.outputs if o.kind == "headline"}
+        for variant in rule.headlines:
+            if (not variant.conditional or variant.text in held) and final.issuperset(variant.shows):
+                return variant.text
     return data.headlines[urgency]
 
 

@@ -116,6 +116,7 @@ class _HeadlineEntry(_Strict):
     text: str = Field(min_length=1, max_length=140)
     when: Any = None
     unless: Any = None
+    shows: list[str] = []   # actions that must all be among the result's final actions
 
 
 class _RuleEntry(_Strict):
@@ -149,6 +150,16 @@ class Output:
 
 
 @dataclass(frozen=True)
+class HeadlineVariant:
+    """One headline of a rule: shown when its condition held (if it has one) and every action it
+    names (``shows``) is among the result's final actions; the first that fits is shown."""
+
+    text: str
+    conditional: bool = False
+    shows: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     version: str
@@ -160,6 +171,7 @@ class Rule:
     outputs: tuple[Output, ...]
     file: str
     order: int
+    headlines: tuple[HeadlineVariant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -339,16 +351,22 @@ def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, Act
     if entry.replaces and len(set(entry.replaces.values())) != len(entry.replaces):
         raise RulesetError(file, "replaces: two actions are replaced by the same one", rid)
     default_headline = entry.headline if isinstance(entry.headline, str) else None
+    variants: list[HeadlineVariant] = [HeadlineVariant(default_headline)] if default_headline else []
     if isinstance(entry.headline, list):
         for i, variant in enumerate(entry.headline):
             cond = output_condition(_OutputEntry(id="h", when=variant.when, unless=variant.unless), f"headline[{i}]")
-            if cond is None:
+            for j, action_id in enumerate(variant.shows):
+                if action_id not in actions:
+                    raise RulesetError(file, f"headline[{i}].shows[{j}]: '{action_id}' is not in the vocabulary",
+                                       rid, _hint(action_id, list(actions)))
+            if cond is None and not variant.shows:
                 if i != len(entry.headline) - 1:
-                    raise RulesetError(file, f"headline[{i}]: only the last headline may have no condition "
-                                             f"(the first whose condition holds is shown)", rid)
+                    raise RulesetError(file, f"headline[{i}]: only the last headline may have no condition and "
+                                             f"no 'shows' (the first that fits is shown)", rid)
                 default_headline = variant.text
-            else:
+            if cond is not None:
                 outputs.append(Output("headline", variant.text, cond))
+            variants.append(HeadlineVariant(variant.text, cond is not None, tuple(variant.shows)))
     if isinstance(entry.urgency, str):
         outputs.append(Output("urgency", entry.urgency))
     elif entry.urgency:
@@ -360,7 +378,7 @@ def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, Act
     return Rule(
         id=rid, version=str(entry.version), title=entry.title, rationale=entry.rationale, source=entry.source,
         when=_condition(entry.when, file, rid, "when"), headline=default_headline, outputs=tuple(outputs),
-        file=file, order=order,
+        file=file, order=order, headlines=tuple(variants),
     )
 
 

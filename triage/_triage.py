@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -61,6 +62,15 @@ _CALCIUM = "labs.corrected_calcium_mmol_l"
 _ORDER = {path: i for i, path in enumerate(unknown_fields())}
 
 Trial = dict[str, str]   # path -> the value it is set to (a JSON fragment), on the normalised case
+# Every field a trial may set: the others are fixed across the trials of a case.
+TRIAL_FIELDS = frozenset(
+    [f"presentation.{g}.present" for g in GROUPS] + [sub for subs in _GROUP_SUBS.values() for sub in subs]
+    + ["presentation.gait_difficulty", "presentation.sexual_dysfunction", "presentation.infection_suspected",
+       "presentation.hypocalcaemia_symptoms", "presentation.hypercalcaemia_symptoms",
+       ONSET, WALKING, "presentation.non_ambulatory_hours", MRI_FOLLOW_UP])
+# At most this many what-if programs cut for the fixed part of a case are kept; past it, the what-if
+# uses the program for the urgency, flags and actions alone (the same answers, more work).
+MAX_WHAT_IF_PROGRAMS = 512
 
 
 def what_if_trials(flat: dict[str, str]) -> list[tuple[str, list[Trial]]]:
@@ -80,7 +90,7 @@ def what_if_trials(flat: dict[str, str]) -> list[tuple[str, list[Trial]]]:
         elif state == _YES:
             found += [(sub, [{sub: _YES}]) for sub in subs if flat[sub] == _UNKNOWN]
     if flat["presentation.weakness.present"] == _YES and ONSET not in flat:
-        found.append((ONSET, [{ONSET: "1"}]))
+        found.append((ONSET, [{ONSET: "1.0"}]))
     for path in ("presentation.gait_difficulty", "presentation.sexual_dysfunction", "presentation.infection_suspected"):
         if flat[path] == _UNKNOWN:
             found.append((path, [{path: _YES}]))
@@ -92,7 +102,7 @@ def what_if_trials(flat: dict[str, str]) -> list[tuple[str, list[Trial]]]:
             found.append(("presentation.hypercalcaemia_symptoms", [{"presentation.hypercalcaemia_symptoms": _YES}]))
     gait = flat["presentation.gait_difficulty"]
     if WALKING not in flat and gait != _NO and _YES in (flat["presentation.weakness.present"], gait):
-        found.append((WALKING, [{WALKING: '"non_ambulatory"', "presentation.non_ambulatory_hours": "1",
+        found.append((WALKING, [{WALKING: '"non_ambulatory"', "presentation.non_ambulatory_hours": "1.0",
                                  "presentation.gait_difficulty": _YES}]))
     if flat["assessment.mri_performed"] == _YES and flat[MRI_FOLLOW_UP] == _UNKNOWN:
         found.append((MRI_FOLLOW_UP, [{MRI_FOLLOW_UP: _YES}]))
@@ -118,7 +128,9 @@ class Ruleset:
         # Fields some rule reads on the case as sent (before normalisation), by their path there.
         self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
                            if key.startswith(SENT))
-        self._what_if: dict[tuple[str, frozenset[str], frozenset[str]], tuple[CompiledEngine, frozenset[str]]] = {}
+        self._fixed = self.compiled.fixed_keys(TRIAL_FIELDS)
+        self._what_if_keys: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
+        self._what_if: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
         self._what_if_lock = threading.Lock()
 
     @property
@@ -160,16 +172,35 @@ class Ruleset:
         unknowns = self._unknowns(flat, urgency, flags, actions)
         return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
 
-    def _what_if_engine(self, urgency: str, flags: frozenset[str],
-                        actions: frozenset[str]) -> tuple[CompiledEngine, frozenset[str]]:
-        key = (urgency, flags, actions)
-        with self._what_if_lock:
-            found = self._what_if.get(key)
-            if found is None:
-                program, fields = self.compiled.what_if(urgency, flags, actions)
-                label = f"{self._tag}-what-if-{len(self._what_if)}"
-                found = self._what_if[key] = (CompiledEngine(label, program), fields)
+    def _what_if_engine(self, urgency: str, flags: frozenset[str], actions: frozenset[str],
+                        flat: dict[str, str]) -> tuple[CompiledEngine, frozenset[str]]:
+        """The what-if program for this urgency, these missing flags and actions, and the case's fixed
+        fields (partially evaluated, see :meth:`CompiledRuleset.what_if`); cached."""
+        key = (urgency, flags, actions, tuple(flat.get(k) for k in self._fixed))
+        found = self._what_if_keys.get(key)
+        if found is not None:
             return found
+        with self._what_if_lock:
+            fixed = {k: None if flat.get(k) is None else json.loads(flat[k]) for k in self._fixed}
+            program, fields = self.compiled.what_if(urgency, flags, actions, fixed)
+            shape = ("program", json.dumps([program.definition, program.alias], sort_keys=True))
+            found = self._what_if.get(shape)
+            if found is None:
+                if len(self._what_if) >= MAX_WHAT_IF_PROGRAMS:
+                    general = (urgency, flags, actions)
+                    found = self._what_if.get(general)
+                    if found is None:
+                        program, fields = self.compiled.what_if(urgency, flags, actions)
+                        found = self._what_if[general] = self._engine(program, fields)
+                else:
+                    found = self._what_if[shape] = self._engine(program, fields)
+            if len(self._what_if_keys) >= 16 * MAX_WHAT_IF_PROGRAMS:
+                self._what_if_keys.clear()
+            self._what_if_keys[key] = found
+            return found
+
+    def _engine(self, program: Any, fields: frozenset[str]) -> tuple[CompiledEngine, frozenset[str]]:
+        return CompiledEngine(f"{self._tag}-what-if-{len(self._what_if)}", program), fields
 
     def _unknowns(self, flat: dict[str, str], urgency: str, flags: set[str], actions: set[str]) -> list[Unknown]:
         """Each unknown finding whose trials would raise the urgency, add a critical flag or add an
@@ -181,7 +212,7 @@ class Ruleset:
         """
         missing = frozenset(f for f in self._critical if f not in flags)
         lacking = frozenset(a for a in self._imaging if a not in actions)
-        engine, fields = self._what_if_engine(urgency, missing, lacking)
+        engine, fields = self._what_if_engine(urgency, missing, lacking, flat)
         worlds: list[dict[str, str]] = []
         owners: list[str] = []
         seen: dict[tuple[str, tuple[tuple[str, str], ...]], None] = {}

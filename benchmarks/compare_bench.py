@@ -1,0 +1,106 @@
+"""Compare the in-process speed of this checkout with another commit's, on the same cases, in one run.
+
+    .venv/bin/python benchmarks/compare_bench.py e8bd108 [--rounds 5] [--seconds 3] [--vignettes DIR ...]
+
+The other commit is checked out (``git worktree``) into a temporary folder, removed afterwards. Only
+the cases that both versions accept are replayed (a case with a field the older format lacks is
+left out). Each round runs both versions one after the other, each in its own process, for the same
+time; the figures are medians over the rounds and the ratio of the two, so that the noise of a
+shared machine mostly cancels. A script that prints figures, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Run in a child process with sys.path[0] = the source tree to measure.
+_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import triage
+cases = json.load(open(sys.argv[2]))
+seconds = float(sys.argv[3])
+ruleset = triage.load_ruleset()
+for case in cases:
+    ruleset.evaluate(case)
+n, start = 0, time.perf_counter()
+while time.perf_counter() - start < seconds:
+    ruleset.evaluate(cases[n % len(cases)])
+    n += 1
+print(json.dumps({"rate": n / (time.perf_counter() - start), "version": ruleset.version}))
+"""
+
+_ACCEPTS = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import triage
+cases = json.load(open(sys.argv[2]))
+ok = []
+for case in cases:
+    try:
+        triage.evaluate(case)
+        ok.append(True)
+    except triage.CaseValidationError:
+        ok.append(False)
+print(json.dumps(ok))
+"""
+
+
+def _run(code: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("commit", help="the commit to compare with (e.g. e8bd108)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--vignettes", nargs="+", default=[str(ROOT / "tests" / "vignettes")])
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    from triage._vignettes import load_suite
+
+    cases = [v.case for _, v in load_suite(args.vignettes) if not v.expect.error]
+    with tempfile.TemporaryDirectory(prefix="mscc-bench-") as tmp:
+        other = Path(tmp) / "other"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.commit],
+                       check=True)
+        try:
+            all_cases = Path(tmp) / "all.json"
+            all_cases.write_text(json.dumps(cases))
+            mine = json.loads(_run(_ACCEPTS, str(ROOT), str(all_cases)))
+            theirs = json.loads(_run(_ACCEPTS, str(other), str(all_cases)))
+            common = [c for c, a, b in zip(cases, mine, theirs) if a and b]
+            case_file = Path(tmp) / "cases.json"
+            case_file.write_text(json.dumps(common))
+            print(f"cases: {len(common)} accepted by both (of {len(cases)} in {', '.join(args.vignettes)})")
+            rates: dict[str, list[float]] = {"this": [], args.commit: []}
+            versions = {}
+            for _ in range(args.rounds):
+                for name, src in (("this", ROOT), (args.commit, other)):
+                    out = json.loads(_run(_CHILD, str(src), str(case_file), str(args.seconds)))
+                    rates[name].append(out["rate"])
+                    versions[name] = out["version"]
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
+    for name, values in rates.items():
+        print(f"{name:>10} (ruleset {versions[name]}): median {statistics.median(values):,.0f} evaluations/s "
+              f"(rounds: {', '.join(f'{v:,.0f}' for v in values)})")
+    ratio = statistics.median(rates["this"]) / statistics.median(rates[args.commit])
+    per_round = [a / b for a, b in zip(rates["this"], rates[args.commit])]
+    print(f"ratio this/{args.commit}: {ratio:.3f} (per round: {', '.join(f'{r:.3f}' for r in per_round)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""The rule language and engine features of spec 2.2: substitution (the CT route), headlines that name
+only what the result holds, rules read on the case as sent, the unknowns' trials and their partial
+evaluation, citations in order."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import triage
+from triage._case import FIELDS, normalised_dict, set_path, validate_case
+from triage._random_cases import random_valid_cases
+from triage._result import source_rank
+from triage._triage import _flatten, what_if_trials
+from triage._vignettes import load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+OWN = ROOT / "tests" / "vignettes"
+PUBLIC = ROOT.parent / "shared" / "vignettes"
+
+CAUDA_WITH_CANCER = {"patient": {"cancer": {"history": "current", "primary": "prostate"}},
+                     "presentation": {"focal_vertebral_pain": {"present": True, "region": "lumbar"},
+                                      "sphincter_disturbance": {"urinary_retention": True}}}
+
+
+def _all_cases() -> list[dict]:
+    folders = [str(OWN)] + ([str(PUBLIC)] if PUBLIC.is_dir() else [])
+    return [v.case for _, v in load_suite(folders) if not v.expect.error]
+
+
+# ------------------------------------------------------------------------------ substitution
+
+def test_ct_replaces_every_mri_left_with_the_rules_that_asked_for_it(ruleset):
+    mri = ruleset.evaluate(CAUDA_WITH_CANCER)
+    scans = {a.id: a.because for a in mri.actions if a.id.startswith("mri_")}
+    assert list(scans) == ["mri_whole_spine_within_4h"]         # the others withdrawn: one scan
+    case = json.loads(json.dumps(CAUDA_WITH_CANCER))
+    case["assessment"] = {"mri_contraindicated": True}
+    ct = ruleset.evaluate(case)
+    assert not [a for a in ct.action_ids() if a.startswith("mri_")]
+    replaced = next(a for a in ct.actions if a.id == "ct_whole_spine_within_4h")
+    assert replaced.because == scans["mri_whole_spine_within_4h"] and replaced.timing == "within_4h"
+    assert "mri_contraindicated_ct_route" in ct.flag_ids()
+    assert "mscc.ct_when_mri_contraindicated" in [r.id for r in ct.fired_rules]
+    assert "CT" in ct.headline and "MRI" not in ct.headline
+    assert ct.urgency == mri.urgency
+
+
+def test_no_mri_to_replace_no_ct_route(ruleset):
+    case = {"patient": {"cancer": {"history": "current", "primary": "breast"}},
+            "assessment": {"mri_contraindicated": True}}
+    result = ruleset.evaluate(case)
+    assert "mri_contraindicated_ct_route" not in result.flag_ids()
+    assert "mscc.ct_when_mri_contraindicated" not in [r.id for r in result.fired_rules]
+
+
+def test_every_mri_timing_has_its_ct(ruleset):
+    cases = {
+        "ct_lumbosacral_within_4h": {"patient": {"age_years": 40, "cancer": {"history": "none"}},
+                                     "presentation": {"sciatica": {"present": True, "bilateral": True}}},
+        "ct_whole_spine_within_24h": {"patient": {"cancer": {"history": "current", "primary": "lung"}},
+                                      "presentation": {"weakness": {"present": True, "limbs": "legs",
+                                                                    "bilateral": False}}},
+        "ct_whole_spine_within_1_week": {"patient": {"cancer": {"history": "current", "primary": "lung"}},
+                                         "presentation": {"focal_vertebral_pain": {"present": True},
+                                                          "weakness": {"present": False},
+                                                          "paraesthesia": {"present": False},
+                                                          "sphincter_disturbance": {"present": False},
+                                                          "sciatica": {"present": False},
+                                                          "gait_difficulty": False}},
+    }
+    for ct, case in cases.items():
+        mri = ct.replace("ct_lumbosacral_within_4h", "mri_within_4h_cauda_equina").replace("ct_", "mri_")
+        assert mri in ruleset.evaluate(case).action_ids(), ct
+        case = json.loads(json.dumps(case))
+        case.setdefault("assessment", {})["mri_contraindicated"] = True
+        ids = ruleset.evaluate(case).action_ids()
+        assert ct in ids and mri not in ids, ct
+
+
+def _rules_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    shutil.copytree(triage.default_ruleset().path, folder)
+    return folder
+
+
+def _add_rules(folder: Path, rules: list[dict]) -> None:
+    path = folder / "mscc.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["rules"].extend(rules)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def _rule(rule_id: str, **fields) -> dict:
+    return {"id": rule_id, "version": 1, "title": "t", "rationale": "r", "source": "test", **fields}
+
+
+def test_a_swap_written_as_two_rules_is_refused_at_load(tmp_path):
+    folder = _rules_copy(tmp_path)
+    contraindicated = {"field": "assessment.mri_contraindicated", "is": True}
+    _add_rules(folder, [
+        _rule("mscc.ct_instead", when={"all": [contraindicated, {"action": "mri_whole_spine_within_4h"}]},
+              actions=["ct_whole_spine_within_4h"]),
+        _rule("mscc.no_mri", when=contraindicated, removes_actions=["mri_whole_spine_within_4h"]),
+    ])
+    with pytest.raises(triage.RulesetError) as info:
+        triage.load_ruleset(folder)
+    message = str(info.value)
+    assert "which mscc.no_mri removes" in message          # the rule whose removal makes the read dead
+    assert "two rules" in message and "replaces:" in message
+
+
+def test_a_rule_that_reads_and_removes_the_same_action_is_told_about_replaces(tmp_path):
+    folder = _rules_copy(tmp_path)
+    _add_rules(folder, [_rule("mscc.swap_in_one", when={"action": "neurology_review"},
+                              removes_actions=["neurology_review"], actions=["neurology_review_now"])])
+    with pytest.raises(triage.RulesetError) as info:
+        triage.load_ruleset(folder)
+    assert "reads an outcome it produces itself" in str(info.value) and "replaces:" in str(info.value)
+
+
+def test_replaces_names_vocabulary_ids(tmp_path):
+    folder = _rules_copy(tmp_path)
+    _add_rules(folder, [_rule("mscc.bad_swap", when={"field": "assessment.mri_contraindicated", "is": True},
+                              replaces={"mri_whole_spine_within_4h": "ct_whole_spine_within_4"})])
+    with pytest.raises(triage.RulesetError) as info:
+        triage.load_ruleset(folder)
+    assert "ct_whole_spine_within_4h" in str(info.value)   # the "did you mean" hint
+
+
+# ------------------------------------------------------------------------------ headlines
+
+# Words of a headline and the actions that make them true.
+_NAMED = {
+    "MRI within 4 hours": {"mri_whole_spine_within_4h", "mri_within_4h_cauda_equina"},
+    "CT within 4 hours": {"ct_whole_spine_within_4h", "ct_lumbosacral_within_4h"},
+    "MRI within 24 hours": {"mri_whole_spine_within_24h"},
+    "CT within 24 hours": {"ct_whole_spine_within_24h"},
+    "spinal surgeon now": {"spinal_surgical_opinion_now"},
+    "blood cultures now": {"blood_cultures_and_infection_markers"},
+    "intravenous calcium now": {"iv_calcium_replacement"},
+    "within 24 hours": None,  # checked through the more precise phrases above
+}
+
+
+def test_a_headline_never_names_an_action_the_result_lacks(ruleset):
+    checked = 0
+    for case in _all_cases():
+        result = ruleset.evaluate(case)
+        ids = set(result.action_ids())
+        for words, actions in _NAMED.items():
+            if actions and words in result.headline:
+                assert ids & actions, (result.headline, sorted(ids))
+                checked += 1
+    assert checked > 50
+
+
+def test_suspected_mscc_with_cauda_equina_names_both_and_the_scan(ruleset):
+    result = ruleset.evaluate(CAUDA_WITH_CANCER)
+    assert {"mscc.suspected", "mscc.cauda_equina"} <= {r.id for r in result.fired_rules}
+    assert result.headline == "Suspected MSCC with cauda equina red flags: whole-spine MRI within 4 hours, act now"
+    case = json.loads(json.dumps(CAUDA_WITH_CANCER))
+    case["assessment"] = {"mri_performed": True, "mri_compression": True}   # compression shown: no new scan
+    result = ruleset.evaluate(case)
+    assert "MRI" not in result.headline and "cauda equina" in result.headline
+
+
+# ------------------------------------------------------------------------------ as sent
+
+def test_unable_to_walk_with_gait_not_recorded_is_flagged_as_assumed_new(ruleset):
+    base = {"patient": {"cancer": {"history": "current", "primary": "breast"}}}
+    sent = dict(base, presentation={"ambulatory_status": "non_ambulatory"})
+    assert "gait_assumed_from_non_ambulatory_status" in ruleset.evaluate(sent).flag_ids()
+    # the same normalised case, with gait recorded by the sender: not assumed
+    recorded = dict(base, presentation={"ambulatory_status": "non_ambulatory", "gait_difficulty": True})
+    assert "gait_assumed_from_non_ambulatory_status" not in ruleset.evaluate(recorded).flag_ids()
+    # a recorded time since walking was lost says it is new: not assumed
+    timed = dict(base, presentation={"ambulatory_status": "non_ambulatory", "non_ambulatory_hours": 30})
+    assert "gait_assumed_from_non_ambulatory_status" not in ruleset.evaluate(timed).flag_ids()
+
+
+# ------------------------------------------------------------------------------ unknowns
+
+def test_what_if_trials_equal_a_renormalised_case(ruleset):
+    """A trial written on the flat case is what normalising the changed case gives (case-format 2.2)."""
+    compared = 0
+    for case in random_valid_cases(seed=22, n=300, density=0.35):
+        normalised = normalised_dict(validate_case(case))
+        flat = _flatten(normalised)
+        for _, trials in what_if_trials(flat):
+            for trial in trials:
+                variant = json.loads(json.dumps(normalised))
+                for path, value in trial.items():
+                    decoded = json.loads(value)
+                    set_path(variant, path, {"yes": True, "no": False}.get(decoded, decoded))
+                try:
+                    again = _flatten(normalised_dict(validate_case(variant)))
+                except triage.CaseValidationError as exc:  # a trial the format rejects must not be made
+                    pytest.fail(f"trial {trial} on {case} is a contradiction: {exc}")
+                assert again == dict(flat, **trial), trial
+                compared += 1
+    assert compared > 1000
+
+
+def test_partial_evaluation_gives_the_unknowns_of_the_full_program(ruleset, monkeypatch):
+    """The what-if program cut for a case's fixed fields answers as the uncut one would."""
+    cases = list(random_valid_cases(seed=7, n=250, density=0.3)) + _all_cases()[:150]
+    pruned = [ruleset.evaluate(case).unknowns for case in cases]
+    general = triage.load_ruleset(ruleset.path)
+    monkeypatch.setattr(general.compiled, "what_if", lambda u, f, a, fixed=None, _w=general.compiled.what_if:
+                        _w(u, f, a))
+    for case, expected in zip(cases, pruned):
+        assert general.evaluate(case).unknowns == expected, case
+
+
+def test_never_asked_fields_are_never_unknowns(ruleset):
+    never = {"presentation.recent_neuraxial_procedure", "patient.treatments.anticoagulant",
+             "patient.treatments.long_term_corticosteroids", "labs.platelets_10e9_l",
+             "assessment.mri_contraindicated"}
+    for case in random_valid_cases(seed=3, n=200, density=0.2):
+        assert not never & {u.field for u in ruleset.evaluate(case).unknowns}
+
+
+def test_walking_is_not_tried_when_gait_is_recorded_normal(ruleset):
+    case = {"patient": {"cancer": {"history": "current", "primary": "lung"}},
+            "presentation": {"weakness": {"present": True, "limbs": "legs", "bilateral": False,
+                                          "progressive": False, "onset_hours": 200},
+                             "gait_difficulty": False}}
+    fields = [u.field for u in ruleset.evaluate(case).unknowns]
+    assert "presentation.ambulatory_status" not in fields
+    case["presentation"]["gait_difficulty"] = None
+    fields = [u.field for u in ruleset.evaluate(case).unknowns]
+    assert "presentation.ambulatory_status" in fields
+
+
+def test_calcium_symptoms_are_asked_only_past_their_threshold(ruleset):
+    def asked(calcium: float) -> set[str]:
+        case = {"patient": {"cancer": {"history": "current", "primary": "breast"}},
+                "labs": {"corrected_calcium_mmol_l": calcium}}
+        return {u.field for u in ruleset.evaluate(case).unknowns}
+    assert "presentation.hypocalcaemia_symptoms" in asked(2.19)
+    assert "presentation.hypocalcaemia_symptoms" not in asked(2.20)
+    assert "presentation.hypercalcaemia_symptoms" in asked(2.90)
+    assert "presentation.hypercalcaemia_symptoms" not in asked(2.89)
+
+
+# ------------------------------------------------------------------------------ citations
+
+def test_citations_put_national_guidance_first_and_the_seed_last(ruleset):
+    seen = 0
+    for case in _all_cases():
+        for action in ruleset.evaluate(case).actions:
+            ranks = [source_rank(part) for part in action.source.split("; ")]
+            assert ranks == sorted(ranks), action.source
+            seen += 1
+    assert seen > 1000
+    for rule in ruleset.data.rules:
+        ranks = [source_rank(part.strip()) for part in rule.source.split(";")]
+        assert ranks == sorted(ranks), (rule.id, rule.source)
+        assert "CG75" not in rule.source or "CG75 (2008, superseded by NG234)" in rule.source, rule.id
+
+
+def test_integer_fields_take_a_whole_float_and_null_objects_are_not_assessed(ruleset):
+    assert validate_case({"patient": {"age_years": 67.0}}).patient.age_years == 67
+    with pytest.raises(triage.CaseValidationError):
+        validate_case({"patient": {"age_years": 67.5}})
+    with pytest.raises(triage.CaseValidationError):
+        validate_case({"patient": {"age_years": True}})
+    assert ruleset.evaluate({"patient": None, "presentation": {"weakness": None}, "labs": None}).urgency == "routine"
+
+
+def test_the_case_model_has_every_field_of_case_format_2_2():
+    for path in ("patient.treatments.long_term_corticosteroids", "patient.treatments.anticoagulant",
+                 "presentation.hypocalcaemia_symptoms", "presentation.hypercalcaemia_symptoms",
+                 "presentation.recent_neuraxial_procedure", "assessment.mri_contraindicated",
+                 "labs.platelets_10e9_l"):
+        assert path in FIELDS
+    assert "thoracolumbar" in FIELDS["presentation.focal_vertebral_pain.region"].values
+    assert (FIELDS["labs.platelets_10e9_l"].minimum, FIELDS["labs.platelets_10e9_l"].maximum) == (0, 2000)
