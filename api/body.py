@@ -14,6 +14,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .limits import MAX_JSON_DEPTH
 from .problems import ApiProblem
 
+try:  # the body's framing errors of gunicorn (a bad chunk size, a missing CRLF, an overlong trailer)
+    from gunicorn.http.errors import LimitRequestHeaders, NoMoreData, ParseException
+except ImportError:  # pragma: no cover - served by another WSGI server
+    LimitRequestHeaders = NoMoreData = ParseException = type("_NeverRaised", (Exception,), {})  # type: ignore[misc]
+
 JSON_TYPES = ("application/json",)
 
 
@@ -36,7 +41,24 @@ def read_body() -> bytes:
     With ``Content-Length`` werkzeug refuses a body over the limit from the header. A chunked body
     has no length: it is read to the limit plus one byte, and refused when that byte exists (werkzeug's
     own stream stops at the limit and would hand on a truncated body).
+
+    A body whose framing the server cannot read (a chunk size that is not hexadecimal, a chunk
+    without its CRLF, a body that ends early) is a 400 problem, a trailer section over the server's
+    limit a 431 problem, never a 500; the server then closes the connection.
     """
+    try:
+        return _read_body()
+    except LimitRequestHeaders:
+        raise ApiProblem(431, "Request Header Fields Too Large",
+                         "The trailer section of the chunked body is too large.") from None
+    except ParseException as exc:
+        raise ApiProblem(400, "Malformed body",
+                         f"The body's chunked framing is not valid HTTP/1.1 ({type(exc).__name__}).") from None
+    except NoMoreData:
+        raise ApiProblem(400, "Malformed body", "The body ended before its framing said it would.") from None
+
+
+def _read_body() -> bytes:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if request.content_length is not None or limit is None or not request.environ.get("wsgi.input_terminated"):
         return request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH

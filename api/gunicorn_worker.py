@@ -16,6 +16,12 @@ all answered as problem details (RFC 9457) from the event loop, without a thread
   chunked body): 413 at once, without reading the rest;
 - a header section over ``MAX_HEAD_BYTES``: 431.
 
+A refused connection is closed gracefully ("lingering close", RFC 9112 section 9.6): the answer is
+sent, the sending side shut, and what the client still sends is read and discarded for at most
+``LINGER_SECONDS`` (and ``LINGER_BYTES``) before the socket is closed, so that the client reads the
+answer instead of a reset. Each connection leaves the poller exactly once, and an unexpected error
+while buffering costs that connection only, never the worker process.
+
 gunicorn's own error pages (a header field over ``limit_request_field_size``, a malformed request
 line, ...) are answered as problem details too, with gunicorn's status. TLS or HTTP/2 prior
 knowledge, which this worker does not buffer, fall back to the ``gthread`` behaviour.
@@ -39,6 +45,8 @@ from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 from .limits import MAX_BODY_BYTES, MAX_HEAD_BYTES
 
 REQUEST_READ_TIMEOUT = float(os.environ.get("MSCC_REQUEST_READ_TIMEOUT", "10"))
+LINGER_SECONDS = 2.0          # a refused connection: how long its unread bytes are discarded
+LINGER_BYTES = 1024 * 1024    # ... and how many at most, before the socket is closed anyway
 PROBLEM = "application/problem+json"
 
 INCOMPLETE, COMPLETE, BODY_TOO_LARGE, HEAD_TOO_LARGE, HAND_OVER = (
@@ -171,6 +179,7 @@ class BufferingWorker(ThreadWorker):
 
     def init_process(self) -> None:
         self.buffering: dict[TConn, tuple[float, RequestBuffer]] = {}
+        self.lingering: dict[TConn, list[float]] = {}   # refused, answered: [deadline, bytes discarded]
         super().init_process()
 
     # -------------------------------------------------------------- where connections come in
@@ -214,32 +223,44 @@ class BufferingWorker(ThreadWorker):
     # -------------------------------------------------------------- buffering
 
     def _start_buffering(self, conn: TConn, first: bytes = b"") -> None:
-        conn.sock.setblocking(False)
-        buf = RequestBuffer()
-        self.buffering[conn] = (time.monotonic() + REQUEST_READ_TIMEOUT, buf)
-        if first and self._advance(conn, buf, first):
-            return
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        try:
+            conn.sock.setblocking(False)
+            buf = RequestBuffer()
+            self.buffering[conn] = (time.monotonic() + REQUEST_READ_TIMEOUT, buf)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+            if first:
+                self._advance(conn, buf, first)
+        except Exception:
+            self.log.exception("Error while buffering a request; its connection is closed")
+            self._close(conn)
 
     def _on_readable(self, conn: TConn, client: socket.socket) -> None:
+        """Bytes of a request being buffered. Never raises: an error closes this connection only."""
         entry = self.buffering.get(conn)
-        if entry is None:
+        if entry is None:              # no longer buffering: make sure the poller forgets it
+            self._unwatch(conn)
             return
         try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
+            try:
+                data = conn.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._close(conn)
+                return
+            if not data:
+                self._close(conn)
+                return
+            self._advance(conn, entry[1], data)
+        except Exception:
+            self.log.exception("Error while buffering a request; its connection is closed")
             self._close(conn)
-            return
-        if not data:
-            self._close(conn)
-            return
-        if self._advance(conn, entry[1], data):
-            self.poller.unregister(conn.sock)
 
     def _advance(self, conn: TConn, buf: RequestBuffer, data: bytes) -> bool:
-        """Feed bytes; True when the connection left the buffering stage (handed on or closed)."""
+        """Feed bytes; True when the connection left the buffering stage (handed on, or answered).
+
+        The connection leaves the poller here, whichever way it goes (callers never unregister it).
+        """
         verdict = buf.feed(data)
         if verdict == INCOMPLETE:
             if buf.expects_continue and not buf.continue_sent and buf.body_start is not None:
@@ -255,6 +276,7 @@ class BufferingWorker(ThreadWorker):
                          f"The request's header section is larger than {buf.max_head} bytes.")
             return True
         # complete (or malformed: gunicorn's parser answers it); no read will block from here
+        self._unwatch(conn)
         if conn.parser is None:
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
             conn.initialized = True
@@ -271,21 +293,62 @@ class BufferingWorker(ThreadWorker):
             pass
 
     def _answer(self, conn: TConn, status: int, reason: str, detail: str) -> None:
+        """Send a problem answer, then close gracefully: shut our side, discard what still comes."""
         self.log.warning("Refused request from ip=%s: %s %s", (conn.client or ("",))[0], status, reason)
-        self._send(conn, problem_bytes(status, reason, detail))
-        self._close(conn)
-
-    def _close(self, conn: TConn) -> None:
         self.buffering.pop(conn, None)
+        self._send(conn, problem_bytes(status, reason, detail))
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:                # the client is gone already
+            self._close(conn)
+            return
+        self.lingering[conn] = [time.monotonic() + LINGER_SECONDS, 0.0]
+        self._unwatch(conn)
+        try:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_lingering_readable, conn))
+        except (OSError, KeyError, ValueError):
+            self._close(conn)
+
+    def _on_lingering_readable(self, conn: TConn, client: socket.socket) -> None:
+        """A refused connection: discard what the client still sends, until it closes or time is up."""
+        entry = self.lingering.get(conn)
+        if entry is None:
+            self._unwatch(conn)
+            return
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except Exception:
+            data = b""
+        entry[1] += len(data)
+        if not data or entry[1] > LINGER_BYTES:
+            self._close(conn)
+
+    def _unwatch(self, conn: TConn) -> None:
+        """Take the connection off the poller if it is there; a no-op otherwise (never raises)."""
+        if conn.sock.fileno() < 0:
+            return
         try:
             self.poller.unregister(conn.sock)
         except (OSError, KeyError, ValueError):
             pass
+
+    def _close(self, conn: TConn) -> None:
+        """Close a connection that is being buffered or lingering; at most once per connection."""
+        was_buffering = self.buffering.pop(conn, None) is not None
+        was_lingering = self.lingering.pop(conn, None) is not None
+        if conn.sock.fileno() < 0 and not (was_buffering or was_lingering):
+            return                     # closed already: do not count it twice
+        self._unwatch(conn)
         self.nr_conns -= 1
-        conn.close()
+        try:
+            conn.close()
+        except OSError:
+            pass
 
     def murder_pending(self) -> None:
-        """gthread's pending connections, then requests not complete in time: 408 and close."""
+        """gthread's pending connections, requests not complete in time (408), lingering ones done."""
         super().murder_pending()
         now = time.monotonic()
         for conn, (deadline, buf) in list(self.buffering.items()):
@@ -296,6 +359,10 @@ class BufferingWorker(ThreadWorker):
                              f"The request was not complete within {REQUEST_READ_TIMEOUT:g} seconds.")
             else:
                 self._close(conn)
+        for conn, (deadline, _) in list(self.lingering.items()):
+            if deadline > now:
+                break            # insertion order is deadline order
+            self._close(conn)
 
     # -------------------------------------------------------------- gunicorn's own errors
 
