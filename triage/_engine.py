@@ -42,7 +42,7 @@ from typing import Any
 
 import durable_rules_engine as _dre
 
-from ._compile import Program, Unit, number_text, settle_actions, urgency_of
+from ._compile import Program, Unit, number_text, urgency_of
 from ._errors import EngineError
 
 _LOCK = threading.Lock()
@@ -89,6 +89,31 @@ def encode(value: Any) -> str | None:
     return to_json(value)
 
 
+def _action_sets(units: Any) -> tuple[set[str], set[str]]:
+    """The actions before the replacements and the final ones (as :func:`settle_actions`, ids only)."""
+    added: set[str] = set()
+    removed: set[str] = set()
+    replacements = []
+    for unit in units:
+        for out in unit.outputs:
+            kind = out.kind
+            if kind == "action":
+                added.add(out.id)
+            elif kind == "remove":
+                removed.add(out.id)
+            elif kind == "replace":
+                replacements.append((out.id, out.target))
+    before = added - removed
+    if not replacements:
+        return before, before
+    final = set(before)
+    for old, new in replacements:
+        if old in final:
+            final.discard(old)
+            final.add(new)
+    return before, final
+
+
 class _Outcomes:
     """What later stages may read of the units fired so far for one world."""
 
@@ -98,26 +123,24 @@ class _Outcomes:
         self.fired: dict[str, Unit] = {}
 
     def fragments(self, stage: Any, values: dict[str, str]) -> None:
-        """Write the outcomes the stage reads into ``values`` (alias -> JSON fragment)."""
+        """Write the outcomes the stage reads into ``values`` (alias -> its ``"alias":value`` pair)."""
         units = self.fired
         if stage.concepts:
             have = {u.concept for u in units.values() if u.concept}
             for c, key in stage.concepts:
-                values[key] = YES if c in have else NO
+                values[key] = f'"{key}":{YES if c in have else NO}'
         for f, key in stage.fired:
-            values[key] = YES if f in units else NO
+            values[key] = f'"{key}":{YES if f in units else NO}'
         if stage.actions or stage.final_actions:
-            before = settle_actions(units.values(), replace=False)
-            final = settle_actions(units.values()) if any(
-                o.kind == "replace" for u in units.values() for o in u.outputs) else before
+            before, final = _action_sets(units.values())
             # A rule reads an action as it stands before the replacements (the last step), and the
             # action that replaces it once made; a headline reads the final actions.
             for a, key in stage.actions:
-                values[key] = YES if a in before or a in final else NO
+                values[key] = f'"{key}":{YES if a in before or a in final else NO}'
             for a, key in stage.final_actions:
-                values[key] = YES if a in final else NO
+                values[key] = f'"{key}":{YES if a in final else NO}'
         if stage.urgency:
-            values[stage.urgency] = f'"{urgency_of(units.values())}"'
+            values[stage.urgency] = f'"{stage.urgency}":"{urgency_of(units.values())}"'
 
 
 class CompiledEngine:
@@ -158,12 +181,13 @@ class CompiledEngine:
             try:
                 for number, stage in enumerate(program.stages):
                     facts = [f'{{"sid":"{sid}","chunk":{_SENTINEL_CHUNK},"world":-1}}'] if number == 0 else []
+                    fields = [(path, key, f'"{key}":') for path, key in stage.fields]
                     for index, world in enumerate(worlds):
-                        values = {key: world[path] for path, key in stage.fields if path in world}
+                        values = {key: prefix + world[path] for path, key, prefix in fields if path in world}
                         outcomes[index].fragments(stage, values)
                         head = f'{{"sid":"{sid}","world":{index},'
                         for chunk, keys in zip(stage.chunks, stage.chunk_keys):
-                            body = ",".join(f'"{key}":{values[key]}' for key in keys if key in values)
+                            body = ",".join([values[key] for key in keys if key in values])
                             facts.append(f'{head}"chunk":{chunk}{"," if body else ""}{body}}}')
                     self._assert(handle, "[" + ",".join(facts) + "]", outcomes, stage.terms * len(worlds) + 1)
             finally:
