@@ -11,12 +11,16 @@
 - ``links``: the rules and their sources, and the triage form (``/`` and ``/fr/``) with ``?from=<token>``:
   a random token naming what the record said, kept server-side for 30 minutes (``cds.PREFILL_SECONDS``);
   the link carries no finding, and once expired it opens an empty form.
+
+A record read for the right patient but holding no finding (nothing mapped but the age) never gets a
+reassuring info card: :func:`thin_card` is a warning, "Not enough in the record to triage: open the
+form", with the form's link and the questions to ask first, in the form's own English labels.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import triage
 
@@ -124,10 +128,16 @@ def _record_lines(record: Optional[Record]) -> list[str]:
             parts.append(f"{key}: not available ({record.unavailable[key]})")
         elif key in record.origin:
             parts.append(f"{key}: {record.origin[key]}")
-    lines = ["**Record**: " + "; ".join(parts)] if parts else []
-    if record.other_patient:
-        lines.append(f"**Set aside**: {record.other_patient} resource(s) about another patient than the one in context")
-    return lines
+    return ["**Record**: " + "; ".join(parts)] if parts else []
+
+
+def _links(root: str, form_token: Optional[str]) -> list[dict[str, str]]:
+    prefill = f"?from={form_token}" if form_token else ""
+    rules = {"label": "Rules and sources", "url": f"{root}v1/ruleset", "type": "absolute"}
+    form = [{"label": "Open the MSCC triage form (answer what the record does not say)", "url": f"{root}{prefill}",
+             "type": "absolute"},
+            {"label": "Formulaire de triage CMM (français)", "url": f"{root}fr/{prefill}", "type": "absolute"}]
+    return [rules, *form]
 
 
 def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], root: str,
@@ -137,7 +147,6 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], 
 
     ``form_token`` names what the record said, kept by the service for 30 minutes: the form's links
     then open with those answers filled in (the link itself carries no finding)."""
-    prefill = f"?from={form_token}" if form_token else ""
     lines = [f"**{result.urgency.upper()}**: {result.headline}", ""]
     if result.actions:
         lines.append("**Actions**")
@@ -164,12 +173,67 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], 
         "detail": "\n".join(lines),
         "source": {"label": f"mscc-triage ruleset {ruleset.name} {ruleset.version}", "url": f"{root}v1/ruleset"},
         "overrideReasons": OVERRIDE_REASONS,
-        "links": [
-            {"label": "Rules and sources", "url": f"{root}v1/ruleset", "type": "absolute"},
-            {"label": "Open the MSCC triage form (answer what the record does not say)", "url": f"{root}{prefill}",
-             "type": "absolute"},
-            {"label": "Formulaire de triage CMM (français)", "url": f"{root}fr/{prefill}", "type": "absolute"},
-        ],
+        "links": _links(root, form_token),
+    }
+    suggestions = suggestions_for(result, patient_id)
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "any"
+    return card
+
+
+THIN_SUMMARY = "Not enough in the record to triage: open the form"
+URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
+
+
+def _label(path: str, labels: Mapping[str, str]) -> str:
+    """The form's English label of a case field; never the raw path (a readable fallback if unlabelled)."""
+    if labels.get(path):
+        return labels[path]
+    words = [part for part in path.split(".") if part not in ("patient", "presentation", "assessment", "present")]
+    return " ".join(words[-2:]).replace("_", " ").capitalize() or "Finding"
+
+
+def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[str, str], mapped: list[str],
+              root: str, record: Optional[Record] = None, patient_id: Optional[str] = None,
+              form_token: Optional[str] = None) -> dict[str, Any]:
+    """The card for a record read for this patient that held no finding: a warning that asks for the form.
+
+    Never "No MSCC pathway today": an empty record is not a reassuring one. ``labels``: case field ->
+    the form's English label (``rules/form.yaml``); no field path is shown. Should the rules still find
+    something to do (from the age alone), its actions and orders are kept and the indicator never lowered."""
+    lines = ["**Not enough in the record to triage**: the record was read for this patient, but it holds no "
+             "cancer, metastasis, symptom, lab or medication this service can read. This is not a \"no MSCC "
+             "pathway\" answer: open the MSCC triage form and ask the questions below.", ""]
+    asked = sorted(result.unknowns, key=lambda u: -URGENCY_RANK[u.could_raise_to])
+    if asked:
+        lines.append("**Ask first**")
+        for u in asked:
+            added = [ruleset.data.flags[f].label for f in u.would_add_flags]
+            lines.append(f"- {_label(u.field, labels)}: if present, {u.could_raise_to}"
+                         + (f"; adds: {'; '.join(added)}" if added else ""))
+        lines.append("")
+    if result.actions:
+        lines.append("**Actions**")
+        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label} ({a.source})" for a in result.actions]
+        lines.append("")
+    if result.flags:
+        lines.append("**Flags**")
+        lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
+        lines.append("")
+    lines.append("**From the record**: " + ("; ".join(mapped) if mapped else "nothing mapped"))
+    lines += _record_lines(record)
+    lines.append("")
+    lines.append(result.disclaimer)
+    indicator = INDICATOR[result.urgency] if result.urgency == "emergency" else "warning"
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": THIN_SUMMARY,
+        "indicator": indicator,
+        "detail": "\n".join(lines),
+        "source": {"label": f"mscc-triage ruleset {ruleset.name} {ruleset.version}", "url": f"{root}v1/ruleset"},
+        "overrideReasons": OVERRIDE_REASONS,
+        "links": _links(root, form_token),
     }
     suggestions = suggestions_for(result, patient_id)
     if suggestions:

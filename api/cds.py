@@ -6,6 +6,11 @@ A call travels through small rooms, each testable alone: check the caller (:func
 declarative ``api/fhir_codemap.yaml``; units converted only in :mod:`.fhir_units`) ->
 ``triage.evaluate`` -> the card, its suggestions and override reasons (:mod:`.cards`).
 
+Never a reassuring card for the wrong record: resources about another patient than
+``context.patientId`` answer 412 (:func:`.fhir_record.other_patient_problem`), and a record read for
+this patient that held no finding (:func:`.fhir_map.findings`) gets the warning
+:func:`.cards.thin_card` ("Not enough in the record to triage: open the form"), never an info card.
+
 When trusted issuers are configured (``CDS_TRUSTED_ISSUERS``: ``{issuer: JWKS dict}``), every call
 must carry a JWT signed with an asymmetric algorithm, with ``aud`` the called URL under
 ``PUBLIC_BASE_URL`` (never the request's Host header), ``exp``, ``iat``, ``jti`` (never seen before)
@@ -35,7 +40,8 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from . import cards, fhir_fetch, record_hook
 from .body import read_json_body
-from .fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap
+from .fhir_map import (CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap,
+                       findings)
 from .fhir_record import discovery_prefetch, gather
 from .cds_store import Duplicate, StoreUnavailable, store, store_health
 from .problems import ApiProblem
@@ -143,12 +149,28 @@ def service() -> Response:
     result = rs.evaluate(case)
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
-    card = cards.card_for(result, rs, mapped, public_root(), record, patient_id, form_token=_keep_for_the_form(case))
+    if findings(case):
+        card = cards.card_for(result, rs, mapped, public_root(), record, patient_id, form_token=_keep_for_the_form(case))
+    else:   # read for this patient, but nothing to triage on: ask for the form, never "nothing to do"
+        card = cards.thin_card(result, rs, _labels(rs), mapped, public_root(), record, patient_id,
+                               form_token=_keep_for_the_form(case))
     _remember_card(card)
     # Recorded before answering (503 when it cannot be): the card's uuid joins its feedback to it.
     record_hook.record("cds", case, result, hook_instance=body["hookInstance"], cards=[card["uuid"]],
                        iss=_text(claims.get("iss")), sub=_text(claims.get("sub")))
     return Response(json.dumps({"cards": [card]}, ensure_ascii=False), mimetype="application/json")
+
+
+def _labels(rs: Any) -> dict[str, str]:
+    """The form's English label of each case field (``rules/form.yaml``, checked when the app started)."""
+    from .web import TEXTS
+
+    loaded = current_app.extensions.get(TEXTS)
+    if loaded is None:   # an app without the form (never in create_app): load the words once
+        from .form_texts import load_texts
+
+        loaded = current_app.extensions[TEXTS] = load_texts(rs)
+    return {path: text["en"] for path, text in loaded.fields.items()}
 
 
 def _text(value: Any) -> Optional[str]:

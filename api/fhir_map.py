@@ -306,6 +306,28 @@ def case_from_record(record: Record, codemap: CodeMap, now: dt.datetime) -> tupl
     return case, mapped
 
 
+NOT_FINDINGS = frozenset({"patient.age_years"})   # what the Patient resource alone gives
+
+
+def findings(case: dict[str, Any]) -> list[str]:
+    """The clinical findings the record gave the case: every field set, but the age (from Patient alone).
+
+    Empty: the record, read for the right patient, held nothing to triage on (no Condition, Observation
+    or medication mapped to a case field); the card then asks for the form, never reassures."""
+    out: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, path + ".")
+            elif value is not None and path not in NOT_FINDINGS:
+                out.append(path)
+
+    walk(case, "")
+    return out
+
+
 def case_from_prefetch(prefetch: dict[str, Any], codemap: CodeMap, today: dt.date) -> tuple[dict[str, Any], list[str]]:
     """The case from prefetch alone (no fetching), at noon UTC of ``today``."""
     record, _ = read_prefetch(prefetch)

@@ -4,7 +4,12 @@ Reading is liberal: every prefetch value is a FHIR resource or a Bundle of them,
 used by their ``resourceType`` whatever key they came under (HealthChain sends one Condition under
 ``condition``). A declared template counts as sent when its key is present, even as ``null`` (the EHR
 looked and found nothing: never fetched again), or when resources of its type came under another key.
-Resources whose subject is another patient than ``context.patientId`` are set aside and counted.
+Resources about another patient than ``context.patientId`` (a Patient of another id, a ``subject`` or
+``patient`` reference to another Patient) are an integration error of the caller (HealthChain's
+sandbox, for one, invents a random patient id): the call answers 412 naming how many resources of
+which type were set aside and why, never a card (a card from another patient's record, or from what
+is left of this one, could wrongly reassure). Nothing about the other patient (ids, names, values)
+is echoed or logged. Without a ``context.patientId``, every resource naming a patient is set aside.
 
 What is still missing is fetched from ``fhirServer`` (see :mod:`.fhir_fetch`), when the server is on
 the allow-list. A required template (patient, conditions, observations) that cannot be had answers
@@ -17,7 +22,9 @@ resource) is a 400 naming the key; under a key the service never asked for, it i
 
 from __future__ import annotations
 
+import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -25,6 +32,9 @@ from .fhir_fetch import (CannotFetch, FetchFailed, FetchSettings, FhirFetchError
 from .problems import ApiProblem
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")   # a prefetch key echoed in a problem only when it looks like one
+OTHER_PATIENT = "urn:mscc-triage:problem:fhir-other-patient"
+log = logging.getLogger("mscc_triage.api")
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,8 @@ class Record:
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)    # key -> 'sent' | 'sent empty' | 'fetched' | ...
     unavailable: dict[str, str] = field(default_factory=dict)   # optional key -> why it could not be had
-    other_patient: int = 0    # resources set aside: their subject is another patient
+    # resources set aside, about another patient: (where from, resourceType, why); never their content
+    set_aside: list[tuple[str, str, str]] = field(default_factory=list)
 
     def of(self, resource_type: str) -> list[dict[str, Any]]:
         return self.resources.get(resource_type, [])
@@ -95,37 +106,70 @@ def _resources_of(value: Any, name: str, strict: bool) -> list[dict[str, Any]]:
     return found
 
 
-def _about_other_patient(resource: dict[str, Any], patient_id: Optional[str]) -> bool:
-    if not patient_id:
-        return False
+def _about_other_patient(resource: dict[str, Any], patient_id: Optional[str]) -> Optional[str]:
+    """Why the resource is about another patient than ``patient_id`` (None: it is not, or nothing to check).
+
+    ``patient_id`` None: no check (offline mapping); "" (the call has no ``context.patientId``): every
+    resource that names a patient is about another one."""
+    if patient_id is None:
+        return None
     if resource.get("resourceType") == "Patient":
-        return isinstance(resource.get("id"), str) and resource["id"] != patient_id
+        if isinstance(resource.get("id"), str) and resource["id"] != patient_id:
+            return "Patient.id is not context.patientId"
+        return None
     for name in ("subject", "patient"):
         ref = resource.get(name)
         if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
             match = re.match(r"^(?:.*/)?Patient/([^/]+)$", ref["reference"])
             if match and match.group(1) != patient_id:
-                return True
-    return False
+                return f"{name} is not context.patientId"
+    return None
 
 
-def _add(record: Record, resources: list[dict[str, Any]], patient_id: Optional[str]) -> None:
+def _add(record: Record, resources: list[dict[str, Any]], patient_id: Optional[str], source: str) -> None:
     for resource in resources:
-        if _about_other_patient(resource, patient_id):
-            record.other_patient += 1
+        why = _about_other_patient(resource, patient_id)
+        if why is not None:
+            record.set_aside.append((source, resource["resourceType"], why))
             continue
         record.resources.setdefault(resource["resourceType"], []).append(resource)
 
 
+def other_patient_problem(record: Record, patient_id_missing: bool = False) -> ApiProblem:
+    """412: the record holds resources about another patient; counts by source, type and reason only."""
+    counts = Counter(record.set_aside)
+    by_type = Counter(resource_type for _, resource_type, _ in record.set_aside)
+    types = ", ".join(f"{n} {t}" for t, n in sorted(by_type.items()))
+    total = len(record.set_aside)
+    why = ("the call has no context.patientId, so no resource can be tied to the patient in view"
+           if patient_id_missing else "; ".join(sorted({reason for _, _, reason in record.set_aside})))
+    log.warning("CDS call refused (412): %d resource(s) about another patient than context.patientId set aside (%s)",
+                total, types)
+    return ApiProblem(
+        412, "Precondition Failed",
+        f"{total} resource(s) set aside ({types}): {why}. This is an integration error of the calling EHR or "
+        f"client (its prefetch or its FHIR server answered for another patient than the one in view; every "
+        f"prefetch template must use {{{{context.patientId}}}}). Nothing was triaged: a card from another "
+        f"patient's record, or from what is left of this one, could wrongly reassure. Triage this patient "
+        f"with the MSCC triage form until the integration is fixed.",
+        OTHER_PATIENT,
+        setAside=[{"source": source, "resourceType": resource_type, "count": n, "reason": reason}
+                  for (source, resource_type, reason), n in sorted(counts.items())])
+
+
 def read_prefetch(prefetch: Any, patient_id: Optional[str] = None) -> tuple[Record, set[str]]:
-    """The record in the prefetch, and the declared keys it covers (present, even null, or sent by type)."""
+    """The record in the prefetch, and the declared keys it covers (present, even null, or sent by type).
+
+    With ``patient_id`` (a call's ``context.patientId``, "" when it has none), resources about another
+    patient are put in ``set_aside``, not in the record; without it (offline mapping), nothing is checked."""
     record = Record()
     if prefetch is None:
         return record, set()
     if not isinstance(prefetch, dict):
         raise bad_prefetch("prefetch must be an object of FHIR resources")
     for name, value in prefetch.items():
-        _add(record, _resources_of(value, str(name), strict=name in TEMPLATES), patient_id)
+        source = f"prefetch.{name}" if SAFE_KEY.match(str(name)) else "prefetch (a key)"
+        _add(record, _resources_of(value, str(name), strict=name in TEMPLATES), patient_id, source)
     covered = set()
     for key, template in TEMPLATES.items():
         if key in prefetch:
@@ -155,7 +199,9 @@ def gather(body: dict[str, Any], settings: FetchSettings) -> Record:
     """The record of a CDS Hooks request: prefetch first, then the FHIR server for what is missing."""
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
-    record, covered = read_prefetch(body.get("prefetch"), patient_id)
+    record, covered = read_prefetch(body.get("prefetch"), patient_id or "")
+    if record.set_aside:   # never a card, never a fetch, for a record about someone else
+        raise other_patient_problem(record, patient_id_missing=not patient_id)
     missing = [key for key in TEMPLATES if key not in covered]
     if not missing:
         return record
@@ -185,8 +231,10 @@ def gather(body: dict[str, Any], settings: FetchSettings) -> Record:
     for error in failed:
         record.unavailable[error.key] = error.reason
     for key, resource in fetched.items():
-        _add(record, _resources_of(resource, key, strict=False), patient_id)
+        _add(record, _resources_of(resource, key, strict=False), patient_id, f"fetched.{key}")
         record.origin[key] = "fetched from the FHIR server"
+    if record.set_aside:   # the FHIR server answered for another patient
+        raise other_patient_problem(record)
     return record
 
 

@@ -193,12 +193,21 @@ def test_a_patient_id_that_is_not_a_fhir_id_is_never_put_in_a_url(client, fhir, 
     assert fhir.requests == []
 
 
-def test_resources_about_another_patient_are_set_aside(client, fhir):
+def test_resources_about_another_patient_are_a_412_never_a_card(client, fhir):
+    # Issue 20 changed this: they used to be set aside and the rest triaged, with a "Set aside: 1
+    # resource(s)" line on a card that could say "No MSCC pathway today" (info) for a record that was
+    # never read. Now the call is refused (412) naming what was set aside, and nothing is fetched.
     other = dict(localfhir.load("condition-prostate-cancer")[0], subject={"reference": "Patient/someone-else"})
     prefetch = {"patient": localfhir.load("patient")[0], "conditions": {"resourceType": "Bundle", "entry": [{"resource": other}]},
                 "observations": None, "medicationRequests": None, "medicationStatements": None}
-    card = client.post(SERVICE, json=call(fhir, prefetch=prefetch)).get_json()["cards"][0]
-    assert "cancer 399068003" not in card["detail"] and "1 resource(s) about another patient" in card["detail"]
+    response = client.post(SERVICE, json=call(fhir, prefetch=prefetch))
+    assert response.status_code == 412 and response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["type"] == "urn:mscc-triage:problem:fhir-other-patient"
+    assert problem["setAside"] == [{"source": "prefetch.conditions", "resourceType": "Condition", "count": 1,
+                                    "reason": "subject is not context.patientId"}]
+    assert "someone-else" not in response.get_data(as_text=True) and "399068003" not in response.get_data(as_text=True)
+    assert fhir.requests == []
 
 
 def test_override_and_accepted_suggestions_feedback_round_trip(client, fhir):

@@ -1,0 +1,246 @@
+"""Issue 20, "The EHR edge": never a reassuring card for the wrong record.
+
+A breast-cancer patient with bone metastases and new leg weakness came back "No MSCC pathway today"
+(info) because HealthChain's sandbox had sent a prefetch about another patient than
+``context.patientId``: the resources were set aside and the empty rest triaged. Now:
+
+- resources about another patient (Bundle entries, a Patient of another id, what a FHIR server
+  answers) are a 412 problem naming how many resources of which type were set aside and why, and
+  nothing about the other patient is echoed or logged;
+- a record read for this patient that holds no finding gets a warning card that asks for the form,
+  with the form's labels (never field paths) and its pre-filled link;
+- a matched record still gets its card.
+
+The requests are real FHIR R4 JSON in tests/api/fhir/requests/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mscc_triage_api import create_app
+from triage._case import FIELDS
+
+SERVICE = "/cds-services/mscc-triage"
+HERE = Path(__file__).parent
+REQUESTS = HERE / "fhir" / "requests"
+if "localfhir" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location("localfhir", HERE / "fhir" / "localfhir.py")
+    sys.modules["localfhir"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["localfhir"])
+localfhir = sys.modules["localfhir"]
+OTHER_PATIENT = "urn:mscc-triage:problem:fhir-other-patient"
+THIN = "Not enough in the record to triage: open the form"
+
+
+def request(name: str) -> dict:
+    body = json.loads((REQUESTS / f"{name}.json").read_text(encoding="utf-8"))
+    body["hookInstance"] = str(uuid.uuid4())
+    return body
+
+
+@pytest.fixture
+def fhir():
+    with localfhir.LocalFhir(localfhir.load()) as server:
+        yield server
+
+
+@pytest.fixture
+def app(tmp_path, fhir):
+    return create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "cds.sqlite3"),
+                       "CDS_ALLOW_UNAUTHENTICATED": True, "FHIR_SERVERS": [fhir.base("fhir"), fhir.base("open")]})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def never_a_card(response) -> dict:
+    """The answer is a 412 problem, never a card (least of all a routine / info one)."""
+    assert response.status_code == 412, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert "cards" not in problem
+    assert problem["type"] == OTHER_PATIENT and problem["status"] == 412
+    assert "No MSCC pathway" not in response.get_data(as_text=True)
+    return problem
+
+
+def nothing_of(text: str, *about: str) -> None:
+    for value in about:
+        assert value not in text, value
+
+
+# What the other patient's resources hold: ids, names, identifiers, dates, codes, values, body sites.
+OTHER_RECORD = ("Patient/other", "Roe", "Jane", "9990000417", "1962-04-17", "254837009", "94222008", "26544005",
+                "2.71", "both legs", "cond-breast", "obs-weakness")
+
+
+# ------------------------------------------------------------------------------ another patient: 412
+
+def test_bundle_entries_about_patient_other_are_a_412_naming_what_was_set_aside(client, caplog):
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(SERVICE, json=request("bundle-about-another-patient"))
+    problem = never_a_card(response)
+    assert problem["setAside"] == [
+        {"source": "prefetch.conditions", "resourceType": "Condition", "count": 2,
+         "reason": "subject is not context.patientId"},
+        {"source": "prefetch.observations", "resourceType": "Observation", "count": 5,
+         "reason": "subject is not context.patientId"}]
+    assert "7 resource(s) set aside (2 Condition, 5 Observation)" in problem["detail"]
+    assert "subject is not context.patientId" in problem["detail"] and "integration error" in problem["detail"]
+    nothing_of(response.get_data(as_text=True), *OTHER_RECORD)
+    nothing_of(caplog.text, *OTHER_RECORD)
+
+
+def test_a_patient_resource_of_another_id_is_a_412(client, caplog):
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(SERVICE, json=request("patient-resource-of-another-patient"))
+    problem = never_a_card(response)
+    assert problem["setAside"] == [{"source": "prefetch.patient", "resourceType": "Patient", "count": 1,
+                                    "reason": "Patient.id is not context.patientId"}]
+    other = ("Smith", "Zoe", "1990-09-09", "9990000909", "Patient/other", '"other"')
+    nothing_of(response.get_data(as_text=True), *other)
+    nothing_of(caplog.text, *other)
+
+
+def test_a_healthchain_request_with_a_random_patient_id_never_gets_a_routine_card(client, fhir, caplog):
+    """HealthChain's sandbox: context.patientId invented, prefetch keys patient, condition, observation
+    about patient 123 (breast cancer, bone metastases, new leg weakness): the 8 resources of the
+    incident. Before, it was set aside and the empty rest answered "No MSCC pathway today" (info)."""
+    body = request("healthchain-random-patient")
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(SERVICE, json=body)
+    problem = never_a_card(response)
+    assert {(s["source"], s["resourceType"], s["count"]) for s in problem["setAside"]} == {
+        ("prefetch.patient", "Patient", 1), ("prefetch.condition", "Condition", 2),
+        ("prefetch.observation", "Observation", 5)}
+    assert problem["detail"].startswith("8 resource(s) set aside (2 Condition, 5 Observation, 1 Patient)")
+    text = response.get_data(as_text=True)
+    nothing_of(text, *OTHER_RECORD, "Patient/123", '"123"')
+    nothing_of(caplog.text, *OTHER_RECORD, "Patient/123")
+    assert body["context"]["patientId"] not in text   # nor any id at all
+
+    # with a FHIR server to fetch from: still a 412, and nothing is fetched for a record about someone else
+    body = request("healthchain-random-patient")
+    body["fhirServer"] = fhir.base("open")
+    never_a_card(client.post(SERVICE, json=body))
+    assert fhir.requests == []
+
+
+def test_a_fhir_server_that_answers_for_another_patient_is_a_412(client, fhir, caplog):
+    """The prefetch is right; the FHIR server, asked for this patient's observations, answers with
+    another patient's (a misconfigured proxy or search parameter)."""
+    body = request("breast-bone-mets-weakness")
+    del body["prefetch"]["observations"]
+    body["fhirServer"] = fhir.base("open")
+    stray = json.loads((REQUESTS / "bundle-about-another-patient.json").read_text())["prefetch"]["observations"]
+    fhir.answer = lambda mode, path, query: stray if path == ["Observation"] else None
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(SERVICE, json=body)
+    problem = never_a_card(response)
+    assert problem["setAside"] == [{"source": "fetched.observations", "resourceType": "Observation", "count": 5,
+                                    "reason": "subject is not context.patientId"}]
+    nothing_of(response.get_data(as_text=True), *OTHER_RECORD)
+    nothing_of(caplog.text, *OTHER_RECORD)
+
+
+def test_without_a_context_patient_id_no_resource_naming_a_patient_is_used(client):
+    body = request("breast-bone-mets-weakness")
+    del body["context"]["patientId"]
+    problem = never_a_card(client.post(SERVICE, json=body))
+    assert "no context.patientId" in problem["detail"]
+    assert sum(s["count"] for s in problem["setAside"]) == 8
+
+
+def test_nothing_is_recorded_or_remembered_for_a_refused_call(app, client):
+    never_a_card(client.post(SERVICE, json=request("healthchain-random-patient")))
+    from mscc_triage_api.cds import feedback_summary
+
+    assert feedback_summary(app)["cardsIssued"] == {}
+
+
+# ------------------------------------------------------------------------------ the right record: its card
+
+def test_the_same_record_matched_gets_its_critical_card(client):
+    response = client.post(SERVICE, json=request("breast-bone-mets-weakness"))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    card = response.get_json()["cards"][0]
+    assert card["indicator"] == "critical" and card["summary"] != THIN
+    assert "cancer 254837009 -> current, breast" in card["detail"]
+    assert "presentation.weakness.present = present (Observation)" in card["detail"]
+    assert "Set aside" not in card["detail"]
+
+
+def test_the_healthchain_request_of_issue_16_still_gets_its_card(client):
+    body = json.loads((REQUESTS / "healthchain-patient-view.json").read_text())
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 200
+    assert response.get_json()["cards"][0]["summary"] != THIN   # a cancer was read: a finding
+
+
+# ------------------------------------------------------------------------------ a thin record: the form
+
+def field_paths_in(text: str) -> list[str]:
+    return [path for path in FIELDS if path in text] + re.findall(r"\b(?:patient|presentation|assessment|labs)\.[a-z_]+", text)
+
+
+def test_a_thin_record_gets_a_warning_card_asking_for_the_form(client, app):
+    response = client.post(SERVICE, json=request("thin-record"))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    card = response.get_json()["cards"][0]
+    assert card["indicator"] == "warning"
+    assert card["summary"] == THIN
+    assert "No MSCC pathway" not in card["summary"] + card["detail"]
+    assert field_paths_in(card["summary"] + card["detail"]) == []
+    detail = card["detail"]
+    asked = detail.split("**Ask first**", 1)[1].split("**From the record**", 1)[0]
+    labels = app.extensions["mscc_form_texts"].fields
+    assert f"- {labels['presentation.weakness.present']['en']}: if present, emergency" in asked
+    assert labels["presentation.focal_vertebral_pain.present"]["en"] in asked
+    assert asked.index("emergency") < asked.index("urgent")   # what would raise most, first
+    assert re.search(r"age \d+ years \(Patient.birthDate\)", detail) and "conditions: sent" in detail
+    assert "suggestions" not in card
+    # the form's link, pre-filled with what the record said (the age); the links keep their order
+    form = next(link for link in card["links"] if link["label"].startswith("Open the MSCC triage form"))
+    assert "?from=" in form["url"]
+    page = client.get(form["url"].split("localhost", 1)[1]).get_data(as_text=True)
+    assert 'id="prefilled"' in page
+    assert {link["url"].split("?")[0] for link in card["links"]} == {
+        "http://localhost/", "http://localhost/fr/", "http://localhost/v1/ruleset"}
+
+
+@pytest.mark.parametrize("change", ["nothing at all", "refuted cancer", "no observations key"])
+def test_every_thin_record_asks_for_the_form_never_reassures(client, change):
+    body = request("thin-record")
+    prefetch = body["prefetch"]
+    if change == "nothing at all":
+        prefetch["conditions"] = prefetch["observations"] = None
+    elif change == "refuted cancer":
+        condition = prefetch["conditions"]["entry"][0]["resource"]
+        condition["code"]["coding"][0].update(code="254837009", display="Malignant neoplasm of breast")
+        condition["verificationStatus"] = {"coding": [{"code": "refuted"}]}
+    else:
+        del prefetch["observations"]   # no server to fetch from: every finding is still to ask
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    card = response.get_json()["cards"][0]
+    assert (card["indicator"], card["summary"]) == ("warning", THIN)
+    assert field_paths_in(card["summary"] + card["detail"]) == []
+
+
+def test_findings_are_every_mapped_field_but_the_age():
+    from mscc_triage_api.fhir_map import findings
+
+    assert findings({}) == [] and findings({"patient": {"age_years": 70, "cancer": {}}}) == []
+    assert findings({"patient": {"age_years": 70, "cancer": {"history": "past"}}}) == ["patient.cancer.history"]
+    assert findings({"presentation": {"weakness": {"present": False}}}) == ["presentation.weakness.present"]
