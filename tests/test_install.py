@@ -59,7 +59,7 @@ def test_evaluate_and_rules_check_from_another_folder(installed):
     out = run([str(bin_dir / "triage"), "evaluate", "case.json"], cwd=work)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["urgency"] == "emergency" and result["ruleset"]["version"] == "2.1.0"
+    assert result["urgency"] == "emergency" and result["ruleset"]["version"] == "2.2.0"
     import triage  # the installed copy hashes the same rule bytes as the checkout
     assert result["ruleset"]["sha256"] == triage.load_ruleset(ROOT / "rules").sha256
     check = run([str(bin_dir / "triage"), "rules", "check"], cwd=work)

@@ -192,6 +192,32 @@ def test_the_vocabulary_holds_every_id_of_the_contract(ruleset):
         assert ruleset.data.flags[flag].severity == severity, flag
 
 
+def test_the_vocabulary_holds_every_id_of_spec_2_2_with_its_timing_or_severity(ruleset):
+    actions_2_2 = {
+        "neurology_review_now": "immediately", "immune_related_adverse_event_pathway_now": "immediately",
+        "spinal_surgical_opinion_now": "immediately", "haemato_oncology_discussion_today": "within_24h",
+        "anticoagulation_review_now": "immediately", "urgent_tissue_diagnosis_route": "within_24h",
+        "paediatric_assessment_within_48h": "within_48h", "contact_paediatric_oncology_now": "immediately",
+        "goals_of_care_discussion": "immediately", "ct_whole_spine_within_4h": "within_4h",
+        "ct_whole_spine_within_24h": "within_24h", "ct_whole_spine_within_1_week": "within_1_week",
+        "ct_lumbosacral_within_4h": "within_4h"}
+    for action, timing in actions_2_2.items():
+        assert ruleset.data.actions[action].timing == timing, action
+    flags_2_2 = {"tetraparesis": "critical", "consider_epidural_haematoma": "warning",
+                 "long_term_steroids_continue": "info", "gait_assumed_from_non_ambulatory_status": "warning",
+                 "consider_ceiling_of_care": "info", "mri_contraindicated_ct_route": "info"}
+    for flag, severity in flags_2_2.items():
+        assert ruleset.data.flags[flag].severity == severity, flag
+    # the imaging actions of the unknowns (result-format 2.2): the 4- and 24-hour scans and their CTs
+    assert {a.id for a in ruleset.data.actions.values() if a.imaging} == {
+        "mri_whole_spine_within_4h", "mri_within_4h_cauda_equina", "mri_whole_spine_within_24h",
+        "ct_whole_spine_within_4h", "ct_lumbosacral_within_4h", "ct_whole_spine_within_24h"}
+    labels = {a: ruleset.data.actions[a].label for a in ("spinal_precautions", "stop_calcium_vitamin_d")}
+    assert "neck" in labels["spinal_precautions"] and "lithium" in labels["stop_calcium_vitamin_d"]
+    assert "myeloma" not in ruleset.data.flags["haematological_malignancy_suspected_discuss_before_steroids"].label
+    assert "next dose" in ruleset.data.flags["hypocalcaemia_correct_before_bone_agent"].label
+
+
 def test_a_condition_with_too_many_alternatives_is_refused_at_load_with_a_hint(rules_copy):
     many = {"all": [{"any": [{"field": f"presentation.weakness.{f}", "is": True} for f in ("present", "bilateral",
                                                                                            "progressive")]},
