@@ -28,7 +28,7 @@ def json_response(text: str, status: int = 200) -> Response:
 
 @bp.post("/v1/triage")
 def triage_case() -> Response:
-    """Triage one case (case-format v1) and return the result (result-format v1)."""
+    """Triage one case (case-format 2.2) and return the result (result-format 2.2)."""
     data = read_json_body()
     result = ruleset().evaluate(data)
     record_hook.record("api", data, result)   # before answering: 503 if it cannot be written
@@ -195,10 +195,10 @@ code,pre{background:#f3f3f3;padding:.1rem .3rem}pre{padding:.8rem;overflow:auto}
 <body><h1>mscc-triage API</h1>
 <p>Ruleset <b>{{ rs.name }} {{ rs.version }}</b>, sha256 <code>{{ rs.sha256 }}</code>.
 Decision support for clinicians; it does not replace clinical judgement.</p>
-<h2>Formats</h2><p><a href="docs/case-format.md">The case</a> (case-format 2.1),
-<a href="docs/result-format.md">the result</a> (result-format 2) and
+<h2>Formats</h2><p><a href="docs/case-format.md">The case</a> (case-format 2.2),
+<a href="docs/result-format.md">the result</a> (result-format 2.2) and
 <a href="docs/vignette-format.md">vignettes</a> (the replayable test format).</p>
-<h2>POST /v1/triage</h2><p>A case (case-format 2.1) in, a result (result-format 2) out.
+<h2>POST /v1/triage</h2><p>A case (case-format 2.2) in, a result (result-format 2.2) out.
 Errors are problem details (<code>application/problem+json</code>): 422 lists every invalid field's path and reason;
 400 malformed JSON; 413 over {{ limit }} bytes; 415 not JSON; 503 when the engine failed on the case
 (no result: triage clinically) or the CDS store cannot be written.</p>

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from triage import CaseValidationError, EngineError, TriageError
+from triage import CASE_FORMAT, CaseValidationError, EngineError, TriageError
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger("mscc_triage.api")
@@ -32,7 +32,7 @@ def problem(status: int, title: str, detail: str = "", type_: str = "about:blank
 
 
 def invalid_case(exc: CaseValidationError) -> Response:
-    return problem(422, "Invalid case", "The case does not follow case-format v1: see errors.",
+    return problem(422, "Invalid case", f"The case does not follow case-format {CASE_FORMAT}: see errors.",
                    "urn:mscc-triage:problem:invalid-case", errors=[p.as_dict() for p in exc.problems])
 
 

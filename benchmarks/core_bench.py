@@ -1,6 +1,6 @@
 """In-process benchmark of full evaluations (validation, normalisation, rules, unknowns, result).
 
-    .venv/bin/python benchmarks/core_bench.py [--seconds 5] [--vignettes ../shared/vignettes]
+    .venv/bin/python benchmarks/core_bench.py [--seconds 5] [--vignettes tests/vignettes ...]
 
 Replays the cases of the given vignette folders round-robin (invalid cases are left out: they stop
 at validation) on one thread, and prints evaluations per second and latency percentiles. It is a
@@ -22,7 +22,7 @@ from triage._vignettes import load_suite
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time (default 5)")
-    parser.add_argument("--vignettes", nargs="+", default=[str(Path(__file__).resolve().parents[1].parent / "shared" / "vignettes")])
+    parser.add_argument("--vignettes", nargs="+", default=[str(Path(__file__).resolve().parents[1] / "tests" / "vignettes")])
     args = parser.parse_args()
 
     ruleset = triage.load_ruleset()

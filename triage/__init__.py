@@ -9,12 +9,12 @@
 Decision support for clinicians; it does not replace clinical judgement.
 """
 
-from ._case import Case, parse_case, validate_case
+from ._case import CASE_FORMAT, Case, parse_case, validate_case
 from ._errors import (
     CaseValidationError, EngineError, Problem, RecordError, RecordNotFound, RecordUnavailable, RulesetError,
     TriageError, VignetteFormatError,
 )
-from ._result import ActionItem, FiredRule, FlagItem, Result, RulesetRef, Scores, SinsScore, Unknown
+from ._result import RESULT_FORMAT, ActionItem, FiredRule, FlagItem, Result, RulesetRef, Scores, SinsScore, Unknown
 from ._sins import sins_category, sins_total
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
 
@@ -22,12 +22,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActionItem",
+    "CASE_FORMAT",
     "Case",
     "CaseValidationError",
     "EngineError",
     "FiredRule",
     "FlagItem",
     "Problem",
+    "RESULT_FORMAT",
     "RecordError",
     "RecordNotFound",
     "RecordUnavailable",

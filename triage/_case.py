@@ -17,6 +17,8 @@ from ._hints import closest
 from ._errors import CaseValidationError, Problem
 from ._sins import SINS_COMPONENTS, sins_total
 
+CASE_FORMAT = "2.2"   # the version of case-format.md this model implements (named in every message)
+
 TriState = Optional[bool]
 
 History = Literal["current", "past", "suspected", "none", "unknown"]
@@ -274,7 +276,7 @@ def _pydantic_problem(error: dict[str, Any], data: Any) -> Problem:
     kind = error["type"]
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
-        reason = "is not a field of case-format 2.2"
+        reason = f"is not a field of case-format {CASE_FORMAT}"
         if parent is not None:
             close = closest(loc[-1], list(parent.model_fields))
             if close:

@@ -1,6 +1,6 @@
 """The one module that talks to durable-rules.
 
-How the engine is used, and why (measured on durable-rules 2.0.28, see HOUSE_STYLE.md):
+How the engine is used, and why (measured on durable-rules 2.0.28 on a 2-core machine):
 
 * We drive durable's C core (``durable_rules_engine``) directly and run no Python actions: a unit's
   "action" is its name, which we read back from the engine. So no background ``Host`` timer threads

@@ -3,7 +3,7 @@
 ::
 
     TriageError                      code        CLI exit   HTTP
-    ├── CaseValidationError          invalid_case     2      422   the case breaks case-format 2.1
+    ├── CaseValidationError          invalid_case     2      422   the case breaks case-format 2.2
     ├── RulesetError                 invalid_rules    3      (the server refuses to start)
     ├── VignetteFormatError          invalid_vignette 2      n/a   a vignette file breaks vignette-format v1
     ├── EngineError                  engine_failure   4      503   the rule engine misbehaved (a bug, never the user's input)
@@ -45,7 +45,7 @@ class TriageError(Exception):
 
 
 class CaseValidationError(TriageError, ValueError):
-    """The case does not follow case-format 2.1: every problem is listed, none is guessed away."""
+    """The case does not follow case-format 2.2: every problem is listed, none is guessed away."""
 
     code = "invalid_case"
     exit_code = 2

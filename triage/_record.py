@@ -5,7 +5,7 @@ A record is one JSON object (record-format 1)::
     {"record_format": 1, "kind": "decision", "seq": 7, "id": "<request id, uuid4 hex>",
      "time": "2026-11-29T16:04:56.123456Z", "channel": "api" | "cds" | "form",
      "case": {...the case as sent, validated, fields that are null left out, no case_id...},
-     "result": {...the result (result-format 2), case_id removed...},
+     "result": {...the result (result-format 2.2), case_id removed...},
      "ruleset": {"name", "version", "sha256"},
      "versions": {"mscc-triage", "durable-rules", "pydantic", "python"},
      "cds": {"hook_instance", "cards": [uuid, ...], "iss", "sub"}  (CDS Hooks only, else absent),

@@ -15,6 +15,8 @@ from ._compile import Unit, settle_actions, urgency_of
 from ._ruleset import RulesetData, SEVERITIES, TIMINGS
 from ._sins import sins_category
 
+RESULT_FORMAT = "2.2"   # the version of result-format.md this model implements
+
 Urgency = Literal["emergency", "urgent", "routine"]
 
 

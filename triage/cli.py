@@ -31,8 +31,16 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (CaseValidationError, VignetteFormatError) as exc:
-            title = "invalid case" if isinstance(exc, CaseValidationError) else f"invalid vignette file {exc.source}"
+        except VignetteFormatError as exc:
+            if [p.code for p in exc.problems] == ["not_found"]:   # a path that does not exist: say just that
+                click.echo(f"error: no such file or folder: {exc.source}", err=True)
+                sys.exit(exc.exit_code)
+            click.echo(f"error: invalid vignette file {exc.source}:", err=True)
+            for problem in exc.problems:
+                click.echo(f"  {problem}", err=True)
+            sys.exit(exc.exit_code)
+        except CaseValidationError as exc:
+            title = "invalid case"
             click.echo(f"error: {title}:", err=True)
             for problem in exc.problems:
                 click.echo(f"  {problem}", err=True)
