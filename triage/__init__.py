@@ -14,7 +14,9 @@ from ._errors import (
     CaseValidationError, EngineError, Problem, RecordError, RecordNotFound, RecordUnavailable, RulesetError,
     TriageError, VignetteFormatError,
 )
-from ._result import RESULT_FORMAT, ActionItem, FiredRule, FlagItem, Result, RulesetRef, Scores, SinsScore, Unknown
+from ._result import (
+    RESULT_FORMAT, ActionItem, FiredRule, FlagItem, Hold, Result, RulesetRef, Scores, SinsScore, Unknown, WithheldItem,
+)
 from ._sins import sins_category, sins_total
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
 
@@ -28,6 +30,7 @@ __all__ = [
     "EngineError",
     "FiredRule",
     "FlagItem",
+    "Hold",
     "Problem",
     "RESULT_FORMAT",
     "RecordError",
@@ -42,6 +45,7 @@ __all__ = [
     "TriageError",
     "Unknown",
     "VignetteFormatError",
+    "WithheldItem",
     "__version__",
     "default_ruleset",
     "evaluate",

@@ -122,7 +122,8 @@ def diff(old_rules: Path, new_rules: Path, suite: tuple[Path, ...]) -> None:
         else:
             click.echo(f"changed  {head}")
         for label, items in (("+ action", c.actions_added), ("- action", c.actions_removed),
-                             ("+ flag", c.flags_added), ("- flag", c.flags_removed)):
+                             ("+ flag", c.flags_added), ("- flag", c.flags_removed),
+                             ("+ withheld", c.withheld_added), ("- withheld", c.withheld_removed)):
             for item in items:
                 click.echo(f"    {label} {item}")
     down = sum(c.urgency_down for c in changes)

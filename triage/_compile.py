@@ -115,7 +115,7 @@ def urgency_of(units: Iterable[Unit]) -> str:
     return level
 
 
-def settle_actions(units: Iterable[Unit], replace: bool = True) -> dict[str, list[str]]:
+def settle_actions(units: Iterable[Unit], replace: bool = True, remove: bool = True) -> dict[str, list[str]]:
     """The actions the units leave, each with the rules that asked for it (``because``), in unit order.
 
     Every action asked for, less every action a rule removes (withdrawals), then each replacement
@@ -134,7 +134,7 @@ def settle_actions(units: Iterable[Unit], replace: bool = True) -> dict[str, lis
                 removed.add(out.id)
             elif out.kind == "replace" and out.target is not None:
                 replacements.append((out.id, out.target))
-    settled = {action: names for action, names in because.items() if action not in removed}
+    settled = {action: names for action, names in because.items() if not remove or action not in removed}
     if not replace:
         return settled
     for old, new in replacements:
@@ -311,12 +311,13 @@ class _Builder:
         for index, rule in enumerate(self.data.rules):
             plain = tuple(o for o in rule.outputs if o.when is None)
             units.append(Unit(f"r{index}", rule, True, rule.when, plain))
-            by_condition: dict[Condition, list[Output]] = {}
+            by_condition: dict[tuple[bool, Condition], list[Output]] = {}
             for out in rule.outputs:
                 if out.when is not None:
-                    by_condition.setdefault(out.when, []).append(out)
-            for j, (out_when, outs) in enumerate(by_condition.items()):
-                units.append(Unit(f"r{index}_{j}", rule, False, All((rule.when, out_when)), tuple(outs)))
+                    by_condition.setdefault((out.absolute, out.when), []).append(out)
+            for j, ((absolute, out_when), outs) in enumerate(by_condition.items()):
+                condition = out_when if absolute else All((rule.when, out_when))
+                units.append(Unit(f"r{index}_{j}", rule, False, condition, tuple(outs)))
         return units
 
     def terms(self, unit: Unit) -> list[Term]:

@@ -7,7 +7,7 @@ unknown that could raise the urgency. Rendering it (JSON, a CDS card, a web page
 from __future__ import annotations
 
 import json
-from typing import Iterable, Literal, Optional
+from typing import Any, Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -59,6 +59,25 @@ class Unknown(_Frozen):
     would_add_actions: list[str] = []   # 2.2: imaging actions a qualifying trial adds
 
 
+class Hold(_Frozen):
+    """Why an action is held back: the rule that held it, the reason, and what would release it."""
+
+    rule: str
+    title: str
+    source: str
+    reason: str
+    release: Optional[str] = None
+
+
+class WithheldItem(_Frozen):
+    """An action a rule asked for (or would have, but for one of its gates) that the result does not hold."""
+
+    id: str
+    label: str
+    asked_by: list[str]
+    held_by: list[Hold]
+
+
 class FiredRule(_Frozen):
     id: str
     version: str
@@ -81,6 +100,7 @@ class Result(_Frozen):
     flags: list[FlagItem]
     scores: Scores
     unknowns: list[Unknown]
+    withheld: list[WithheldItem] = []
     fired_rules: list[FiredRule]
     ruleset: RulesetRef
     disclaimer: str
@@ -94,6 +114,9 @@ class Result(_Frozen):
 
     def flag_ids(self) -> list[str]:
         return [f.id for f in self.flags]
+
+    def withheld_ids(self) -> list[str]:
+        return [w.id for w in self.withheld]
 
 
 def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unknowns: list[Unknown],
@@ -126,15 +149,54 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
     ]
     flags.sort(key=lambda item: order[item.id])
     headline = choose_headline(data, units, urgency, settled)
+    withheld = held_back(data, units, settled)
 
     scores = Scores(sins=SinsScore(total=sins_total, category=sins_category(sins_total))
                     if sins_total is not None else None)
     return Result(
         case_id=case_id, urgency=urgency, headline=headline, actions=actions, flags=flags, scores=scores,
-        unknowns=unknowns, fired_rules=list(fired.values()),
+        unknowns=unknowns, withheld=withheld, fired_rules=list(fired.values()),
         ruleset=RulesetRef(name=data.name, version=data.version, sha256=data.sha256),
         disclaimer=data.disclaimer,
     )
+
+
+def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]]) -> list[WithheldItem]:
+    """Every action held back, with the rules that asked for it and what held it (issue 25).
+
+    An action is held when a rule removed it (a withdrawal), replaced it (the CT route), or when a
+    rule's trigger held but one of its gates stopped it (``gates:``, or an action's ``unless`` with a
+    reason). An action another rule still gives is not held; an action no trigger asked for is not listed.
+    """
+    asked = settle_actions(units, replace=False, remove=False)
+    before = settle_actions(units, replace=False)
+    holds: dict[str, list[Hold]] = {}
+    askers: dict[str, list[str]] = {}
+
+    def hold(action: str, rule: Any, reason: str, release: Optional[str], asker: Optional[str] = None) -> None:
+        entry = Hold.model_construct(rule=rule.id, title=rule.title, source=_sources(data, (rule.id,)),
+                                     reason=reason, release=release)
+        found = holds.setdefault(action, [])
+        if not any(h.rule == entry.rule and h.reason == entry.reason for h in found):
+            found.append(entry)
+        names = askers.setdefault(action, list(asked.get(action, [])))
+        if asker and asker not in names:
+            names.append(asker)
+
+    for unit in units:
+        rule = unit.rule
+        for out in unit.outputs:
+            if out.kind == "remove" and out.id in asked:
+                hold(out.id, rule, rule.reason or rule.title, rule.release)
+            elif out.kind == "replace" and out.id in before:
+                hold(out.id, rule, rule.reason or rule.title, rule.release)
+            elif out.kind == "withhold":
+                hold(out.id, rule, out.reason or rule.title, out.release, asker=rule.id)
+    order = _orders(data)
+    items = [WithheldItem.model_construct(id=a, label=data.actions[a].label, asked_by=askers[a], held_by=found)
+             for a, found in holds.items() if a not in final]
+    items.sort(key=lambda item: order[item.id])
+    return items
 
 
 def choose_headline(data: RulesetData, units: list[Unit], urgency: str, actions: Iterable[str] = ()) -> str:

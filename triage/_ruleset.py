@@ -104,6 +104,18 @@ class _OutputEntry(_Strict):
     id: str
     when: Any = None
     unless: Any = None
+    # An action's `unless` with a reason is a gate: when it stops the action, the result names the
+    # action among those withheld, with this reason (and what would release it).
+    reason: Optional[str] = Field(None, min_length=1, max_length=160)
+    release: Optional[str] = Field(None, min_length=1, max_length=160)
+
+
+class _GateEntry(_Strict):
+    """A safety gate of a rule: its trigger (`when`) holds, but this stops it; its actions are withheld."""
+
+    when: Any
+    reason: str = Field(min_length=1, max_length=160)
+    release: Optional[str] = Field(None, min_length=1, max_length=160)
 
 
 class _UrgencyEntry(_Strict):
@@ -132,6 +144,10 @@ class _RuleEntry(_Strict):
     flags: list[Union[str, _OutputEntry]] = []
     removes_actions: list[str] = []
     replaces: dict[str, str] = {}
+    gates: list[_GateEntry] = []
+    # What a clinician reads about an action this rule removes or replaces (required with either).
+    reason: Optional[str] = Field(None, min_length=1, max_length=160)
+    release: Optional[str] = Field(None, min_length=1, max_length=160)
 
 
 class _RulesFile(_Strict):
@@ -143,10 +159,16 @@ class Output:
     """One thing a rule produces: an action, a flag, an urgency, the removal of an action, the
     replacement of an action (``id`` by ``target``), or a headline (``id`` is its text)."""
 
-    kind: Literal["action", "flag", "urgency", "remove", "replace", "headline", "concept"]
+    kind: Literal["action", "flag", "urgency", "remove", "replace", "headline", "withhold", "concept"]
     id: str
     when: Optional[Condition] = None
     target: Optional[str] = None
+    # withhold: the action ``id`` is held back for ``reason`` (``release``: what would give it). A
+    # withhold of a rule's gate stands alone (``absolute``): its condition is the rule's trigger and the
+    # gate, not the rule's condition, which the gate makes false.
+    reason: Optional[str] = None
+    release: Optional[str] = None
+    absolute: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +194,8 @@ class Rule:
     file: str
     order: int
     headlines: tuple[HeadlineVariant, ...] = ()
+    reason: Optional[str] = None     # why an action it removes or replaces is held back
+    release: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -328,6 +352,8 @@ def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, Act
             return None
         return parts[0] if len(parts) == 1 else All(tuple(parts))
 
+    trigger = _condition(entry.when, file, rid, "when")
+    gates = [(_condition(g.when, file, rid, f"gates[{i}].when"), g) for i, g in enumerate(entry.gates)]
     for kind, items, known in (("action", entry.actions, actions), ("flag", entry.flags, flags)):
         for i, item in enumerate(items):
             out = item if isinstance(item, _OutputEntry) else _OutputEntry(id=item)
@@ -335,6 +361,27 @@ def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, Act
                 raise RulesetError(file, f"{kind}s[{i}]: '{out.id}' is not in the vocabulary", rid,
                                    _hint(out.id, list(known)))
             outputs.append(Output(kind, out.id, output_condition(out, f"{kind}s[{i}]")))  # type: ignore[arg-type]
+            if (out.reason or out.release) and (kind != "action" or out.unless is None):
+                raise RulesetError(file, f"{kind}s[{i}]: a reason belongs to an action's `unless` (the gate it explains)",
+                                   rid)
+            if kind == "action" and out.reason:   # the action's own gate: rule fires, `when` holds, `unless` holds
+                held = _condition(out.unless, file, rid, f"{kind}s[{i}].unless")
+                cond = held if out.when is None else All((_condition(out.when, file, rid, f"{kind}s[{i}].when"), held))
+                outputs.append(Output("withhold", out.id, cond, reason=out.reason, release=out.release))
+            if kind == "action":   # the rule's gates hold every action back (with the action's own condition)
+                own = output_condition(out, f"{kind}s[{i}]")
+                for gate_when, gate in gates:
+                    parts = (trigger, gate_when) + ((own,) if own is not None else ())
+                    outputs.append(Output("withhold", out.id, All(parts), reason=gate.reason, release=gate.release,
+                                          absolute=True))
+    if (entry.removes_actions or entry.replaces) and not entry.reason:
+        raise RulesetError(file, "a rule that removes or replaces actions needs a `reason` (shown with the action "
+                                 "it holds back)", rid)
+    if entry.reason and not (entry.removes_actions or entry.replaces):
+        raise RulesetError(file, "`reason` explains the actions a rule removes or replaces; this rule has none "
+                                 "(an action's gate takes its reason under `unless`, a rule's under `gates`)", rid)
+    if gates and not any(o.kind == "action" for o in outputs):
+        raise RulesetError(file, "gates hold a rule's actions back; this rule has no action", rid)
     for i, action_id in enumerate(entry.removes_actions):
         if action_id not in actions:
             raise RulesetError(file, f"removes_actions[{i}]: '{action_id}' is not in the vocabulary", rid,
@@ -375,10 +422,11 @@ def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, Act
             outputs.append(Output("urgency", urg.level, cond))
     if not any(o.kind != "headline" for o in outputs):
         raise RulesetError(file, "the rule produces nothing (no urgency, action, flag, removal or replacement)", rid)
+    when = trigger if not gates else All((trigger, *(Not(g) for g, _ in gates)))
     return Rule(
         id=rid, version=str(entry.version), title=entry.title, rationale=entry.rationale, source=entry.source,
-        when=_condition(entry.when, file, rid, "when"), headline=default_headline, outputs=tuple(outputs),
-        file=file, order=order, headlines=tuple(variants),
+        when=when, headline=default_headline, outputs=tuple(outputs),
+        file=file, order=order, headlines=tuple(variants), reason=entry.reason, release=entry.release,
     )
 
 

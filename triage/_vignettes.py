@@ -35,6 +35,8 @@ class Expect(BaseModel):
     flags_exclude: list[str] = []
     unknowns_include: list[str] = []
     unknowns_exclude: list[str] = []
+    withheld_include: list[str] = []     # actions the result must name as held back (with a reason)
+    withheld_exclude: list[str] = []
     sins_category: Optional[Literal["stable", "potentially_unstable", "unstable"]] = None
 
     @model_validator(mode="after")
@@ -147,7 +149,8 @@ def expectation_problems(vignette: Vignette, ruleset: Ruleset) -> list[str]:
     return (_unknown_ids("action", e.actions_include + e.actions_exclude, actions, "actions")
             + _unknown_ids("flag", e.flags_include + e.flags_exclude, flags, "flags")
             + _unknown_ids("field of the unknowns", e.unknowns_include, fields, "unknowns")
-            + _unknown_ids("field of the case", e.unknowns_exclude, list(FIELDS), "unknowns"))
+            + _unknown_ids("field of the case", e.unknowns_exclude, list(FIELDS), "unknowns")
+            + _unknown_ids("action", e.withheld_include + e.withheld_exclude, actions, "withheld"))
 
 
 def check(vignette: Vignette, ruleset: Ruleset, file: str = "") -> VignetteOutcome:
@@ -174,6 +177,9 @@ def check(vignette: Vignette, ruleset: Ruleset, file: str = "") -> VignetteOutco
          expect.flags_include, expect.flags_exclude),
         ("unknown", {u.field: f"could raise to {u.could_raise_to}" for u in result.unknowns},
          expect.unknowns_include, expect.unknowns_exclude),
+        ("withheld action", {w.id: "held by " + ", ".join(f"{h.rule}: {h.reason}" for h in w.held_by)
+                             for w in result.withheld},
+         expect.withheld_include, expect.withheld_exclude),
     )
     for kind, found, include, exclude in produced:
         mismatches += [f"expected {kind} {item}, missing" for item in include if item not in found]
@@ -239,6 +245,8 @@ class Change:
     actions_removed: list[str]
     flags_added: list[str]
     flags_removed: list[str]
+    withheld_added: list[str] = field(default_factory=list)
+    withheld_removed: list[str] = field(default_factory=list)
 
     @property
     def urgency_changed(self) -> bool:
@@ -259,10 +267,14 @@ def diff(paths: Iterable[str | Path], old: Ruleset, new: Ruleset) -> list[Change
         a_new = set(after.action_ids()) if after else set()
         f_old = set(before.flag_ids()) if before else set()
         f_new = set(after.flag_ids()) if after else set()
+        w_old = {(w.id, h.reason) for w in before.withheld for h in w.held_by} if before else set()
+        w_new = {(w.id, h.reason) for w in after.withheld for h in w.held_by} if after else set()
         change = Change(vignette, file, before.urgency if before else None, after.urgency if after else None,
-                        sorted(a_new - a_old), sorted(a_old - a_new), sorted(f_new - f_old), sorted(f_old - f_new))
+                        sorted(a_new - a_old), sorted(a_old - a_new), sorted(f_new - f_old), sorted(f_old - f_new),
+                        [f"{a} ({why})" for a, why in sorted(w_new - w_old)],
+                        [f"{a} ({why})" for a, why in sorted(w_old - w_new)])
         if change.urgency_changed or change.actions_added or change.actions_removed or change.flags_added \
-                or change.flags_removed:
+                or change.flags_removed or change.withheld_added or change.withheld_removed:
             changes.append(change)
     changes.sort(key=lambda c: (not c.urgency_down, not c.urgency_changed))
     return changes
@@ -303,6 +315,8 @@ def skeleton(case: Any, ruleset: Ruleset, vignette_id: str, title: str) -> list[
         expect["flags_include"] = result.flag_ids()
     if result.unknowns:
         expect["unknowns_include"] = [u.field for u in result.unknowns]
+    if result.withheld:
+        expect["withheld_include"] = result.withheld_ids()
     if result.scores.sins:
         expect["sins_category"] = result.scores.sins.category
     return [{"id": vignette_id, "title": title, "source": "", "case": case, "expect": expect}]
