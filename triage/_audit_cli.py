@@ -39,7 +39,7 @@ def _open(store_path: Optional[Path], dsn: Optional[str]) -> RecordStore:
     return store
 
 
-class DateParam(click.ParamType):
+class DateParam(click.ParamType):  # type: ignore[type-arg]
     name = "DATE"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:

@@ -315,7 +315,7 @@ def validate_case(data: Any) -> Case:
     try:
         return Case.model_validate(data)
     except ValidationError as exc:
-        problems = [_pydantic_problem(e, data) for e in exc.errors(include_url=False)]
+        problems = [_pydantic_problem(dict(e), data) for e in exc.errors(include_url=False)]
         raise CaseValidationError(problems) from None
 
 

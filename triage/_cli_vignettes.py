@@ -7,7 +7,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 import yaml
@@ -144,7 +144,7 @@ def vignette() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
 @RULESET_OPTION
 @handle_errors
-def vignette_new(case_file, vignette_id: str, title: str, output: Optional[Path], ruleset_path: Optional[Path]) -> None:
+def vignette_new(case_file: Any, vignette_id: str, title: str, output: Optional[Path], ruleset_path: Optional[Path]) -> None:
     """Write a vignette skeleton recording today's answer for CASE_FILE; then correct what is wrong."""
     case = read_case_text(case_file.read(), case_file.name)
     if not isinstance(case, dict):

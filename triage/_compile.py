@@ -69,6 +69,13 @@ class Unit:
     concept: Optional[str] = None
     stage: int = 0
 
+    @property
+    def owner(self) -> Rule:
+        """The rule of a rule unit (concept units have none)."""
+        if self.rule is None:
+            raise TypeError(f"unit {self.name} is a concept's, not a rule's")
+        return self.rule
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -399,15 +406,15 @@ def _check_swaps(units: list[Unit], unit_terms: dict[str, list[Term]]) -> None:
                 if not (key.startswith("o.a.") and op == "eq" and value == "yes"):
                     continue
                 for remover in removers.get(key[4:], []):
-                    if remover.rule is reader.rule:
+                    if remover.owner is reader.owner:
                         continue
                     if any(t <= term for t in unit_terms[remover.name]):
                         raise RulesetError(
-                            reader.rule.file,
-                            f"reads action {key[4:]}, which {remover.rule.id} removes whenever this condition "
+                            reader.owner.file,
+                            f"reads action {key[4:]}, which {remover.owner.id} removes whenever this condition "
                             f"holds: the rule sees the actions after every removal, so it can never fire through "
                             f"{key[4:]} (a swap written as two rules loses the action)",
-                            reader.rule.id,
+                            reader.owner.id,
                             f"write the swap as one rule: `replaces: {{{key[4:]}: NEW_ACTION}}`")
 
 
@@ -426,8 +433,8 @@ def _stages(units: list[Unit], reads: dict[str, set[str]]) -> dict[str, int]:
                 if same_rule and not headline_only and not key.startswith("o.f."):
                     hint = ("to put one action in place of another, write `replaces: {OLD: NEW}` in one rule"
                             if key.startswith("o.a.") else None)
-                    raise RulesetError(unit.rule.file, f"the rule reads an outcome it produces itself "
-                                                       f"({_describe(key, by_name)})", unit.rule.id, hint)
+                    raise RulesetError(unit.owner.file, f"the rule reads an outcome it produces itself "
+                                                        f"({_describe(key, by_name)})", unit.owner.id, hint)
                 deps[unit.name].add(p)
     stage: dict[str, int] = {}
 
@@ -567,7 +574,7 @@ def _holds(literal: Literal, value: Any) -> bool:
     if op == "neq":
         return bool(value != wanted)
     number = float(value)
-    return {"gt": number > wanted, "ge": number >= wanted, "lt": number < wanted, "le": number <= wanted}[op]
+    return bool({"gt": number > wanted, "ge": number >= wanted, "lt": number < wanted, "le": number <= wanted}[op])
 
 
 def partial_terms(unit_terms: dict[str, list[Term]], fixed: dict[str, Any]) -> dict[str, list[Term]]:

@@ -135,7 +135,9 @@ def parse_condition(raw: Any, where: str) -> Condition:
     if key in ("concept", "fired", "action"):
         if not isinstance(value, str) or not value:
             raise ConditionError(f"{where}.{key}", "must be an identifier (a string)")
-        return {"concept": ConceptRef, "fired": Fired, "action": HasAction}[key](value)
+        if key == "concept":
+            return ConceptRef(value)
+        return Fired(value) if key == "fired" else HasAction(value)
     if key == "urgency":
         levels = value if isinstance(value, list) else [value]
         for level in levels:

@@ -163,7 +163,7 @@ class CompiledEngine:
             except _dre.error as exc:  # pragma: no cover - the compiler's output is tested
                 raise EngineError(f"durable-rules refused the compiled ruleset {self.label}: {exc}") from None
             self._pid = pid
-        return self._handle
+        return self._handle  # type: ignore[return-value]
 
     def run(self, worlds: list[dict[str, str]]) -> list[list[Unit]]:
         """Evaluate each world in one session; the units fired for each world, in firing order.

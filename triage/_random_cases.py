@@ -22,6 +22,7 @@ def random_case(rng: random.Random, density: float = 0.5) -> dict[str, Any]:
     """One random case (not checked: see :func:`random_valid_cases`)."""
     case: dict[str, Any] = {}
     for path, spec in FIELDS.items():
+        value: Any
         if spec.kind == "tristate":
             roll = rng.random()
             value = True if roll < density else (None if roll < density + (1 - density) / 2 else False)

@@ -46,11 +46,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from ._case import validate_case
 from ._errors import RecordError, RecordNotFound, RecordUnavailable, TriageError  # noqa: F401 - re-exported
 from ._result import Result
+
+_T = TypeVar("_T")
 
 RECORD_FORMAT = 1
 GENESIS = "0" * 64
@@ -124,7 +126,8 @@ def recorded_case(case: Any) -> dict[str, Any]:
     normalised case no longer shows."""
     sent = validate_case(case).model_dump()
     sent.pop("case_id", None)
-    return _compact(sent)
+    compact: dict[str, Any] = _compact(sent)
+    return compact
 
 
 def recorded_result(result: Result | Mapping[str, Any]) -> dict[str, Any]:
@@ -177,15 +180,15 @@ class Record:
 
     @property
     def id(self) -> str:
-        return self.body["id"]
+        return str(self.body["id"])
 
     @property
     def kind(self) -> str:
-        return self.body["kind"]
+        return str(self.body["kind"])
 
     @property
     def time(self) -> str:
-        return self.body["time"]
+        return str(self.body["time"])
 
     def as_json_line(self) -> str:
         """The export form: the body with its hash, canonical, one line."""
@@ -293,7 +296,7 @@ class RecordStore:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
     # -- writing -------------------------------------------------------------------------------
-    def _write(self, work: Any) -> Any:
+    def _write(self, work: Callable[[Any, int, str], _T]) -> _T:
         """Run ``work(conn, head_seq, head_hash)`` in one locked transaction; all of it or nothing."""
         try:
             conn = self._conn()
@@ -379,7 +382,8 @@ class RecordStore:
     # -- reading -------------------------------------------------------------------------------
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            rows: list[Any] = self._conn().execute(sql, params).fetchall()
+            return rows
         except self._errors() as exc:
             self._drop_conn()
             raise RecordUnavailable(f"the decision record cannot be read: {self._reason(exc)}") from None
@@ -445,7 +449,7 @@ class RecordStore:
         return Record(seq, digest, json.loads(body))
 
     def count(self) -> int:
-        return self._read("SELECT COUNT(*) FROM records")[0][0]
+        return int(self._read("SELECT COUNT(*) FROM records")[0][0])
 
     def verify(self) -> Verification:
         """Check the whole chain; name the first record that breaks it."""

@@ -7,12 +7,12 @@ unknown that could raise the urgency. Rendering it (JSON, a CDS card, a web page
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Literal, Optional
+from typing import Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from ._compile import Unit, settle_actions, urgency_of
-from ._ruleset import RulesetData, SEVERITIES, TIMINGS
+from ._ruleset import Rule, RulesetData, SEVERITIES, TIMINGS
 from ._sins import sins_category
 
 RESULT_FORMAT = "2.2"   # the version of result-format.md this model implements
@@ -122,12 +122,12 @@ class Result(_Frozen):
 def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unknowns: list[Unknown],
              sins_total: Optional[int]) -> Result:
     """Build the result from the units that fired for the case itself."""
-    units = sorted(units, key=lambda u: (u.rule.order, u.name))
+    units = sorted(units, key=lambda u: (u.owner.order, u.name))
     urgency = urgency_of(units)
     flag_because: dict[str, list[str]] = {}
     fired: dict[str, FiredRule] = {}
     for unit in units:
-        rule = unit.rule
+        rule = unit.owner
         if unit.main:
             fired.setdefault(rule.id, FiredRule(id=rule.id, version=rule.version, title=rule.title))
         for out in unit.outputs:
@@ -154,7 +154,8 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
     scores = Scores(sins=SinsScore(total=sins_total, category=sins_category(sins_total))
                     if sins_total is not None else None)
     return Result(
-        case_id=case_id, urgency=urgency, headline=headline, actions=actions, flags=flags, scores=scores,
+        case_id=case_id, urgency=urgency, headline=headline,
+        actions=actions, flags=flags, scores=scores,
         unknowns=unknowns, withheld=withheld, fired_rules=list(fired.values()),
         ruleset=RulesetRef(name=data.name, version=data.version, sha256=data.sha256),
         disclaimer=data.disclaimer,
@@ -173,7 +174,7 @@ def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]])
     holds: dict[str, list[Hold]] = {}
     askers: dict[str, list[str]] = {}
 
-    def hold(action: str, rule: Any, reason: str, release: Optional[str], asker: Optional[str] = None) -> None:
+    def hold(action: str, rule: Rule, reason: str, release: Optional[str], asker: Optional[str] = None) -> None:
         entry = Hold.model_construct(rule=rule.id, title=rule.title, source=_sources(data, (rule.id,)),
                                      reason=reason, release=release)
         found = holds.setdefault(action, [])
@@ -184,7 +185,7 @@ def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]])
             names.append(asker)
 
     for unit in units:
-        rule = unit.rule
+        rule = unit.owner
         for out in unit.outputs:
             if out.kind == "remove" and out.id in asked:
                 hold(out.id, rule, rule.reason or rule.title, rule.release)
@@ -205,7 +206,7 @@ def choose_headline(data: RulesetData, units: list[Unit], urgency: str, actions:
     ruleset's default for the level otherwise. At routine, the first fired rule with a headline gives it."""
     final = set(actions)
     for unit in units:
-        rule = unit.rule
+        rule = unit.owner
         if not rule.headlines:
             continue
         if not any(o.kind == "urgency" and o.id == urgency for o in unit.outputs):
@@ -232,7 +233,7 @@ def _sources(data: RulesetData, rule_ids: tuple[str, ...]) -> str:
     key = ("sources", rule_ids)
     if key not in data.cache:
         data.cache[key] = _join_sources(data.rule(r).source for r in rule_ids)
-    return data.cache[key]
+    return str(data.cache[key])
 
 
 # Citations list current national guidance first, then the others, and the seed document last

@@ -334,7 +334,7 @@ def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData
         files=[manifest.vocabulary, manifest.concepts, *manifest.rule_files],
     )
     _check_references(data, manifest.concepts)
-    return data
+    return data  # type: ignore[no-any-return]
 
 
 def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, ActionDef],
@@ -401,25 +401,27 @@ def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, Act
     variants: list[HeadlineVariant] = [HeadlineVariant(default_headline)] if default_headline else []
     if isinstance(entry.headline, list):
         for i, variant in enumerate(entry.headline):
-            cond = output_condition(_OutputEntry(id="h", when=variant.when, unless=variant.unless), f"headline[{i}]")
+            shown_when = output_condition(_OutputEntry(id="h", when=variant.when, unless=variant.unless),
+                                          f"headline[{i}]")
             for j, action_id in enumerate(variant.shows):
                 if action_id not in actions:
                     raise RulesetError(file, f"headline[{i}].shows[{j}]: '{action_id}' is not in the vocabulary",
                                        rid, _hint(action_id, list(actions)))
-            if cond is None and not variant.shows:
+            if shown_when is None and not variant.shows:
                 if i != len(entry.headline) - 1:
                     raise RulesetError(file, f"headline[{i}]: only the last headline may have no condition and "
                                              f"no 'shows' (the first that fits is shown)", rid)
                 default_headline = variant.text
-            if cond is not None:
-                outputs.append(Output("headline", variant.text, cond))
-            variants.append(HeadlineVariant(variant.text, cond is not None, tuple(variant.shows)))
+            if shown_when is not None:
+                outputs.append(Output("headline", variant.text, shown_when))
+            variants.append(HeadlineVariant(variant.text, shown_when is not None, tuple(variant.shows)))
     if isinstance(entry.urgency, str):
         outputs.append(Output("urgency", entry.urgency))
     elif entry.urgency:
         for i, urg in enumerate(entry.urgency):
-            cond = output_condition(_OutputEntry(id=urg.level, when=urg.when, unless=urg.unless), f"urgency[{i}]")
-            outputs.append(Output("urgency", urg.level, cond))
+            level_when = output_condition(_OutputEntry(id=urg.level, when=urg.when, unless=urg.unless),
+                                          f"urgency[{i}]")
+            outputs.append(Output("urgency", urg.level, level_when))
     if not any(o.kind != "headline" for o in outputs):
         raise RulesetError(file, "the rule produces nothing (no urgency, action, flag, removal or replacement)", rid)
     when = trigger if not gates else All((trigger, *(Not(g) for g, _ in gates)))

@@ -240,7 +240,7 @@ class Ruleset:
             found[path] = (max(best, level, key=rank.__getitem__), have_flags | added_flags,
                            have_actions | added_actions)
         return [
-            Unknown(field=path, could_raise_to=level,  # type: ignore[arg-type]
+            Unknown(field=path, could_raise_to=level,
                     would_add_flags=[f for f in self._critical if f in added_flags],
                     would_add_actions=[a for a in self._imaging if a in added_actions])
             for path, (level, added_flags, added_actions) in sorted(found.items(), key=lambda i: _ORDER[i[0]])

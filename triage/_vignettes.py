@@ -55,7 +55,7 @@ class Vignette(BaseModel):
     id: Union[str, int]
     title: str = ""
     source: str = ""
-    case: Any = Field(default_factory=dict)
+    case: Any = Field(default_factory=lambda: {})
     expect: Expect
 
     @property

@@ -141,7 +141,7 @@ def test_security_headers_and_app_error_logs_with_time_and_pid(small_server, tmp
         assert err.value.code == 503
         err.value.close()
         time.sleep(0.3)
-        line = next(l for l in server_log(broken).splitlines() if "mscc_triage.api:" in l)
+        line = next(entry for entry in server_log(broken).splitlines() if "mscc_triage.api:" in entry)
         assert re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[ERROR\] mscc_triage\.api: CDS store ",
                         line), line
     finally:
