@@ -20,7 +20,7 @@ import click
 
 from ._record import RecordStore, open_store, time_bound
 from ._ruleset import load_ruleset_data
-from .cli import handle_errors
+from ._cli_common import handle_errors
 
 
 def _store_options(func: Any) -> Any:

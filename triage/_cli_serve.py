@@ -22,7 +22,7 @@ from typing import Optional
 
 import click
 
-from .cli import RULESET_OPTION, handle_errors, load_for_cli
+from ._cli_common import RULESET_OPTION, handle_errors, load_for_cli
 
 
 @click.command()

@@ -18,7 +18,7 @@ from ._vignettes import coverage as suite_coverage
 from ._vignettes import diff as ruleset_diff
 from ._vignettes import junit_xml, lint, skeleton
 from ._vignettes import replay as replay_suite
-from .cli import RULESET_OPTION, handle_errors, load_for_cli, read_case_text
+from ._cli_common import RULESET_OPTION, handle_errors, load_for_cli, read_case_text
 
 
 def suite_ruleset(ruleset_path: Optional[Path], paths: tuple[Path, ...]) -> Optional[Path]:

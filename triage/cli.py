@@ -6,85 +6,18 @@ Exit codes (one place, from the error tree): 0 success, 1 a vignette failed, 2 i
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import click
-import yaml
 
-from ._errors import CaseValidationError, Problem, TriageError, VignetteFormatError
-from ._triage import Ruleset, load_ruleset
+from ._audit_cli import register as register_audit_commands
+from ._cli_common import RULESET_OPTION, check_form_texts, handle_errors, load_for_cli, read_case_text
+from ._cli_serve import serve
+from ._cli_vignettes import register as register_vignette_commands
 
-RULESET_OPTION = click.option(
-    "--ruleset", "ruleset_path", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Ruleset folder (default: $MSCC_TRIAGE_RULES or the project's rules/).",
-)
-
-
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Map the error tree to messages and exit codes: no traceback ever reaches the user."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except VignetteFormatError as exc:
-            if [p.code for p in exc.problems] == ["not_found"]:   # a path that does not exist: say just that
-                click.echo(f"error: no such file or folder: {exc.source}", err=True)
-                sys.exit(exc.exit_code)
-            click.echo(f"error: invalid vignette file {exc.source}:", err=True)
-            for problem in exc.problems:
-                click.echo(f"  {problem}", err=True)
-            sys.exit(exc.exit_code)
-        except CaseValidationError as exc:
-            title = "invalid case"
-            click.echo(f"error: {title}:", err=True)
-            for problem in exc.problems:
-                click.echo(f"  {problem}", err=True)
-            sys.exit(exc.exit_code)
-        except TriageError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
-
-
-def load_for_cli(ruleset_path: Optional[Path], *, with_form: bool = False) -> Ruleset:
-    ruleset = load_ruleset(ruleset_path)
-    if with_form:
-        check_form_texts(ruleset)
-    return ruleset
-
-
-def check_form_texts(ruleset: Ruleset) -> None:
-    """The web form's words (form.yaml, labels.fr.yaml) belong to the ruleset: check them too.
-
-    ``api.form_texts`` imports no Flask; it raises RulesetError (exit 3) naming the file, the key and
-    the reason. Entries the ruleset does not know are printed as notes.
-    """
-    try:
-        from mscc_triage_api.form_texts import load_texts
-    except ModuleNotFoundError as exc:  # the api package is not installed: there is no form to check
-        if exc.name not in ("mscc_triage_api", "mscc_triage_api.form_texts"):
-            raise
-        return
-    for note in load_texts(ruleset).unused:
-        click.echo(f"note: {note}", err=True)
-
-
-def read_case_text(text: str, source: str) -> Any:
-    """A case from JSON or YAML text; unreadable input is an invalid case, never a traceback."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CaseValidationError([Problem("", f"{source} is neither JSON nor YAML: {exc}", "unreadable")]) from None
+__all__ = ["RULESET_OPTION", "check_form_texts", "handle_errors", "load_for_cli", "main", "read_case_text"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,15 +90,7 @@ def rules_list(ruleset_path: Optional[Path]) -> None:
         click.echo(f"{rule.id:<{width}}  v{rule.version:<3} {rule.title}  [{rule.source}]")
 
 
-def _register_commands() -> None:
-    # Commands kept in their own modules (vignette suites; the server), registered here.
-    from ._audit_cli import register as register_audit_commands
-    from ._cli_serve import serve
-    from ._cli_vignettes import register as register_vignette_commands
-
-    main.add_command(serve)
-    register_vignette_commands(main)
-    register_audit_commands(main)
-
-
-_register_commands()
+# Commands kept in their own modules (vignette suites, the decision record, the server).
+main.add_command(serve)
+register_vignette_commands(main)
+register_audit_commands(main)
