@@ -24,7 +24,7 @@ from typing import Any, Optional, Sequence
 from flask import Flask, Response, current_app, g
 
 import triage
-from triage._record import CdsContext, Record, RecordStore, RecordUnavailable, open_store
+from triage import CdsContext, Record, RecordStore, RecordUnavailable, open_store
 
 from .problems import unavailable
 

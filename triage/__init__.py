@@ -9,7 +9,7 @@
 Decision support for clinicians; it does not replace clinical judgement.
 """
 
-from ._case import CASE_FORMAT, Case, parse_case, validate_case
+from ._case import CASE_FORMAT, FIELDS, Case, FieldSpec, parse_case, set_path, validate_case
 from ._errors import (
     CaseValidationError, EngineError, Problem, RecordError, RecordNotFound, RecordUnavailable, RulesetError,
     TriageError, VignetteFormatError,
@@ -17,6 +17,7 @@ from ._errors import (
 from ._result import (
     RESULT_FORMAT, ActionItem, FiredRule, FlagItem, Hold, Result, RulesetRef, Scores, SinsScore, Unknown, WithheldItem,
 )
+from ._record import CdsContext, Record, RecordStore, open_store
 from ._sins import sins_category, sins_total
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
 
@@ -27,14 +28,19 @@ __all__ = [
     "CASE_FORMAT",
     "Case",
     "CaseValidationError",
+    "CdsContext",
     "EngineError",
+    "FIELDS",
+    "FieldSpec",
     "FiredRule",
     "FlagItem",
     "Hold",
     "Problem",
     "RESULT_FORMAT",
+    "Record",
     "RecordError",
     "RecordNotFound",
+    "RecordStore",
     "RecordUnavailable",
     "Result",
     "Ruleset",
@@ -50,7 +56,9 @@ __all__ = [
     "default_ruleset",
     "evaluate",
     "load_ruleset",
+    "open_store",
     "parse_case",
+    "set_path",
     "sins_category",
     "sins_total",
     "validate_case",
