@@ -92,3 +92,16 @@ def test_nothing_points_at_a_file_a_clone_lacks():
     files = _USER_FACING + [*ROOT.glob("tests/vignettes/*.yaml"), *ROOT.glob("benchmarks/*.py")]
     found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in files for m in outside.finditer(p.read_text(encoding="utf-8"))]
     assert not found, found
+
+
+def test_the_ruleset_figures_in_the_readme_are_the_ruleset_s(ruleset):
+    """Issue 22: the README's figures of the ruleset were checked by nothing; now a rule added fails here."""
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    data, program = ruleset.data, ruleset.program
+    assert f"The ruleset** is version {data.version}" in text
+    figures = re.search(r"(\d+) rules, (\d+) concepts, (\d+) actions, (\d+) flags", text)
+    assert figures, "the README states the ruleset's figures"
+    assert tuple(map(int, figures.groups())) == (len(data.rules), len(data.concepts), len(data.actions),
+                                                 len(data.flags))
+    stages = re.search(r"the \S+ ruleset: (\d+) stages, (\d+) facts per evaluation", text)
+    assert stages and tuple(map(int, stages.groups())) == (len(program.stages), program.n_chunks)

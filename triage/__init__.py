@@ -21,7 +21,12 @@ from ._record import CdsContext, Record, RecordStore, open_store
 from ._sins import sins_category, sins_total
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
 
-__version__ = "0.1.0"
+try:  # the package's version lives in one place, pyproject.toml
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    __version__ = _version("mscc-triage")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ActionItem",
