@@ -346,7 +346,7 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
     actions = _french_labels(fr, "actions", {a: d.label for a, d in data.actions.items()}, unused)
     flags = _french_labels(fr, "flags", {f: d.label for f, d in data.flags.items()}, unused)
     raw_headlines = fr.section("headlines", dict)
-    fr.only_keys(raw_headlines, ("default", "rules"), "headlines")
+    fr.only_keys(raw_headlines, ("default", "rules", "texts"), "headlines")
     defaults = fr.section("default", dict, raw_headlines, "headlines")
     headlines: dict[str, dict[str, str]] = {}
     for urgency, english in data.headlines.items():
@@ -368,6 +368,18 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
             raise fr.fail(key, f"missing: rule {rule.id} has a headline ({rule.headline!r}) without a French one",
                           _hint(rule.id, [r for r in by_rule if r not in rules]))
         headlines.setdefault(rule.headline, {"en": rule.headline, "fr": fr.label(by_rule[rule.id], key)})
+    # a rule's other headlines (variants chosen by what the result holds), by their English text
+    by_text = _keyed(raw_headlines.get("texts") or {})
+    for rule in data.rules:
+        for variant in rule.headlines:
+            if variant.text in headlines:
+                continue
+            key = f"headlines.texts.{variant.text}"
+            if variant.text not in by_text:
+                raise fr.fail(key, f"missing: rule {rule.id} has this headline without a French one")
+            headlines[variant.text] = {"en": variant.text, "fr": fr.label(by_text[variant.text], key)}
+    unused += [f"{LABELS_FR_FILE}: headlines.texts.{text}: no rule has this headline"
+               for text in by_text if text not in headlines]
     for rule_id, value in by_rule.items():
         fr.label(value, f"headlines.rules.{rule_id}")
         if rule_id not in rules:
