@@ -56,7 +56,7 @@ PAGE_WORDS = (
     "errors_title", "disclaimer", "print", "engine_error_title", "engine_error_body", "engine_error_retry",
     "error_title", "error_body", "back_to_form",
     "so_far", "ask_first_raise", "ask_first_flags", "critical_flags", "other_flags", "note_title", "copy", "copied",
-    "copy_failed", "findings_given", "none_given", "triaged_at", "prefilled", "record_error_title",
+    "copy_failed", "findings_given", "none_given", "triaged_at", "prefilled", "record_error_title", "withheld", "release",
 )
 # Every message code the form shows, with the placeholders it may use.
 MESSAGES: dict[str, frozenset[str]] = {
@@ -96,6 +96,7 @@ class Texts:
     titles: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # rule id -> {en, fr}
     sources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # source part -> {en, fr}
     unused: tuple[str, ...] = field(default=())        # entries the ruleset does not know (see above)
+    reasons: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # why an action is held -> {en, fr}
 
     def citations(self, source: str, lang: str) -> list[str]:
         """The readable citations of a rule's or an action's ``source``, each once, in ``lang``."""
@@ -342,7 +343,7 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
 
     # labels.fr.yaml: a French label for every action and flag, a French headline for every headline
     fr = _File(folder, LABELS_FR_FILE)
-    fr.only_keys(fr.data, ("actions", "flags", "headlines", "titles"))
+    fr.only_keys(fr.data, ("actions", "flags", "headlines", "titles", "reasons"))
     actions = _french_labels(fr, "actions", {a: d.label for a, d in data.actions.items()}, unused)
     flags = _french_labels(fr, "flags", {f: d.label for f, d in data.flags.items()}, unused)
     raw_headlines = fr.section("headlines", dict)
@@ -404,8 +405,22 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
             unused.append(f"{LABELS_FR_FILE}: titles.{rule_id}: no rule has this id"
                           + _suffix(_hint(rule_id, [r for r in rules if r not in raw_titles])))
 
+    # reasons: why a rule holds an action back, and what would release it (the result's `withheld`)
+    raw_reasons = _keyed(fr.data.get("reasons") or {})
+    reasons: dict[str, dict[str, str]] = {}
+    for rule in data.rules:
+        texts = [rule.reason, rule.release] + [t for o in rule.outputs if o.kind == "withhold" for t in (o.reason, o.release)]
+        for text in texts:
+            if not text or text in reasons:
+                continue
+            key = f"reasons.{text}"
+            if text not in raw_reasons:
+                raise fr.fail(key, f"missing: rule {rule.id} holds an action back with this reason; give it in French")
+            reasons[text] = {"en": text, "fr": fr.label(raw_reasons[text], key)}
+    unused += [f"{LABELS_FR_FILE}: reasons.{text}: no rule gives this reason" for text in raw_reasons if text not in reasons]
+
     return Texts(tuple(groups), labels, help_texts, choices, words, messages, actions, flags, headlines,
-                 titles, sources, tuple(unused))
+                 titles, sources, tuple(unused), reasons)
 
 
 def _follow_ups(form: _File, raw: Mapping[str, Any], where: str, shown: tuple[str, ...],

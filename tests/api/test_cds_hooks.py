@@ -61,7 +61,8 @@ def test_discovery(client):
         "conditions": "Condition?patient={{context.patientId}}",
         "observations": "Observation?patient={{context.patientId}}",
         "medicationRequests": "MedicationRequest?patient={{context.patientId}}&status=active",
-        "medicationStatements": "MedicationStatement?patient={{context.patientId}}&status=active"}
+        "medicationStatements": "MedicationStatement?patient={{context.patientId}}&status=active",
+        "procedures": "Procedure?patient={{context.patientId}}"}
 
 
 def test_emergency_card(client):
@@ -83,7 +84,7 @@ def test_an_emergency_card_names_the_critical_flags_still_to_ask(client):
     card = client.post(SERVICE, json=body).get_json()["cards"][0]
     assert card["indicator"] == "critical"
     asked = card["detail"].split("Not yet assessed")[1].split("From the record")[0]
-    assert "presentation.weakness.progressive: if present, emergency; adds: Neurological deficit that is progressing fast" in asked
+    assert "presentation.weakness.progressive: if present, emergency; adds: Deficit progressing fast, recent, or unable to walk" in asked
 
 
 def test_nothing_mapped_stays_unknown_and_the_card_says_what_to_ask(client):

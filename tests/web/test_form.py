@@ -487,3 +487,18 @@ def test_a_broken_title_citation_or_follow_up_stops_the_start(tmp_path, file, ed
         load_texts(triage.load_ruleset(folder))
     for word in expected:
         assert word in str(info.value), (word, str(info.value))
+
+
+@pytest.mark.parametrize("lang, prefix, heading, reason", [
+    ("en", "/", "Not given, and why", "Lymphoma or leukaemia not excluded"),
+    ("fr", "/fr/", "Non proposé, et pourquoi", "Lymphome ou leucémie non exclu"),
+])
+def test_the_result_says_what_was_held_back_and_why(client, lang, prefix, heading, reason):
+    """Issue 25: a held dexamethasone is named with its reason, in the page's language, and in the note."""
+    html = client.post(prefix, data={"patient.cancer.history": "suspected", "patient.cancer.primary": "lymphoma",
+                                     "presentation.weakness.present": "true"}).get_data(as_text=True)
+    withheld = html.split('id="withheld"')[1].split("</details>")[0]
+    assert heading in withheld and reason in withheld
+    assert 'data-id="dexamethasone_16mg"' in withheld
+    note = html.split('id="note-text">')[1].split("</pre>")[0]
+    assert reason in note.replace("&#39;", "'")
