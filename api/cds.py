@@ -128,7 +128,7 @@ def discovery() -> Response:
         "id": SERVICE_ID,
         "title": "MSCC triage",
         "description": "Triage of suspected metastatic spinal cord compression from the record's conditions, "
-                       "observations (findings, labs) and medications; decision support for clinicians.",
+                       "observations (findings, labs), medications and recent procedures; decision support for clinicians.",
         "prefetch": PREFETCH,
     }]}
     return Response(json.dumps(body), mimetype="application/json")

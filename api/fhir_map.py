@@ -1,4 +1,4 @@
-"""FHIR R4 -> case-format v1, through the declarative code map ``api/fhir_codemap.yaml``.
+"""FHIR R4 -> case-format 2.2, through the declarative code map ``api/fhir_codemap.yaml``.
 
 The map is read and checked when the app starts (every field it names exists in the case with the
 right kind, every unit kind exists, every system is known): a broken map stops the start. Mapping
@@ -10,8 +10,13 @@ was mapped and from which resource, for the card. Anything not mapped stays unkn
 - Observation: findings from ``valueBoolean`` or a present/absent ``valueCodeableConcept`` (present
   wins); labs from ``valueQuantity`` in any unit :mod:`.fhir_units` converts (the latest wins); a
   temperature of 38 °C or more within 24 hours sets ``infection_suspected``.
-- MedicationRequest / MedicationStatement (active): corticosteroids, checkpoint inhibitor,
-  bone-modifying agent; only ever set, never cleared.
+- MedicationRequest / MedicationStatement (active): corticosteroids (this episode, or long-term by
+  when they started: more than 14 days ago is long-term), checkpoint inhibitor, bone-modifying agent,
+  anticoagulant (a therapeutic anticoagulant, or two different antiplatelets at once; a heparin leaves it
+  unknown, with a note); only ever set, never cleared.
+- Procedure (completed or in-progress, performed within 7 days): recent neuraxial procedure; only ever set.
+- What the map cannot map, or refuses (a unit it does not convert, a steroid without a start date, a
+  heparin), is listed with the reason among the mapped lines ("... left unknown: ..."), for the card.
 """
 
 from __future__ import annotations
@@ -75,12 +80,38 @@ class CodeMap:
         self.observations = {_entry(e): field(e["field"], "tristate") for e in data["observations"]}
         self.present = {_entry(c) for c in data["value_codes"]["present"]}
         self.absent = {_entry(c) for c in data["value_codes"]["absent"]}
-        self.medications: list[tuple[str, str, str, Any, str]] = []   # family, code, field, value, display
+        # family, code, field, value (None: left unknown, with the reason in display), display
+        self.medications: list[tuple[str, str, str, Any, str]] = []
         for group in data.get("medications", []):
+            if "leave_unknown" in group:
+                path = field(group["field"], FIELDS[group["field"]].kind if group["field"] in FIELDS else "tristate")
+                reason = str(group["leave_unknown"])
+                self.medications += [(*_entry(c), path, None, f"{c.get('display', '')}: {reason}") for c in group["codes"]]
+                continue
             value = group["value"]
             kind = "tristate" if value is True else "enum"
             path = field(group["field"], kind, value)
             self.medications += [(*_entry(c), path, value, c.get("display", "")) for c in group["codes"]]
+        anti = data.get("antiplatelets")
+        # (field, how many different drugs, [(family, code, drug, display)])
+        self.antiplatelets = None if not anti else (
+            field(anti["field"], "tristate"), int(anti["at_least"]),
+            [(*_entry(c), str(c["drug"]), c.get("display", "")) for c in anti["codes"]])
+        start = data.get("corticosteroid_start")
+        # (field of this episode, field of long-term, days)
+        self.corticosteroid_start = None if not start else (
+            field(start["episode_field"], "tristate"), field(start["long_term_field"], "tristate"),
+            int(start["within_days"]))
+        proc = data.get("procedures")
+        # (field, days, statuses, {(family, code): display})
+        self.procedures = None if not proc else (
+            field(proc["field"], "tristate"), float(proc["within_days"]), tuple(proc["statuses"]),
+            {_entry(c): c.get("display", "") for c in proc["codes"]})
+        self.unmapped: dict[str, str] = {}
+        for e in data.get("unmapped", []):
+            if e["field"] not in FIELDS:
+                raise CodeMapError(f"fhir_codemap.yaml: unmapped: {e['field']} is not a field of the case")
+            self.unmapped[e["field"]] = " ".join(str(e["reason"]).split())
         self.labs: dict[tuple[str, str], tuple[str, str]] = {}
         for e in data.get("labs", []):
             if e["unit"] not in fhir_units.CONVERSIONS:
@@ -91,7 +122,9 @@ class CodeMap:
                                              float(fever["within_hours"]), {_entry(c) for c in fever["codes"]})
         families = set(data["systems"])
         used = {c[0] for c in self.cancer + self.condition_findings + self.medications} | \
-            {k[0] for k in [*self.observations, *self.labs, *self.present, *self.absent, *(self.fever[3] if self.fever else [])]}
+            {k[0] for k in [*self.observations, *self.labs, *self.present, *self.absent, *(self.fever[3] if self.fever else [])]} | \
+            {c[0] for c in (self.antiplatelets[2] if self.antiplatelets else [])} | \
+            {k[0] for k in (self.procedures[3] if self.procedures else {})}
         if used - families:
             raise CodeMapError(f"fhir_codemap.yaml: unknown system families {sorted(used - families)}")
 
@@ -161,6 +194,30 @@ def _instant(value: Any) -> Optional[dt.datetime]:
     return parsed if parsed.tzinfo is not None else None
 
 
+def _day(value: Any) -> Optional[dt.date]:
+    """The calendar day (UTC) of a FHIR date or dateTime; None when it is not one, or only a year or a month."""
+    if not isinstance(value, str):
+        return None
+    instant = _instant(value)
+    if instant is not None:
+        return instant.astimezone(dt.timezone.utc).date()
+    if len(value) == 10 and FHIR_DATE.match(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _within(value: Any, now: dt.datetime, days: float) -> bool:
+    """A FHIR dateTime (or date, counted by calendar days) no later than now and at most ``days`` before it."""
+    instant = _instant(value)
+    if instant is not None:
+        return dt.timedelta(0) <= now - instant <= dt.timedelta(days=days)
+    day = _day(value)
+    return day is not None and 0 <= (now.date() - day).days <= days
+
+
 def _when(obs: dict[str, Any], issued: bool = True) -> Optional[dt.datetime]:
     """When the observation was made (its effective time); else, when ``issued`` is allowed, when it was issued."""
     period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
@@ -215,6 +272,7 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
     from triage._case import FIELDS
 
     observed: dict[str, bool] = {}
+    refused: list[str] = []
     latest: dict[str, tuple[Optional[dt.datetime], float, str]] = {}
     fever_at: Optional[float] = None
     for obs in record.of("Observation"):
@@ -236,8 +294,13 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
             path, kind = lab
             number = fhir_units.convert(obs.get("valueQuantity"), kind)
             spec = FIELDS[path]
-            if number is not None and spec.minimum is not None and spec.maximum is not None \
-                    and spec.minimum <= number <= spec.maximum:
+            if number is None or spec.minimum is None or spec.maximum is None or not spec.minimum <= number <= spec.maximum:
+                quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
+                unit = quantity.get("code") or quantity.get("unit")
+                why = (f"unit {str(unit)[:20]!r} not converted" if number is None and fhir_units.unit_known(quantity, kind) is False
+                       else "no usable value" if number is None else f"{number:g} outside the case's limits")
+                refused.append(f"{path} left unknown (Observation {codes[0][1]}: {why})")
+            else:
                 when = _when(obs)
                 held = latest.get(path)
                 if held is None or (when is not None and (held[0] is None or when > held[0])):
@@ -256,6 +319,7 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
     for path, (_, number, source) in latest.items():
         set_path(case, path, number)
         mapped.append(f"{path} = {number:g} ({source})")
+    mapped += [line for line in dict.fromkeys(refused) if line.split(" ", 1)[0] not in latest]
     if fever_at is not None and codemap.fever is not None:
         set_path(case, codemap.fever[0], True)
         mapped.append(f"{codemap.fever[0]} = true (temperature {fever_at:.1f} °C within {codemap.fever[2]:g} h)")
@@ -279,30 +343,117 @@ def _medication_concept(resource: dict[str, Any], record: Record) -> Any:
     return None
 
 
-def _medications(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str]) -> None:
+def _started(resource: dict[str, Any]) -> Optional[dt.date]:
+    """When a medication was started: a statement's effective start, a request's authoredOn."""
+    if resource.get("resourceType") == "MedicationStatement":
+        period = resource.get("effectivePeriod") if isinstance(resource.get("effectivePeriod"), dict) else {}
+        return _day(period.get("start")) or _day(resource.get("effectiveDateTime"))
+    return _day(resource.get("authoredOn"))
+
+
+def _steroid_field(resource: dict[str, Any], codemap: CodeMap, now: dt.datetime) -> tuple[Optional[str], str]:
+    """Which corticosteroid field an active corticosteroid sets (None: neither, with why), by when it started."""
+    assert codemap.corticosteroid_start is not None
+    episode, long_term, days = codemap.corticosteroid_start
+    started = _started(resource)
+    if started is None:
+        return None, "no start date (authoredOn / effective start), so neither this episode nor long-term"
+    ago = (now.date() - started).days
+    if ago < 0:
+        return None, "its start date is in the future"
+    if ago > days:
+        return long_term, f"started {ago} days ago, more than {days}: long-term"
+    if resource.get("resourceType") == "MedicationRequest" and resource.get("priorPrescription") is not None:
+        return None, "a renewal (priorPrescription): when the steroid itself began is not known"
+    return episode, f"started {ago} days ago, within {days}: this episode"
+
+
+def _medications(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str],
+                 now: Optional[dt.datetime] = None) -> None:
+    now = now or dt.datetime.now(dt.timezone.utc)
     found: dict[str, tuple[Any, str]] = {}
+    unknown: dict[str, list[str]] = {}
+    antiplatelets: dict[str, str] = {}   # drug -> where from
     for resource in record.of("MedicationRequest") + record.of("MedicationStatement"):
         if resource.get("status") != "active":
             continue
+        kind = resource["resourceType"]
         for family, code in codemap.codings(_medication_concept(resource, record)):
             for entry_family, entry_code, path, value, display in codemap.medications:
-                if codemap.matches(family, code, entry_family, entry_code):
-                    if path in found and found[path][0] == "denosumab":
-                        continue   # denosumab is kept over a bisphosphonate
-                    found[path] = (value, f"{resource['resourceType']} {display or code} ({family} {code})")
+                if not codemap.matches(family, code, entry_family, entry_code):
+                    continue
+                if value is None:
+                    unknown.setdefault(path, []).append(f"{kind} {display} ({family} {code})")
+                    continue
+                if codemap.corticosteroid_start is not None and path == codemap.corticosteroid_start[0]:
+                    placed, why = _steroid_field(resource, codemap, now)
+                    if placed is None:
+                        unknown.setdefault(path, []).append(f"{kind} {display or code} ({family} {code}): {why}")
+                        continue
+                    found[placed] = (True, f"{kind} {display or code} ({family} {code}), {why}")
+                    continue
+                if path in found and found[path][0] == "denosumab":
+                    continue   # denosumab is kept over a bisphosphonate
+                found[path] = (value, f"{kind} {display or code} ({family} {code})")
+            if codemap.antiplatelets is not None:
+                for entry_family, entry_code, drug, display in codemap.antiplatelets[2]:
+                    if codemap.matches(family, code, entry_family, entry_code):
+                        antiplatelets.setdefault(drug, f"{kind} {display or code} ({family} {code})")
+    if codemap.antiplatelets is not None and antiplatelets:
+        path, at_least, _ = codemap.antiplatelets
+        sources = "; ".join(antiplatelets[d] for d in sorted(antiplatelets))
+        if len(antiplatelets) >= at_least:
+            if path not in found:
+                found[path] = (True, f"dual antiplatelet therapy: {sources}")
+        else:
+            unknown.setdefault(path, []).append(f"one antiplatelet only ({sources}): not dual antiplatelet therapy")
     for path, (value, source) in found.items():
         set_path(case, path, value)
         mapped.append(f"{path} = {str(value).lower()} ({source})")
+    steroid_fields = codemap.corticosteroid_start[:2] if codemap.corticosteroid_start else ()
+    for path, sources in unknown.items():
+        if path in found or (path in steroid_fields and any(f in found for f in steroid_fields)):
+            continue
+        mapped.append(f"{path} left unknown ({'; '.join(dict.fromkeys(sources))})")
+
+
+def _procedures(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str], now: dt.datetime) -> None:
+    if codemap.procedures is None:
+        return
+    path, days, statuses, codes = codemap.procedures
+    for procedure in record.of("Procedure"):
+        status = procedure.get("status")
+        if status not in statuses:
+            continue
+        hits = [c for c in codemap.codings(procedure.get("code")) if c in codes]
+        if not hits:
+            continue
+        period = procedure.get("performedPeriod") if isinstance(procedure.get("performedPeriod"), dict) else {}
+        if "performedDateTime" in procedure:
+            when: Any = procedure.get("performedDateTime")
+        elif period.get("end") is not None:
+            when = period.get("end")
+        elif status == "in-progress" and period.get("start") is not None:
+            when = now.isoformat()   # still going on (a catheter in place): now
+        else:
+            when = period.get("start")
+        if _within(when, now, days):
+            set_path(case, path, True)
+            family, code = hits[0]
+            mapped.append(f"{path} = true (Procedure {codes[hits[0]] or code} ({family} {code}), {status}, "
+                          f"within {days:g} days)")
+            return
 
 
 def case_from_record(record: Record, codemap: CodeMap, now: dt.datetime) -> tuple[dict[str, Any], list[str]]:
-    """A case-format v1 case from the record, and what was mapped from which resource (for the card)."""
+    """A case (case-format 2.2) from the record, and what was mapped from which resource (for the card)."""
     case: dict[str, Any] = {}
     mapped: list[str] = []
     _patient(record, case, mapped, now.date())
     _conditions(record, codemap, case, mapped)
     _observations(record, codemap, case, mapped, now)
-    _medications(record, codemap, case, mapped)
+    _medications(record, codemap, case, mapped, now)
+    _procedures(record, codemap, case, mapped, now)
     return case, mapped
 
 

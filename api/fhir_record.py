@@ -13,8 +13,8 @@ is echoed or logged. Without a ``context.patientId``, every resource naming a pa
 
 What is still missing is fetched from ``fhirServer`` (see :mod:`.fhir_fetch`), when the server is on
 the allow-list. A required template (patient, conditions, observations) that cannot be had answers
-412 naming it and why; an optional one (medications) that cannot be had stays unknown, and the card
-says so (a record without medication scopes still gets its triage).
+412 naming it and why; an optional one (medications, procedures) that cannot be had stays unknown, and
+the card says so (a record without medication scopes still gets its triage).
 
 Malformed FHIR under a declared key (a Bundle ``entry`` that is not an array, a value that is not a
 resource) is a 400 naming the key; under a key the service never asked for, it is ignored.
@@ -55,6 +55,9 @@ TEMPLATES: dict[str, Template] = {
                                    ("MedicationRequest", "Medication"), False),
     "medicationStatements": Template("MedicationStatement?patient={{context.patientId}}&status=active",
                                      ("MedicationStatement", "Medication"), False),
+    # case-format 2.2: a neuraxial procedure in the last 7 days. Optional, like the medications: when it
+    # cannot be had, recent_neuraxial_procedure stays unknown and the card says so.
+    "procedures": Template("Procedure?patient={{context.patientId}}", ("Procedure",), False),
 }
 
 

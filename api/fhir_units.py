@@ -10,6 +10,10 @@ Factors:
 - 25-OH vitamin D: 1 ng/mL = 2.496 nmol/L (molar mass of 25-hydroxyvitamin D3 400.6 g/mol); ug/L = ng/mL.
 - creatinine clearance: mL/min only (an eGFR in mL/min/1.73 m2 is not a clearance and is not read).
 - body temperature: degrees Celsius, or Fahrenheit converted (F - 32) x 5/9.
+- platelets (case-format 2.2, 10^9/L): 10*3/uL, 10*9/L, /nL and 10^9/L (and the text 10^3/uL) are the same
+  number (x 1). Every other
+  unit is refused, /uL and cells/mm3 included (1000 times larger: 150000/uL is 150 x 10^9/L, but a number
+  read in the wrong unit would be a platelet count 1000 times off, so it is left to a person).
 """
 
 from __future__ import annotations
@@ -33,7 +37,27 @@ CONVERSIONS: dict[str, dict[str, Callable[[float], float]]] = {
     "temperature_celsius": {"Cel": _times(1.0), "°c": _times(1.0), "c": _times(1.0), "cel": _times(1.0),
                             "[degF]": lambda f: (f - 32.0) * 5.0 / 9.0, "°f": lambda f: (f - 32.0) * 5.0 / 9.0,
                             "f": lambda f: (f - 32.0) * 5.0 / 9.0, "degf": lambda f: (f - 32.0) * 5.0 / 9.0},
+    "platelets_10e9_l": {"10*3/uL": _times(1.0), "10*9/L": _times(1.0), "/nL": _times(1.0),
+                         "10*3/ul": _times(1.0), "10*9/l": _times(1.0), "/nl": _times(1.0),
+                         "10^9/l": _times(1.0), "10^3/ul": _times(1.0)},
 }
+
+
+def _converter(quantity: dict[str, Any], table: dict[str, Callable[[float], float]]) -> Optional[Callable[[float], float]]:
+    converter = None
+    code, system, unit = quantity.get("code"), quantity.get("system"), quantity.get("unit")
+    if isinstance(code, str) and system == UCUM:
+        converter = table.get(code)
+    if converter is None and isinstance(unit, str):
+        converter = table.get(unit) or table.get(unit.strip().lower())
+    return converter
+
+
+def unit_known(quantity: Any, kind: str) -> Optional[bool]:
+    """Whether the Quantity's unit converts to ``kind`` (None: not a Quantity); for saying why a value was refused."""
+    if not isinstance(quantity, dict):
+        return None
+    return _converter(quantity, CONVERSIONS[kind]) is not None
 
 
 def convert(quantity: Any, kind: str) -> Optional[float]:
@@ -44,12 +68,7 @@ def convert(quantity: Any, kind: str) -> Optional[float]:
     value = quantity.get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    converter = None
-    code, system, unit = quantity.get("code"), quantity.get("system"), quantity.get("unit")
-    if isinstance(code, str) and system == UCUM:
-        converter = table.get(code)
-    if converter is None and isinstance(unit, str):
-        converter = table.get(unit) or table.get(unit.strip().lower())
+    converter = _converter(quantity, table)
     if converter is None:
         return None
     return round(converter(float(value)), 3)

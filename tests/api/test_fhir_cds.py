@@ -69,7 +69,7 @@ def test_done_when_no_prefetch_everything_is_fetched_and_the_card_is_critical_wi
     assert response.status_code == 200, response.get_data(as_text=True)
     card = response.get_json()["cards"][0]
     assert card["indicator"] == "critical"
-    assert fetched_paths(fhir) == ["Condition", "MedicationRequest", "MedicationStatement", "Observation", "Patient"]
+    assert fetched_paths(fhir) == ["Condition", "MedicationRequest", "MedicationStatement", "Observation", "Patient", "Procedure"]
     assert "labs.corrected_calcium_mmol_l = 3.6" in card["detail"]
     assert "observations: fetched from the FHIR server" in card["detail"]
     resources = [a["resource"] for s in card["suggestions"] for a in s["actions"]]
@@ -87,7 +87,8 @@ def test_done_when_no_prefetch_everything_is_fetched_and_the_card_is_critical_wi
 
 def test_full_prefetch_contacts_nobody(client, fhir):
     prefetch = {"patient": localfhir.load("patient")[0], "conditions": bundle("condition-prostate-cancer"),
-                "observations": bundle("observation-weakness"), "medicationRequests": None, "medicationStatements": None}
+                "observations": bundle("observation-weakness"), "medicationRequests": None, "medicationStatements": None,
+                "procedures": None}
     response = client.post(SERVICE, json=call(fhir, prefetch=prefetch))
     assert response.status_code == 200 and fhir.requests == []
     assert "medicationRequests: sent empty (null)" in response.get_json()["cards"][0]["detail"]
@@ -97,7 +98,7 @@ def test_partial_prefetch_fetches_only_what_is_missing_and_null_is_never_refetch
     prefetch = {"patient": localfhir.load("patient")[0], "conditions": None, "medicationStatements": None}
     response = client.post(SERVICE, json=call(fhir, prefetch=prefetch))
     assert response.status_code == 200
-    assert fetched_paths(fhir) == ["MedicationRequest", "Observation"]
+    assert fetched_paths(fhir) == ["MedicationRequest", "Observation", "Procedure"]
     detail = response.get_json()["cards"][0]["detail"]
     assert "conditions: sent empty (null)" in detail and "observations: fetched from the FHIR server" in detail
 
@@ -166,7 +167,7 @@ def test_healthchain_patient_view_with_its_own_keys(client, fhir):
     assert "cancer 399068003 -> current, prostate" in detail
     assert "conditions: sent under another key" in detail and "patient: sent" in detail
     # only what HealthChain did not send was fetched: never its Conditions again
-    assert fetched_paths(fhir) == ["MedicationRequest", "MedicationStatement", "Observation"]
+    assert fetched_paths(fhir) == ["MedicationRequest", "MedicationStatement", "Observation", "Procedure"]
 
 
 def test_healthchain_without_a_fhir_server_gets_a_card_that_asks_what_it_lacks(client, fhir):
