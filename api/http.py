@@ -66,12 +66,12 @@ def openapi() -> Response:
     return json_response(json.dumps(openapi_document(), ensure_ascii=False))
 
 
-STRICT_INTEGER = ("Written as a JSON integer: 70, not 70.0 or 7e1. JSON Schema counts 70.0 as an integer; "
-                  "this service validates strictly (no number is converted) and answers 422 (code int_type).")
+STRICT_INTEGER = ("A whole number: 70, or 70.0 (case-format 2.2 reads a zero fraction as the integer); 70.5 is "
+                  "refused with 422 (code int_type), and so is a string or a boolean.")
 
 
 def _note_strict_integers(node: Any) -> None:
-    """Say on every integer property that 70.0 is refused (JSON Schema cannot express it)."""
+    """Say on every integer property what it accepts (70 and 70.0) and refuses (70.5, "70", true)."""
     if isinstance(node, dict):
         types = [node.get("type")] + [alt.get("type") for alt in node.get("anyOf", []) if isinstance(alt, dict)]
         if "integer" in types and "properties" not in node:
@@ -88,8 +88,8 @@ def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1, with the schemas generated from the same pydantic models the core validates with.
 
     Every status the service can answer is documented, each error as a problem document. Integer
-    fields of the case say that they are strict (70.0 is refused with 422): the case model is strict
-    and the document follows it, because JSON Schema itself counts 70.0 as an integer.
+    fields of the case say what they accept: a whole number, 70.0 read as 70 (case-format 2.2); 70.5,
+    strings and booleans are refused with 422.
     """
     from pydantic.json_schema import models_json_schema
 

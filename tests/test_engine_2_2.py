@@ -105,7 +105,7 @@ def test_a_swap_written_as_two_rules_is_refused_at_load(tmp_path):
     _add_rules(folder, [
         _rule("mscc.ct_instead", when={"all": [contraindicated, {"action": "mri_whole_spine_within_4h"}]},
               actions=["ct_whole_spine_within_4h"]),
-        _rule("mscc.no_mri", when=contraindicated, removes_actions=["mri_whole_spine_within_4h"]),
+        _rule("mscc.no_mri", when=contraindicated, removes_actions=["mri_whole_spine_within_4h"], reason="no MRI"),
     ])
     with pytest.raises(triage.RulesetError) as info:
         triage.load_ruleset(folder)
@@ -117,7 +117,8 @@ def test_a_swap_written_as_two_rules_is_refused_at_load(tmp_path):
 def test_a_rule_that_reads_and_removes_the_same_action_is_told_about_replaces(tmp_path):
     folder = _rules_copy(tmp_path)
     _add_rules(folder, [_rule("mscc.swap_in_one", when={"action": "neurology_review"},
-                              removes_actions=["neurology_review"], actions=["neurology_review_now"])])
+                              removes_actions=["neurology_review"], actions=["neurology_review_now"],
+                              reason="sooner")])
     with pytest.raises(triage.RulesetError) as info:
         triage.load_ruleset(folder)
     assert "reads an outcome it produces itself" in str(info.value) and "replaces:" in str(info.value)
@@ -126,7 +127,7 @@ def test_a_rule_that_reads_and_removes_the_same_action_is_told_about_replaces(tm
 def test_replaces_names_vocabulary_ids(tmp_path):
     folder = _rules_copy(tmp_path)
     _add_rules(folder, [_rule("mscc.bad_swap", when={"field": "assessment.mri_contraindicated", "is": True},
-                              replaces={"mri_whole_spine_within_4h": "ct_whole_spine_within_4"})])
+                              replaces={"mri_whole_spine_within_4h": "ct_whole_spine_within_4"}, reason="CT")])
     with pytest.raises(triage.RulesetError) as info:
         triage.load_ruleset(folder)
     assert "ct_whole_spine_within_4h" in str(info.value)   # the "did you mean" hint

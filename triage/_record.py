@@ -95,10 +95,8 @@ def time_bound(value: str | dt.date | dt.datetime) -> str:
 def software_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
-
-    found = {"mscc-triage": __version__, "python": platform.python_version()}
-    for package in ("durable-rules", "pydantic"):
+    found = {"python": platform.python_version()}
+    for package in ("mscc-triage", "durable-rules", "pydantic"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:  # pragma: no cover - both are dependencies

@@ -305,7 +305,10 @@ def test_openapi_documents_every_status_and_strict_integers(client):
         assert {"400", "413", "415", "500", "503"} <= set(doc["paths"][path]["post"]["responses"]), path
     assert "503" in doc["paths"]["/healthz"]["get"]["responses"]
     age = doc["components"]["schemas"]["Patient"]["properties"]["age_years"]
-    assert "70.0" in age["description"]
-    # and the server does what the description says
-    response = client.post("/v1/triage", json={"patient": {"age_years": 70.0}})
+    assert "70.0" in age["description"] and "70.5" in age["description"]
+    # and the server does what the description says (case-format 2.2: a zero fraction is the integer)
+    assert client.post("/v1/triage", json={"patient": {"age_years": 70.0}}).status_code == 200
+    response = client.post("/v1/triage", json={"patient": {"age_years": 70.5}})
+    assert response.status_code == 422 and response.get_json()["errors"][0]["code"] == "int_type"
+    response = client.post("/v1/triage", json={"patient": {"age_years": "70"}})
     assert response.status_code == 422 and response.get_json()["errors"][0]["code"] == "int_type"

@@ -318,10 +318,10 @@ def test_the_banner_never_reassures_early(browser, live_url, lang, level, so_far
 
 @pytest.mark.parametrize("lang, texts", [
     ("en", ["Urinary retention: Yes", "Whole-spine MRI within 4 hours of the request", "Within 4 hours",
-            "CRITICAL: Cauda equina red flags", "Ruleset: mscc 2.1.0", "Triaged on 20",
+            "CRITICAL: Cauda equina red flags", "Ruleset: mscc 2.2.0", "Triaged on 20",
             "Decision support for clinicians"]),
     ("fr", ["Rétention urinaire : Oui", "IRM du rachis entier dans les 4 heures suivant la demande", "Dans les 4 heures",
-            "CRITIQUE : Signes d'alerte de syndrome de la queue de cheval", "Jeu de règles : mscc 2.1.0", "Trié le 20",
+            "CRITIQUE : Signes d'alerte de syndrome de la queue de cheval", "Jeu de règles : mscc 2.2.0", "Trié le 20",
             "Aide à la décision pour les cliniciens"]),
 ])
 def test_copy_for_the_notes_of_a_cauda_equina_case(browser, live_url, lang, texts):

@@ -345,7 +345,7 @@ def test_still_to_ask_names_the_critical_flag_an_unknown_would_add(client):
     asked = html[html.index('class="unknowns"'):]
     asked = asked[:asked.index("</ul>")]
     assert 'data-field="presentation.weakness.progressive"' in asked
-    assert "Déficit neurologique d'aggravation rapide" in asked.replace("&#39;", "'")
+    assert "Déficit d'aggravation rapide, récent, ou impossibilité de marcher" in asked.replace("&#39;", "'")
 
 
 # ------------------------------------------------------------------------------------ issue 13: words and citations
@@ -459,7 +459,7 @@ def test_the_note_lists_findings_actions_flags_date_and_ruleset(client):
     assert "&" not in note   # escaped once, as the page
     for text in ("MSCC triage: EMERGENCY", "Triaged on ", "CRITICAL: Cauda equina red flags", "Findings given:",
                  "- Urinary retention: Yes", "- SINS total (0 to 18): 14",
-                 "- Within 4 hours: Whole-spine MRI within 4 hours of the request", "Ruleset: mscc 2.1.0, sha256 ",
+                 "- Within 4 hours: Whole-spine MRI within 4 hours of the request", "Ruleset: mscc 2.2.0, sha256 ",
                  "does not replace clinical judgement"):
         assert text in note, (text, note)
     assert re.search(r"Triaged on \d{4}-\d\d-\d\d \d\d:\d\d", note)
