@@ -20,7 +20,7 @@ form", with the form's link and the questions to ask first, in the form's own En
 from __future__ import annotations
 
 import uuid
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import triage
 
@@ -28,9 +28,9 @@ from .fhir_record import TEMPLATES, Record
 
 INDICATOR = {"emergency": "critical", "urgent": "warning", "routine": "info"}
 TIMING_WORDS = {"immediately": "Now", "within_4h": "Within 4 hours", "within_24h": "Within 24 hours",
-                "within_1_week": "Within 1 week", "routine": "Routine"}
-PRIORITY = {"immediately": "stat", "within_4h": "stat", "within_24h": "urgent", "within_1_week": "routine",
-            "routine": "routine"}
+                "within_48h": "Within 48 hours", "within_1_week": "Within 1 week", "routine": "Routine"}
+PRIORITY = {"immediately": "stat", "within_4h": "stat", "within_24h": "urgent", "within_48h": "urgent",
+            "within_1_week": "routine", "routine": "routine"}
 OVERRIDE_SYSTEM = "urn:mscc-triage:override-reason"
 OVERRIDE_REASONS = [
     {"system": OVERRIDE_SYSTEM, "code": "already-done", "display": "Already done or in progress"},
@@ -52,6 +52,11 @@ ORDERABLE: dict[str, tuple[str, str, Optional[dict[str, Any]], Optional[dict[str
     "mri_whole_spine_within_24h": ("ServiceRequest", "MRI of the whole spine", None, None),
     "mri_whole_spine_within_1_week": ("ServiceRequest", "MRI of the whole spine", None, None),
     "mri_within_4h_cauda_equina": ("ServiceRequest", "MRI of the lumbosacral spine (cauda equina)", None, None),
+    "ct_whole_spine_within_4h": ("ServiceRequest", "CT of the whole spine (MRI contraindicated)", None, None),
+    "ct_whole_spine_within_24h": ("ServiceRequest", "CT of the whole spine (MRI contraindicated)", None, None),
+    "ct_whole_spine_within_1_week": ("ServiceRequest", "CT of the whole spine (MRI contraindicated)", None, None),
+    "ct_lumbosacral_within_4h": ("ServiceRequest", "CT of the lumbosacral spine (MRI contraindicated; cauda equina)",
+                                 None, None),
     "dexamethasone_16mg": ("MedicationRequest", "Dexamethasone 16 mg (oral or IV), then daily",
                            {"coding": [{"system": RXNORM, "code": "3264", "display": "dexamethasone"}]}, None),
     "gastroprotection_ppi": ("MedicationRequest", "Proton pump inhibitor while on steroids", None, None),
@@ -66,13 +71,19 @@ ORDERABLE: dict[str, tuple[str, str, Optional[dict[str, Any]], Optional[dict[str
                                              "(choice and dose by renal function)", None, None),
     "iv_calcium_replacement": ("MedicationRequest", "Intravenous calcium, with cardiac monitoring", None, None),
     "urgent_spinal_surgical_opinion": ("ServiceRequest", "Referral: urgent spinal surgical opinion", None, REFERRAL),
+    "spinal_surgical_opinion_now": ("ServiceRequest", "Referral: spinal surgical opinion now", None, REFERRAL),
+    "neurology_review_now": ("ServiceRequest", "Referral: neurology review now", None, REFERRAL),
+    "contact_paediatric_oncology_now": ("ServiceRequest", "Referral: paediatric oncology now", None, REFERRAL),
     "radiotherapy_referral": ("ServiceRequest", "Referral: clinical oncology for radiotherapy", None, REFERRAL),
     "neurology_review": ("ServiceRequest", "Referral: neurology review", None, REFERRAL),
     "contact_mscc_coordinator_within_24h": ("ServiceRequest", "Referral: MSCC coordinator", None, REFERRAL),
 }
 GROUPS = [("dexamethasone_16mg", "gastroprotection_ppi")]
 MRI = {"mri_whole_spine_within_4h", "mri_whole_spine_within_24h", "mri_whole_spine_within_1_week",
-       "mri_within_4h_cauda_equina"}
+       "mri_within_4h_cauda_equina", "ct_whole_spine_within_4h", "ct_whole_spine_within_24h",
+       "ct_whole_spine_within_1_week", "ct_lumbosacral_within_4h"}   # the scan, recommended
+# Held with the dexamethasone: named in the card only through it.
+COMPANIONS = frozenset({"gastroprotection_ppi", "capillary_glucose_monitoring"})
 
 
 def _draft(action: triage.ActionItem, patient_id: Optional[str]) -> dict[str, Any]:
@@ -140,32 +151,87 @@ def _links(root: str, form_token: Optional[str]) -> list[dict[str, str]]:
     return [rules, *form]
 
 
+Cite = Callable[[str], str]
+
+
+def _plain_cite(source: str) -> str:
+    return source
+
+
+def _sources_block(result: triage.Result, cite: Cite) -> tuple[list[str], dict[str, int]]:
+    """Every citation of the result once, numbered (national guidance first, as the result orders them)."""
+    numbers: dict[str, int] = {}
+    for action in result.actions:
+        for part in (p.strip() for p in cite(action.source).split(";")):
+            if part and part not in numbers:
+                numbers[part] = len(numbers) + 1
+    lines = ["**Sources**"] + [f"{n}. {text}" for text, n in numbers.items()] if numbers else []
+    return lines, numbers
+
+
+def _refs(source: str, cite: Cite, numbers: Mapping[str, int]) -> str:
+    found = sorted({numbers[p.strip()] for p in cite(source).split(";") if p.strip() in numbers})
+    return f" [{', '.join(map(str, found))}]" if found else ""
+
+
+def _unknown_lines(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[str, str]) -> list[str]:
+    lines = []
+    for u in sorted(result.unknowns, key=lambda u: -URGENCY_RANK[u.could_raise_to]):
+        added = [ruleset.data.flags[f].label for f in u.would_add_flags]
+        scans = [ruleset.data.actions[a].label for a in u.would_add_actions]
+        lines.append(f"- {_label(u.field, labels)}: if present, {u.could_raise_to}"
+                     + (f"; adds: {'; '.join(added)}" if added else "")
+                     + (f"; would ask: {'; '.join(scans)}" if scans else ""))
+    return lines
+
+
+def _withheld_lines(result: triage.Result) -> list[str]:
+    """The actions held back that a clinician acts on (the steroid, a scan, a surgeon), with the reason."""
+    lines = []
+    for held in result.withheld:
+        if held.id in COMPANIONS:
+            continue
+        reasons = "; ".join(h.reason + (f" (unless: {h.release})" if h.release else "") for h in held.held_by)
+        lines.append(f"- {held.label}: {reasons}")
+    return ["**Not given, and why**", *lines, ""] if lines else []
+
+
 def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], root: str,
              record: Optional[Record] = None, patient_id: Optional[str] = None,
-             form_token: Optional[str] = None) -> dict[str, Any]:
+             form_token: Optional[str] = None, labels: Optional[Mapping[str, str]] = None,
+             cite: Optional[Cite] = None) -> dict[str, Any]:
     """The card for a result; ``root`` is the service's public base URL (ends with '/').
 
-    ``form_token`` names what the record said, kept by the service for 30 minutes: the form's links
-    then open with those answers filled in (the link itself carries no finding)."""
+    Everything a clinician reads is in words: the form's labels for the findings still to ask
+    (``labels``: case field -> English label), readable citations (``cite``: a rule's source -> its
+    citations), numbered once, and the titles of the rules that applied; ids and field paths stay in
+    the machine-readable parts (the ruleset link, the decision record). ``form_token`` names what the
+    record said, kept by the service for 30 minutes: the form's links then open with those answers
+    filled in (the link itself carries no finding)."""
+    labels = labels or {}
+    cite = cite or _plain_cite
+    sources, numbers = _sources_block(result, cite)
     lines = [f"**{result.urgency.upper()}**: {result.headline}", ""]
     if result.actions:
         lines.append("**Actions**")
-        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label} ({a.source})" for a in result.actions]
+        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label}{_refs(a.source, cite, numbers)}" for a in result.actions]
         lines.append("")
     if result.flags:
         lines.append("**Flags**")
         lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
         lines.append("")
+    lines += _withheld_lines(result)
     if result.unknowns:
-        lines.append("**Not yet assessed** (each would raise the urgency or add a critical flag)")
-        for u in result.unknowns:
-            added = [ruleset.data.flags[f].label for f in u.would_add_flags]
-            lines.append(f"- {u.field}: if present, {u.could_raise_to}" + (f"; adds: {'; '.join(added)}" if added else ""))
+        lines.append("**Not yet assessed** (each would raise the urgency, add a critical flag or ask a scan)")
+        lines += _unknown_lines(result, ruleset, labels)
         lines.append("")
     lines.append("**From the record**: " + ("; ".join(mapped) if mapped else "nothing mapped"))
     lines += _record_lines(record)
     lines.append("")
-    lines.append(f"Rules fired: {', '.join(r.id for r in result.fired_rules)}. {result.disclaimer}")
+    if sources:
+        lines += sources + [""]
+    titles = "; ".join(r.title for r in result.fired_rules)
+    lines.append(f"Rules that applied (ruleset {ruleset.name} {ruleset.version}): {titles}. {result.disclaimer}")
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": result.headline[:140],
@@ -187,7 +253,12 @@ URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
 
 
 def _label(path: str, labels: Mapping[str, str]) -> str:
-    """The form's English label of a case field; never the raw path (a readable fallback if unlabelled)."""
+    """The form's English label of a case field; never the raw path (a readable fallback if unlabelled).
+    A detail of a finding is named with its finding ("Limb weakness (Getting worse)")."""
+    parts = path.split(".")
+    group = ".".join(parts[:2]) + ".present" if len(parts) == 3 and parts[0] == "presentation" else None
+    if labels.get(path) and group and group != path and labels.get(group):
+        return f"{labels[group]} ({labels[path]})"
     if labels.get(path):
         return labels[path]
     words = [part for part in path.split(".") if part not in ("patient", "presentation", "assessment", "present")]
@@ -196,7 +267,7 @@ def _label(path: str, labels: Mapping[str, str]) -> str:
 
 def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[str, str], mapped: list[str],
               root: str, record: Optional[Record] = None, patient_id: Optional[str] = None,
-              form_token: Optional[str] = None) -> dict[str, Any]:
+              form_token: Optional[str] = None, cite: Optional[Cite] = None) -> dict[str, Any]:
     """The card for a record read for this patient that held no finding: a warning that asks for the form.
 
     Never "No MSCC pathway today": an empty record is not a reassuring one. ``labels``: case field ->
@@ -205,17 +276,15 @@ def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[st
     lines = ["**Not enough in the record to triage**: the record was read for this patient, but it holds no "
              "cancer, metastasis, symptom, lab or medication this service can read. This is not a \"no MSCC "
              "pathway\" answer: open the MSCC triage form and ask the questions below.", ""]
-    asked = sorted(result.unknowns, key=lambda u: -URGENCY_RANK[u.could_raise_to])
-    if asked:
+    cite = cite or _plain_cite
+    sources, numbers = _sources_block(result, cite)
+    if result.unknowns:
         lines.append("**Ask first**")
-        for u in asked:
-            added = [ruleset.data.flags[f].label for f in u.would_add_flags]
-            lines.append(f"- {_label(u.field, labels)}: if present, {u.could_raise_to}"
-                         + (f"; adds: {'; '.join(added)}" if added else ""))
+        lines += _unknown_lines(result, ruleset, labels)
         lines.append("")
     if result.actions:
         lines.append("**Actions**")
-        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label} ({a.source})" for a in result.actions]
+        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label}{_refs(a.source, cite, numbers)}" for a in result.actions]
         lines.append("")
     if result.flags:
         lines.append("**Flags**")
@@ -224,6 +293,8 @@ def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[st
     lines.append("**From the record**: " + ("; ".join(mapped) if mapped else "nothing mapped"))
     lines += _record_lines(record)
     lines.append("")
+    if sources:
+        lines += sources + [""]
     lines.append(result.disclaimer)
     indicator = INDICATOR[result.urgency] if result.urgency == "emergency" else "warning"
     card: dict[str, Any] = {

@@ -149,11 +149,18 @@ def service() -> Response:
     result = rs.evaluate(case)
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
+    texts = _texts(rs)
+    labels = {path: text["en"] for path, text in texts.fields.items()}
+
+    def cite(source: str) -> str:
+        return "; ".join(texts.citations(source, "en"))
+
     if findings(case):
-        card = cards.card_for(result, rs, mapped, public_root(), record, patient_id, form_token=_keep_for_the_form(case))
+        card = cards.card_for(result, rs, mapped, public_root(), record, patient_id,
+                              form_token=_keep_for_the_form(case), labels=labels, cite=cite)
     else:   # read for this patient, but nothing to triage on: ask for the form, never "nothing to do"
-        card = cards.thin_card(result, rs, _labels(rs), mapped, public_root(), record, patient_id,
-                               form_token=_keep_for_the_form(case))
+        card = cards.thin_card(result, rs, labels, mapped, public_root(), record, patient_id,
+                               form_token=_keep_for_the_form(case), cite=cite)
     _remember_card(card)
     # Recorded before answering (503 when it cannot be): the card's uuid joins its feedback to it.
     record_hook.record("cds", case, result, hook_instance=body["hookInstance"], cards=[card["uuid"]],
@@ -161,8 +168,8 @@ def service() -> Response:
     return Response(json.dumps({"cards": [card]}, ensure_ascii=False), mimetype="application/json")
 
 
-def _labels(rs: Any) -> dict[str, str]:
-    """The form's English label of each case field (``rules/form.yaml``, checked when the app started)."""
+def _texts(rs: Any) -> Any:
+    """The form's words (``rules/form.yaml``, checked when the app started): labels and citations."""
     from .web import TEXTS
 
     loaded = current_app.extensions.get(TEXTS)
@@ -170,7 +177,7 @@ def _labels(rs: Any) -> dict[str, str]:
         from .form_texts import load_texts
 
         loaded = current_app.extensions[TEXTS] = load_texts(rs)
-    return {path: text["en"] for path, text in loaded.fields.items()}
+    return loaded
 
 
 def _text(value: Any) -> Optional[str]:

@@ -84,14 +84,16 @@ def test_an_emergency_card_names_the_critical_flags_still_to_ask(client):
     card = client.post(SERVICE, json=body).get_json()["cards"][0]
     assert card["indicator"] == "critical"
     asked = card["detail"].split("Not yet assessed")[1].split("From the record")[0]
-    assert "presentation.weakness.progressive: if present, emergency; adds: Deficit progressing fast, recent, or unable to walk" in asked
+    # in the form's words (issue 20), never the field path
+    assert "Limb weakness (Getting worse): if present, emergency; adds: Deficit progressing fast, recent, or unable to walk" in asked
+    assert "presentation." not in asked
 
 
 def test_nothing_mapped_stays_unknown_and_the_card_says_what_to_ask(client):
     body = request_body([condition(SNOMED, "254837009")], [observation("161891005")])
     card = client.post(SERVICE, json=body).get_json()["cards"][0]
     assert card["indicator"] == "warning"   # pain in cancer, neurology unknown: urgent, not routine
-    assert "presentation.weakness.present: if present, emergency" in card["detail"]
+    assert "Limb weakness: if present, emergency" in card["detail"]
 
 
 def test_absent_observation_is_absent(client):
@@ -177,7 +179,7 @@ def test_without_observations_or_a_server_every_finding_is_still_to_ask(client):
     body = request_body([condition(SNOMED, "399068003")])
     del body["prefetch"]["observations"]
     card = client.post(SERVICE, json=body).get_json()["cards"][0]
-    assert "presentation.weakness.present: if present, emergency" in card["detail"]
+    assert "Limb weakness: if present, emergency" in card["detail"]
     assert "observations" in card["detail"].split("**Record**", 1)[1]   # the card says they were not had
 
 
