@@ -43,6 +43,10 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
+
+class _Holder(_Model):
+    """A model that holds other objects of the format."""
+
     @model_validator(mode="before")
     @classmethod
     def _null_objects_are_not_assessed(cls, data: Any) -> Any:
@@ -75,7 +79,7 @@ class Comorbidities(_Model):
     diabetes: TriState = None
 
 
-class Patient(_Model):
+class Patient(_Holder):
     age_years: Optional[WholeNumber] = Field(None, ge=0, le=120)
     cancer: Cancer = Field(default_factory=Cancer)
     treatments: Treatments = Field(default_factory=Treatments)
@@ -123,7 +127,7 @@ class Sciatica(_Model):
     bilateral: TriState = None
 
 
-class Presentation(_Model):
+class Presentation(_Holder):
     focal_vertebral_pain: FocalVertebralPain = Field(default_factory=FocalVertebralPain)
     weakness: Weakness = Field(default_factory=Weakness)
     paraesthesia: Paraesthesia = Field(default_factory=Paraesthesia)
@@ -150,7 +154,7 @@ class Sins(_Model):
     posterolateral: Optional[Literal["bilateral", "unilateral", "none"]] = None
 
 
-class Assessment(_Model):
+class Assessment(_Holder):
     mri_performed: TriState = None
     new_findings_since_mri: TriState = None  # v2: findings began or worsened after that MRI
     mri_compression: TriState = None
@@ -168,7 +172,7 @@ class Labs(_Model):
     platelets_10e9_l: Optional[float] = Field(None, ge=0, le=2000)  # v2.2: platelet count, 10^9/L
 
 
-class Case(_Model):
+class Case(_Holder):
     """One person at one moment (case-format 2.2). Every group and field is optional."""
 
     case_id: Optional[str] = Field(None, min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")

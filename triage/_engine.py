@@ -154,6 +154,16 @@ class CompiledEngine:
         self._definition = to_json(dict(sorted(definition.items())))
         self._handle: int | None = None
         self._pid: int | None = None
+        # What each chunk's fact carries: the case fields (written once per world) and the outcomes.
+        self._prefix = {path: f'"{alias}":' for stage in program.stages for path, alias in stage.fields}
+        self._plan = []
+        for stage in program.stages:
+            path_of = {alias: path for path, alias in stage.fields}
+            chunks = []
+            for chunk, keys in zip(stage.chunks, stage.chunk_keys):
+                chunks.append((chunk, tuple(path_of[k] for k in keys if k in path_of),
+                               tuple(k for k in keys if k not in path_of)))
+            self._plan.append((stage, tuple(chunks)))
 
     def _ensure_handle(self) -> int:
         pid = os.getpid()
@@ -175,19 +185,20 @@ class CompiledEngine:
         if not program.stages or not worlds:  # nothing to match: no session is opened
             return [[] for _ in worlds]
         outcomes = [_Outcomes() for _ in worlds]
+        prefix = self._prefix
+        rendered = [{path: prefix[path] + value for path, value in world.items() if path in prefix} for world in worlds]
         sid = str(next(_SIDS))
         with _LOCK:
             handle = self._ensure_handle()
             try:
-                for number, stage in enumerate(program.stages):
+                for number, (stage, chunks) in enumerate(self._plan):
                     facts = [f'{{"sid":"{sid}","chunk":{_SENTINEL_CHUNK},"world":-1}}'] if number == 0 else []
-                    fields = [(path, key, f'"{key}":') for path, key in stage.fields]
-                    for index, world in enumerate(worlds):
-                        values = {key: prefix + world[path] for path, key, prefix in fields if path in world}
+                    for index, pairs in enumerate(rendered):
+                        values: dict[str, str] = {}
                         outcomes[index].fragments(stage, values)
                         head = f'{{"sid":"{sid}","world":{index},'
-                        for chunk, keys in zip(stage.chunks, stage.chunk_keys):
-                            body = ",".join([values[key] for key in keys if key in values])
+                        for chunk, paths, outs in chunks:
+                            body = ",".join([pairs[p] for p in paths if p in pairs] + [values[k] for k in outs])
                             facts.append(f'{head}"chunk":{chunk}{"," if body else ""}{body}}}')
                     self._assert(handle, "[" + ",".join(facts) + "]", outcomes, stage.terms * len(worlds) + 1)
             finally:
