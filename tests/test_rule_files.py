@@ -231,3 +231,11 @@ def test_a_condition_with_too_many_alternatives_is_refused_at_load_with_a_hint(r
     edit_rule(rules_copy, "mscc.yaml", "mscc.analgesia", lambda r: r.update(when=many))
     error = load_error(rules_copy)
     assert "120 alternatives" in str(error) and "concept" in str(error) and "mscc.analgesia" in str(error)
+
+
+def test_every_rule_that_removes_or_replaces_an_action_says_why(ruleset):
+    """The result's `withheld` shows the reason; an older ruleset without one still loads (its title is
+    shown instead), so that old records replay, but the project's rules always give one."""
+    missing = [r.id for r in ruleset.data.rules
+               if any(o.kind in ("remove", "replace") for o in r.outputs) and not r.reason]
+    assert missing == []

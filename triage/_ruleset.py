@@ -374,9 +374,6 @@ def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, Act
                     parts = (trigger, gate_when) + ((own,) if own is not None else ())
                     outputs.append(Output("withhold", out.id, All(parts), reason=gate.reason, release=gate.release,
                                           absolute=True))
-    if (entry.removes_actions or entry.replaces) and not entry.reason:
-        raise RulesetError(file, "a rule that removes or replaces actions needs a `reason` (shown with the action "
-                                 "it holds back)", rid)
     if entry.reason and not (entry.removes_actions or entry.replaces):
         raise RulesetError(file, "`reason` explains the actions a rule removes or replaces; this rule has none "
                                  "(an action's gate takes its reason under `unless`, a rule's under `gates`)", rid)
