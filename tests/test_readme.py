@@ -16,9 +16,10 @@ README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
 
 
-def test_python_examples_in_the_readme_run(capsys):
+def test_python_examples_in_the_readme_run(capsys, tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert blocks, "the README should show the Python API"
+    monkeypatch.chdir(tmp_path)          # an example that writes a file writes it here
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
     out = capsys.readouterr().out
