@@ -15,6 +15,8 @@ some of them; the README's settings table is the reference):
   default a new private folder per app, shared by the workers of one server (loaded before they fork).
 - ``MSCC_CDS_ISSUERS_FILE`` -> ``CDS_TRUSTED_ISSUERS``: a JSON file ``{"<iss>": {"keys": [JWK, ...]}}``
   of the EHRs allowed to call CDS Hooks, with their public keys (no key is ever fetched).
+- ``MSCC_CDS_JWT_MAX_LIFETIME_S`` -> ``CDS_JWT_MAX_LIFETIME_S``: the longest a CDS Hooks JWT may live,
+  ``exp`` minus ``iat`` in seconds (default 300, as CDS Hooks recommends; at most 3600).
 - ``MSCC_CDS_ALLOW_UNAUTHENTICATED=1`` -> ``CDS_ALLOW_UNAUTHENTICATED``: development only. Without
   trusted issuers and without this, every CDS Hooks service call answers 401.
 - ``MSCC_RECORD_PATH`` -> ``RECORD_PATH`` and ``MSCC_RECORD_DSN`` -> ``RECORD_DSN``: the decision record
@@ -48,6 +50,11 @@ SECURITY_HEADERS = {
 }
 
 
+# Endpoints whose answers hold no clinical data (they may be cached as their own headers say).
+CACHEABLE = frozenset({"static", "web.static", "v1.describe_ruleset", "v1.openapi", "v1.docs", "v1.format_doc",
+                       "cds.discovery"})
+
+
 class ApiConfigError(ValueError):
     """The service's configuration cannot work (found at start-up, never during a request)."""
 
@@ -66,22 +73,30 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         CDS_STORE_PATH=os.environ.get("MSCC_CDS_STORE_PATH") or None,
         CDS_TRUSTED_ISSUERS=_issuers_from_file(os.environ.get("MSCC_CDS_ISSUERS_FILE")),
         CDS_ALLOW_UNAUTHENTICATED=os.environ.get("MSCC_CDS_ALLOW_UNAUTHENTICATED", "") in ("1", "true", "yes"),
+        CDS_JWT_MAX_LIFETIME_S=os.environ.get("MSCC_CDS_JWT_MAX_LIFETIME_S") or 300,
     )
     if config:
         app.config.from_mapping(config)
     _check_config(app)
     app.extensions[EXTENSION] = triage.load_ruleset(app.config["MSCC_RULES_PATH"])
 
-    from . import http, record_hook, web
+    from . import cors, http, record_hook, web
 
     record_hook.init_app(app)   # the decision record (before the views that write to it)
     http.init_app(app)
     web.init_app(app)
+    cors.init_app(app)          # CORS on the CDS Hooks paths, for the origins named in MSCC_CORS_ORIGINS
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
+        from flask import request
+
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        # A clinical answer (a result, a card, a form filled from the record) is never kept by a browser
+        # or a proxy: every answer but the static files and the public reference documents.
+        if request.endpoint not in CACHEABLE:
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     return app
@@ -118,6 +133,14 @@ def _check_config(app: Flask) -> None:
         raise ApiConfigError("CDS_TRUSTED_ISSUERS needs PUBLIC_BASE_URL (or MSCC_PUBLIC_BASE_URL, or "
                              "'triage serve --public-url'): the JWT audience is the URL the EHR calls, "
                              "never the request's Host header")
+    try:
+        lifetime = float(app.config.get("CDS_JWT_MAX_LIFETIME_S") or 300)
+    except (TypeError, ValueError):
+        lifetime = -1.0
+    if not 0 < lifetime <= 3600:
+        raise ApiConfigError("CDS_JWT_MAX_LIFETIME_S (MSCC_CDS_JWT_MAX_LIFETIME_S) must be a number of seconds "
+                             f"above 0 and at most 3600, not {app.config.get('CDS_JWT_MAX_LIFETIME_S')!r}")
+    app.config["CDS_JWT_MAX_LIFETIME_S"] = lifetime
     if not app.config.get("CDS_STORE_PATH"):
         app.config["CDS_STORE_PATH"] = os.path.join(tempfile.mkdtemp(prefix="mscc-triage-"), "cds.sqlite3")
 
