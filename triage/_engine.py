@@ -38,7 +38,7 @@ import json
 import os
 import re
 import threading
-from typing import Any
+from typing import Any, Optional
 
 import durable_rules_engine as _dre
 
@@ -175,18 +175,24 @@ class CompiledEngine:
             self._pid = pid
         return self._handle  # type: ignore[return-value]
 
-    def run(self, worlds: list[dict[str, str]]) -> list[list[Unit]]:
+    def run(self, worlds: list[dict[str, str]], base: Optional[dict[str, str]] = None) -> list[list[Unit]]:
         """Evaluate each world in one session; the units fired for each world, in firing order.
 
         A world maps a case field's path to its value as a JSON fragment (see :func:`encode`);
-        a choice or a number that was not given is left out.
+        a choice or a number that was not given is left out. With ``base``, each world holds only what
+        differs from it (the what-if's trials): the base is written once.
         """
         program = self.program
         if not program.stages or not worlds:  # nothing to match: no session is opened
             return [[] for _ in worlds]
         outcomes = [_Outcomes() for _ in worlds]
         prefix = self._prefix
-        rendered = [{path: prefix[path] + value for path, value in world.items() if path in prefix} for world in worlds]
+        if base is None:
+            rendered = [{p: prefix[p] + value for p, value in world.items() if p in prefix} for world in worlds]
+        else:
+            common = {p: prefix[p] + value for p, value in base.items() if p in prefix}
+            rendered = [{**common, **{p: prefix[p] + value for p, value in world.items() if p in prefix}}
+                        for world in worlds]
         sid = str(next(_SIDS))
         with _LOCK:
             handle = self._ensure_handle()

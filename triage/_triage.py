@@ -222,15 +222,13 @@ class Ruleset:
                 if not read or (path, read) in seen:
                     continue  # a trial no kept rule can see, or the same as another trial of this candidate
                 seen[(path, read)] = None
-                variant = dict(flat)
-                variant.update(trial)
-                worlds.append(variant)
+                worlds.append(trial)
                 owners.append(path)
         if not worlds:
             return []
         found: dict[str, tuple[str, set[str], set[str]]] = {}
         rank = URGENCY_RANK
-        for path, units in zip(owners, engine.run(worlds)):
+        for path, units in zip(owners, engine.run(worlds, base=flat)):
             level = urgency_of(units)
             added_flags = {o.id for u in units for o in u.outputs if o.kind == "flag" and o.id in missing}
             added_actions = {a for a in settle_actions(units) if a in lacking}
