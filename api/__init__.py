@@ -134,7 +134,8 @@ def _check_config(app: Flask) -> None:
                              "'triage serve --public-url'): the JWT audience is the URL the EHR calls, "
                              "never the request's Host header")
     try:
-        lifetime = float(app.config.get("CDS_JWT_MAX_LIFETIME_S") or 300)
+        configured = app.config.get("CDS_JWT_MAX_LIFETIME_S")
+        lifetime = float(300 if configured is None or configured == "" else configured)
     except (TypeError, ValueError):
         lifetime = -1.0
     if not 0 < lifetime <= 3600:

@@ -19,8 +19,9 @@ form", with the form's link and the questions to ask first, in the form's own En
 
 from __future__ import annotations
 
+import re
 import uuid
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import triage
 
@@ -130,15 +131,38 @@ def suggestions_for(result: triage.Result, patient_id: Optional[str]) -> list[di
     return out
 
 
+# What makes Markdown of plain text: links and images ([ ]), HTML and autolinks (<), entities (&), emphasis
+# (* and _ at a word's edge: snake_case stays as it is), code (`), strikethrough (~), tables (|), escapes (\).
+_MARKDOWN = re.compile(r"([\\`*\[\]<&|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|mailto|www)([:.@])")
+
+
+def escape(text: str) -> str:
+    """Text from the record as inert Markdown: no link, image, HTML, emphasis, heading or new block.
+
+    Every character that gives plain text a Markdown meaning is backslash-escaped (CommonMark renders
+    ``\\[`` as ``[``), line breaks become spaces (no new block: heading, list, quote), and what a
+    GitHub-flavoured renderer would turn into a link by itself (``https://``, ``www.``) is broken up
+    the same way."""
+    flat = " ".join(str(text).encode("utf-8", "replace").decode("utf-8").split())   # a lone surrogate: '?'
+    return _AUTOLINK.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", _MARKDOWN.sub(r"\\\1", flat))
+
+
+def _from_record(mapped: Iterable[str]) -> str:
+    """The "From the record" line: what was mapped, each part escaped (it holds the record's codes and units)."""
+    parts = [escape(line) for line in mapped]
+    return "**From the record**: " + ("; ".join(parts) if parts else "nothing mapped")
+
+
 def _record_lines(record: Optional[Record]) -> list[str]:
     if record is None:
         return []
     parts = []
     for key in TEMPLATES:
         if key in record.unavailable:
-            parts.append(f"{key}: not available ({record.unavailable[key]})")
+            parts.append(escape(f"{key}: not available ({record.unavailable[key]})"))
         elif key in record.origin:
-            parts.append(f"{key}: {record.origin[key]}")
+            parts.append(escape(f"{key}: {record.origin[key]}"))
     return ["**Record**: " + "; ".join(parts)] if parts else []
 
 
@@ -225,7 +249,7 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], 
         lines.append("**Not yet assessed** (each would raise the urgency, add a critical flag or ask a scan)")
         lines += _unknown_lines(result, ruleset, labels)
         lines.append("")
-    lines.append("**From the record**: " + ("; ".join(mapped) if mapped else "nothing mapped"))
+    lines.append(_from_record(mapped))
     lines += _record_lines(record)
     lines.append("")
     if sources:
@@ -290,7 +314,7 @@ def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[st
         lines.append("**Flags**")
         lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
         lines.append("")
-    lines.append("**From the record**: " + ("; ".join(mapped) if mapped else "nothing mapped"))
+    lines.append(_from_record(mapped))
     lines += _record_lines(record)
     lines.append("")
     if sources:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import secrets
 import logging
 import os
@@ -96,20 +97,32 @@ def verify_jwt() -> Optional[dict[str, Any]]:
     iss = unverified.get("iss")
     if not isinstance(iss, str) or iss not in issuers:
         raise _unauthorized("The JWT issuer is not trusted.")
-    keys = [k for k in (issuers[iss] or {}).get("keys", [])
-            if isinstance(header.get("kid"), (str, type(None))) and header.get("kid") in (None, k.get("kid"))]
+    kid = header.get("kid")
+    if not isinstance(kid, (str, type(None))):
+        raise _unauthorized("The JWT's kid must be a string.")
+    # with a kid: that key; without one: every key of the issuer is tried (an issuer rotating keys has several)
+    keys = [k for k in (issuers[iss] or {}).get("keys", []) if isinstance(k, dict) and kid in (None, k.get("kid"))]
     if not keys:
         raise _unauthorized("No key of the issuer matches the JWT's kid.")
+    for name in ("exp", "iat"):   # NumericDate (RFC 7519): a number; PyJWT would also read "exp": "9999999999"
+        value = unverified.get(name)
+        if name in unverified and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                   or not math.isfinite(value)):
+            raise _unauthorized(f"The JWT's {name!r} must be a number (seconds since the epoch).")
     url = current_app.config["PUBLIC_BASE_URL"] + request.path.lstrip("/")   # never the Host header
     audience = [url]
     if request.path.endswith("/feedback"):
         audience.append(url.rsplit("/feedback", 1)[0])
-    try:
-        key = jwt.PyJWK(keys[0], algorithm=alg).key
-        claims = jwt.decode(token, key, algorithms=[alg], audience=audience, issuer=iss,
-                            options={"require": ["iss", "aud", "exp", "iat", "jti"]})
-    except jwt.PyJWTError as exc:
-        raise _unauthorized(f"The JWT is not valid: {exc}.") from None
+    claims = _verified_claims(token, keys, alg, audience, iss)
+    lifetime = float(current_app.config.get("CDS_JWT_MAX_LIFETIME_S") or MAX_LIFETIME_S)
+    if claims["exp"] - claims["iat"] > lifetime:
+        raise _unauthorized(f"The JWT lives too long: exp is more than {lifetime:g} seconds after iat "
+                            "(CDS Hooks: at most 5 minutes).")
+    if claims["iat"] > time.time() + JWT_LEEWAY_S:
+        raise _unauthorized("The JWT was issued in the future (iat).")
+    if not isinstance(claims["jti"], str) or not claims["jti"] or not _utf8(claims["jti"]) \
+            or not all(_utf8(claims[name]) for name in ("sub",) if isinstance(claims.get(name), str)):
+        raise _unauthorized("The JWT's jti must be a non-empty string, and its claims valid Unicode text.")
     try:
         with store(current_app) as conn:
             conn.execute("DELETE FROM jti WHERE exp < ?", (time.time() - 60,))
@@ -117,6 +130,41 @@ def verify_jwt() -> Optional[dict[str, Any]]:
     except Duplicate:
         raise _unauthorized("This JWT (jti) was already used.") from None
     return claims
+
+
+MAX_LIFETIME_S = 300.0   # CDS_JWT_MAX_LIFETIME_S: exp at most this long after iat (CDS Hooks recommends 5 minutes)
+JWT_LEEWAY_S = 60.0
+
+
+def _utf8(text: str) -> bool:
+    """Whether the text is valid Unicode (JSON lets a lone surrogate through: no store can keep it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _verified_claims(token: str, keys: list[dict[str, Any]], alg: str, audience: list[str],
+                     iss: str) -> dict[str, Any]:
+    """The claims, verified with the first key of ``keys`` whose signature matches; 401 otherwise."""
+    failure: Optional[Exception] = None
+    for jwk in keys:
+        try:
+            key = jwt.PyJWK(jwk, algorithm=alg).key
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:   # a key of another type: the next one
+            failure = failure or exc
+            continue
+        try:
+            claims: dict[str, Any] = jwt.decode(token, key, algorithms=[alg], audience=audience, issuer=iss,
+                                                options={"require": ["iss", "aud", "exp", "iat", "jti"]})
+            return claims
+        except jwt.InvalidSignatureError as exc:
+            failure = exc
+            continue
+        except jwt.PyJWTError as exc:
+            raise _unauthorized(f"The JWT is not valid: {exc}.") from None
+    raise _unauthorized(f"The JWT is not valid: {failure or 'no key of the issuer verifies its signature'}.")
 
 
 # ------------------------------------------------------------------------------------ routes
@@ -140,8 +188,10 @@ def service() -> Response:
 
     claims = verify_jwt() or {}
     body = read_json_body()
-    if not isinstance(body, dict) or body.get("hook") != "patient-view" or not isinstance(body.get("hookInstance"), str):
-        raise ApiProblem(400, "Bad request", "A CDS Hooks request for patient-view with a hookInstance is expected.")
+    if not isinstance(body, dict) or body.get("hook") != "patient-view" or not isinstance(body.get("hookInstance"), str) \
+            or not _utf8(body["hookInstance"]) or len(body["hookInstance"]) > 200:
+        raise ApiProblem(400, "Bad request", "A CDS Hooks request for patient-view with a hookInstance (a string of "
+                                             "at most 200 characters) is expected.")
     record = gather(body, current_app.extensions[FETCH])
     codemap = current_app.extensions.get("mscc_codemap") or default_codemap()
     case, mapped = case_from_record(record, codemap, dt.datetime.now(dt.timezone.utc))
@@ -253,8 +303,8 @@ def _feedback_row(index: int, item: Any) -> tuple[float, str, str, int, Optional
     if not isinstance(item, dict):
         raise bad("each feedback item is an object with a card and an outcome (accepted or overridden).")
     card, outcome = item.get("card"), item.get("outcome")
-    if not isinstance(card, str) or not card:
-        raise bad("'card' must be the card's id (a string).")
+    if not isinstance(card, str) or not card or not _utf8(card):
+        raise bad("'card' must be the card's id (a string of valid Unicode text).")
     if outcome not in ("accepted", "overridden"):
         raise bad("'outcome' must be 'accepted' or 'overridden'.")
     accepted = item.get("acceptedSuggestions", [])
@@ -269,7 +319,8 @@ def _feedback_row(index: int, item: Any) -> tuple[float, str, str, int, Optional
             raise bad("'overrideReason' must be an object ({'reason': Coding, 'userComment': ...}).")
         reason = override.get("reason")
         if reason is not None:
-            if not isinstance(reason, dict) or not isinstance(reason.get("code", ""), str):
+            if not isinstance(reason, dict) or not isinstance(reason.get("code", ""), str) \
+                    or not _utf8(reason.get("code", "")):
                 raise bad("'overrideReason.reason' must be a Coding (an object with a string 'code').")
             code = reason.get("code") or None
         if not isinstance(override.get("userComment", ""), str):

@@ -176,8 +176,9 @@ def token_of(authorization: Any) -> Optional[_Token]:
     if not isinstance(authorization, dict):
         raise AuthorizationFailed("fhirAuthorization must be an object with an access_token")
     value, kind = authorization.get("access_token"), authorization.get("token_type", "Bearer")
-    if not isinstance(value, str) or not value or any(c in value for c in "\r\n"):
-        raise AuthorizationFailed("fhirAuthorization has no usable access_token")
+    if not isinstance(value, str) or not value or not all("!" <= c <= "~" for c in value):
+        # RFC 6750: a bearer token is visible ASCII; anything else cannot go in a header (nor be sent at all)
+        raise AuthorizationFailed("fhirAuthorization has no usable access_token (visible ASCII characters only)")
     if not isinstance(kind, str) or kind.lower() != "bearer":
         raise AuthorizationFailed("fhirAuthorization.token_type must be Bearer")
     return _Token(value)
@@ -187,7 +188,13 @@ def token_of(authorization: Any) -> Optional[_Token]:
 
 def _get(url: str, token: Optional[_Token], deadline: float, settings: FetchSettings) -> dict[str, Any]:
     """GET one FHIR URL before ``deadline`` (time.monotonic); the parsed resource, or a typed error."""
-    parts = urllib.parse.urlsplit(url)
+    if not _sendable(url):
+        raise NotFhir("a URL to fetch is not plain ASCII without spaces (not followed)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port   # noqa: B018 - a port that is not a number raises here, not in the connection
+    except ValueError:
+        raise NotFhir("a URL to fetch is not a valid URL (not followed)") from None
     deadline = min(deadline, time.monotonic() + settings.request_timeout_s)
 
     def left() -> float:
@@ -245,6 +252,8 @@ def _get(url: str, token: Optional[_Token], deadline: float, settings: FetchSett
         raise Unreachable(f"TLS failed ({type(exc).__name__})") from None
     except (http.client.HTTPException, OSError) as exc:
         raise Unreachable(f"the connection failed ({type(exc).__name__})") from None
+    except (UnicodeError, ValueError):   # a header or URL that cannot be sent: never a crash of the call
+        raise NotFhir("the request could not be sent (a URL or header that is not ASCII)") from None
     finally:
         conn.close()
     return _resource(b"".join(chunks))
@@ -266,11 +275,19 @@ def _resource(body: bytes) -> dict[str, Any]:
     return data
 
 
+def _sendable(url: str) -> bool:
+    """Plain visible ASCII (an IRI or a URL with spaces or controls is not sent as it is)."""
+    return bool(url) and all("!" <= c <= "~" for c in url)
+
+
 def _next_link(bundle: dict[str, Any], base: str) -> Optional[str]:
     links = bundle.get("link")
     for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             url = link["url"]
+            if not _sendable(url):
+                raise NotFhir("a search page's next link is not a plain ASCII URL; the pages after it were "
+                              "not fetched")
             if url.startswith("/"):   # a relative link: on the same server
                 parts = urllib.parse.urlsplit(base)
                 url = f"{parts.scheme}://{parts.netloc}{url}"

@@ -25,7 +25,7 @@ import datetime as dt
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -189,9 +189,10 @@ def _instant(value: Any) -> Optional[dt.datetime]:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # in UTC now: year 1 at +14:00 or year 9999 at -12:00 is outside the calendar there (no crash later)
+        return parsed.astimezone(dt.timezone.utc) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _day(value: Any) -> Optional[dt.date]:
@@ -449,12 +450,26 @@ def case_from_record(record: Record, codemap: CodeMap, now: dt.datetime) -> tupl
     """A case (case-format 2.2) from the record, and what was mapped from which resource (for the card)."""
     case: dict[str, Any] = {}
     mapped: list[str] = []
-    _patient(record, case, mapped, now.date())
-    _conditions(record, codemap, case, mapped)
-    _observations(record, codemap, case, mapped, now)
-    _medications(record, codemap, case, mapped, now)
-    _procedures(record, codemap, case, mapped, now)
+    rooms: list[tuple[str, Callable[[], None]]] = [
+        ("Patient", lambda: _patient(record, case, mapped, now.date())),
+        ("Condition", lambda: _conditions(record, codemap, case, mapped)),
+        ("Observation", lambda: _observations(record, codemap, case, mapped, now)),
+        ("MedicationRequest, MedicationStatement or Medication", lambda: _medications(record, codemap, case, mapped, now)),
+        ("Procedure", lambda: _procedures(record, codemap, case, mapped, now)),
+    ]
+    for kinds, room in rooms:
+        try:
+            room()
+        except MALFORMED as exc:
+            # A resource of a shape FHIR R4 does not have: 400 naming the resources, never a 500 (the
+            # EHR is told what to fix; the card is not lost to an unexplained failure).
+            raise bad_prefetch(f"A {kinds} resource of the record does not have the shape of FHIR R4, so the record "
+                               f"cannot be read ({type(exc).__name__}); nothing was triaged.") from None
     return case, mapped
+
+
+MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, UnicodeError,
+             RecursionError)
 
 
 NOT_FINDINGS = frozenset({"patient.age_years"})   # what the Patient resource alone gives

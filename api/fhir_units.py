@@ -66,9 +66,16 @@ def convert(quantity: Any, kind: str) -> Optional[float]:
     if not isinstance(quantity, dict) or quantity.get("comparator") is not None:
         return None
     value = quantity.get("value")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:   # an integer beyond a float (10**400, valid JSON) is not a lab value, nor a crash
+        number = float(value)
+    except OverflowError:
+        return None
+    if not math.isfinite(number):
         return None
     converter = _converter(quantity, table)
     if converter is None:
         return None
-    return round(converter(float(value)), 3)
+    converted = converter(number)
+    return round(converted, 3) if math.isfinite(converted) else None

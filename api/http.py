@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from flask import Blueprint, Flask, Response, current_app, render_template_string, request
 
@@ -50,15 +50,34 @@ def describe_ruleset() -> Response:
     return json_response(json.dumps(body, ensure_ascii=False))
 
 
+HEALTH_CASE = {"patient": {"cancer": {"history": "current"}}, "presentation": {"weakness": {"present": True}}}
+
+
+def _ruleset_health(rs: triage.Ruleset) -> Optional[str]:
+    """None when the ruleset answers a case in this worker (nothing recorded), else why not."""
+    try:
+        rs.evaluate(HEALTH_CASE)
+    except triage.TriageError as exc:
+        return f"the triage engine fails ({exc.code})"
+    return None
+
+
 @bp.get("/healthz")
 def healthz() -> Response:
-    """200 ``ok`` when every part works; 503 ``degraded`` naming the part that does not (the CDS store)."""
+    """200 ``ok`` when every part a triage needs works; 503 ``degraded`` naming each part that does not:
+    the ruleset (it evaluates a case), the decision record (a write, rolled back: every triage is
+    recorded before it is answered) and the CDS store."""
     rs = ruleset()
-    problem = cds.store_health(current_app)
-    body = {"status": "ok" if problem is None else "degraded",
+    problems_found = {"ruleset": _ruleset_health(rs),
+                      "record_store": record_hook.store_of(current_app).health(),
+                      "cds_store": cds.store_health(current_app)}
+    checks = {name: {"status": "ok"} if why is None else {"status": "failing", "reason": why}
+              for name, why in problems_found.items()}
+    healthy = all(why is None for why in problems_found.values())
+    body = {"status": "ok" if healthy else "degraded",
             "ruleset": {"name": rs.name, "version": rs.version, "sha256": rs.sha256},
-            "checks": {"cds_store": {"status": "ok"} if problem is None else {"status": "failing", "reason": problem}}}
-    return json_response(json.dumps(body), 200 if problem is None else 503)
+            "checks": checks}
+    return json_response(json.dumps(body), 200 if healthy else 503)
 
 
 @bp.get("/openapi.json")
@@ -112,9 +131,10 @@ def openapi_document() -> dict[str, Any]:
         "type": "object", "required": ["status", "ruleset", "checks"],
         "properties": {"status": {"enum": ["ok", "degraded"]},
                        "ruleset": {"type": "object", "required": ["name", "version", "sha256"]},
-                       "checks": {"type": "object", "properties": {"cds_store": {
+                       "checks": {"type": "object", "properties": {name: {
                            "type": "object", "required": ["status"],
-                           "properties": {"status": {"enum": ["ok", "failing"]}, "reason": {"type": "string"}}}}}},
+                           "properties": {"status": {"enum": ["ok", "failing"]}, "reason": {"type": "string"}}}
+                           for name in ("ruleset", "record_store", "cds_store")}}},
     }
     components["CdsResponse"] = {"type": "object", "required": ["cards"],
                                  "properties": {"cards": {"type": "array", "items": {
@@ -163,7 +183,8 @@ def openapi_document() -> dict[str, Any]:
                 }}},
             "/v1/ruleset": {"get": {"summary": "The ruleset: rules with sources, and the vocabulary",
                                     "responses": {"200": ok("The ruleset", json_object)}}},
-            "/healthz": {"get": {"summary": "Health: the ruleset in use and whether the CDS store can be written",
+            "/healthz": {"get": {"summary": "Health: the ruleset in use and whether it evaluates, and whether the "
+                                            "decision record and the CDS store can be written",
                                  "responses": {"200": ok("Every part works",
                                                          {"$ref": "#/components/schemas/Health"}),
                                                "503": ok("Degraded: checks names the failing part and why",
@@ -208,8 +229,8 @@ Errors are problem details (<code>application/problem+json</code>): 422 lists ev
 <h2>GET /openapi.json</h2><p>The OpenAPI 3.1 description, generated from the models the engine validates with.</p>
 <h2>CDS Hooks 2.0</h2><p><code>GET /cds-services</code> (discovery), <code>POST /cds-services/mscc-triage</code>
 (hook <code>patient-view</code>), <code>POST /cds-services/mscc-triage/feedback</code>.</p>
-<h2>GET /healthz</h2><p>The ruleset in use, and whether the CDS store can be written (503 "degraded"
-with the reason when it cannot).</p>
+<h2>GET /healthz</h2><p>The ruleset in use, and whether it evaluates, the decision record and the CDS store
+can be written (503 "degraded" naming the failing part and why when one cannot).</p>
 </body></html>"""
 
 

@@ -59,19 +59,45 @@ def audit() -> None:
     """The decision record: verify, show, export, replay, prune."""
 
 
+def _sha256(ctx: Any, param: Any, value: Optional[str]) -> Optional[str]:
+    if value is not None and (len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower())):
+        raise click.BadParameter("a sha256 (64 hexadecimal digits), as 'audit verify' prints the head")
+    return value.lower() if value else None
+
+
+def _keep_line(count: int, head_hash: str) -> str:
+    return f"keep outside the store, to check later: --expect-head {head_hash} --expect-count {count}"
+
+
 @audit.command()
+@click.option("--expect-head", default=None, metavar="HASH", callback=_sha256,
+              help="The head's sha256 kept outside the store (from an earlier verify or prune): the chain must "
+                   "still hold that record.")
+@click.option("--expect-count", type=click.IntRange(0), default=None, metavar="N",
+              help="With --expect-head: how many records the chain held up to that head (nothing deleted since).")
 @_store_options
 @handle_errors
-def verify(store_path: Optional[Path], dsn: Optional[str]) -> None:
-    """Check the whole chain; name the first broken record (exit 1)."""
+def verify(expect_head: Optional[str], expect_count: Optional[int], store_path: Optional[Path],
+           dsn: Optional[str]) -> None:
+    """Check the whole chain; name the first broken record (exit 1).
+
+    The chain alone cannot tell a prune from records deleted behind a forged checkpoint by someone who
+    can write to the store: keep the head it prints outside the store, and check against it with
+    --expect-head and --expect-count."""
+    if expect_count is not None and expect_head is None:
+        raise click.UsageError("--expect-count needs --expect-head (the head it counts up to)")
     store = _open(store_path, dsn)
-    report = store.verify()
+    report = store.verify(expect_head, expect_count)
     if report.broken is not None:
         click.echo(f"BROKEN: {report.broken}", err=True)
         click.echo(f"checked {report.count} records before stopping", err=True)
         sys.exit(1)
     first = f" from record {report.first_seq}" if report.first_seq and report.first_seq > 1 else ""
     click.echo(f"ok: {report.count} records{first}, head {report.head_seq} sha256 {report.head_hash}")
+    if expect_head is not None:
+        click.echo(f"the head kept outside the store is in the chain{' with its count' if expect_count is not None else ''}")
+    if report.count:
+        click.echo(_keep_line(report.count, report.head_hash))
 
 
 @audit.command()
@@ -145,12 +171,17 @@ def prune(before: Optional[str], store_path: Optional[Path], dsn: Optional[str])
     from cron); with neither, nothing is deleted and the command says how to set one."""
     if before is None:
         before = retention_bound(os.environ.get("MSCC_RECORD_RETENTION_DAYS"))
-    report = _open(store_path, dsn).prune(before)
+    elif before > time_bound(dt.datetime.now(dt.timezone.utc)):
+        raise click.BadParameter(f"{before} is in the future: a prune deletes records older than a past date",
+                                 param_hint="'--before'")
+    store = _open(store_path, dsn)
+    report = store.prune(before)
     if report.checkpoint is None:
         click.echo(f"nothing to prune before {before}")
         return
     click.echo(f"pruned {report.pruned} records (through record {report.through_seq}); checkpoint record "
                f"{report.checkpoint.seq} ({report.checkpoint.id})")
+    click.echo(_keep_line(report.remaining, report.checkpoint.hash))
 
 
 @click.command()

@@ -15,8 +15,14 @@ Its hash is the sha256 of its canonical JSON form (keys sorted, no spaces, UTF-8
 next record holds it as ``prev`` (the first holds 64 zeros). A record never holds a name or a record
 number: the case has none, and ``case_id`` (free text a caller could fill with one) is not kept.
 
-``kind: "checkpoint"`` records are written by :meth:`RecordStore.prune`: they hold the seq and hash of
-the last record pruned, so that the chain that remains still verifies from its first record.
+``kind: "checkpoint"`` records are written by :meth:`RecordStore.prune` at the head: they hold the range
+pruned (``pruned_from``, the old tail, to ``pruned_through``), its count, the hash of the last record
+pruned and the date pruned before (never after the checkpoint's own), so that the chain that remains
+still verifies from its first record; :meth:`RecordStore.verify` refuses a checkpoint that breaks
+these rules. Someone who can write to the store can still forge a well-formed prune: ``verify`` checks
+the chain against a head kept outside the store (``expect_head``, ``expect_count``) to catch that.
+
+SQLite record files are created 0600, in a folder created 0700.
 
 Stores: SQLite (default; ``MSCC_RECORD_PATH`` or ``$XDG_DATA_HOME/mscc-triage/records.sqlite3``, i.e.
 ``~/.local/share/mscc-triage/records.sqlite3``) and PostgreSQL (``MSCC_RECORD_DSN``; the only choice
@@ -221,6 +227,7 @@ class PruneReport:
     pruned: int
     through_seq: Optional[int]
     checkpoint: Optional[Record]
+    remaining: int = 0   # records in the chain up to and including the checkpoint (the new head)
 
 
 # ------------------------------------------------------------------------------------ stores
@@ -356,10 +363,13 @@ class RecordStore:
     def prune(self, before: str | dt.date | dt.datetime) -> PruneReport:
         """Delete the oldest records, those before ``before`` (a prefix of the chain), and append a
         checkpoint holding the seq and hash of the last one deleted, so the rest still verifies."""
-        bound = time_bound(before)
+        # Records are never written in the future: a later bound prunes the same records as now, and the
+        # checkpoint then never holds a date after its own (which verify refuses).
+        bound = min(time_bound(before), utc_now())
         p = self._ph
 
         def work(conn: Any, head_seq: int, head_hash: str) -> PruneReport:
+            tail = conn.execute("SELECT MIN(seq) FROM records").fetchone()
             row = conn.execute(f"SELECT MIN(seq) FROM records WHERE time >= {p}", (bound,)).fetchone()
             keep_from = row[0] if row and row[0] is not None else head_seq + 1
             last = conn.execute(f"SELECT seq, hash FROM records WHERE seq < {p} ORDER BY seq DESC LIMIT 1",
@@ -370,12 +380,37 @@ class RecordStore:
             conn.execute(f"DELETE FROM records WHERE seq < {p}", (keep_from,))
             entry = {"record_format": RECORD_FORMAT, "kind": "checkpoint", "id": uuid.uuid4().hex,
                      "channel": "audit", "pruned_before": bound, "pruned_count": count,
-                     "pruned_through": last[0], "pruned_hash": last[1]}
+                     "pruned_from": tail[0], "pruned_through": last[0], "pruned_hash": last[1]}
             checkpoint = self._insert(conn, head_seq + 1, head_hash, entry)
             self._set_head(conn, checkpoint.seq, checkpoint.hash)
-            return PruneReport(count, last[0], checkpoint)
+            remaining = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            return PruneReport(count, last[0], checkpoint, int(remaining))
 
         return self._write(work)
+
+    def health(self) -> Optional[str]:
+        """None when a record could be written now, else why not: a real write lock and a write of the
+        head row onto itself, rolled back (nothing changes)."""
+        try:
+            self._write_probe()
+        except RecordUnavailable as exc:
+            return str(exc)
+        return None
+
+    def _write_probe(self) -> None:
+        class _RolledBack(Exception):
+            pass
+
+        p = self._ph
+
+        def work(conn: Any, seq: int, head: str) -> None:
+            conn.execute(f"UPDATE record_head SET seq = {p}, hash = {p} WHERE id = 1", (seq, head))
+            raise _RolledBack()
+
+        try:
+            self._write(work)
+        except _RolledBack:
+            pass
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -449,13 +484,26 @@ class RecordStore:
     def count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM records")[0][0])
 
-    def verify(self) -> Verification:
-        """Check the whole chain; name the first record that breaks it."""
+    def verify(self, expect_head: Optional[str] = None, expect_count: Optional[int] = None) -> Verification:
+        """Check the whole chain; name the first record that breaks it.
+
+        ``expect_head`` (with ``expect_count``): a head kept outside the store (``verify`` prints it: the
+        head's hash and the number of records then). The chain must still hold that record, with exactly
+        that many records up to it: records deleted before it since, even behind a well-formed checkpoint,
+        break the chain (after a prune, keep the new head it prints)."""
         head_seq, head_hash = self.head()
         p = self._ph
         anchor = self._read(f"SELECT body FROM records WHERE kind = {p} ORDER BY seq DESC LIMIT 1", ("checkpoint",))
         checkpoint = json.loads(anchor[0][0]) if anchor else None
         count, first, prev_seq, prev_hash, last_id = 0, None, None, None, None
+        kept: Optional[tuple[int, Optional[str], int]] = None   # the kept head: seq, id, records up to it
+        earlier: Optional[dict[str, Any]] = None                # the last checkpoint met in the chain
+        now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
+        if checkpoint is not None:   # the checkpoint the chain starts from follows the rules before it is used
+            wrong = _checkpoint_problem(checkpoint, None, now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+            if wrong:
+                return self._broken(0, None, head_seq, head_hash,
+                                    Broken(_int(checkpoint.get("seq"), head_seq), checkpoint.get("id"), wrong))
         columns = "seq, body, hash, id, time, channel, kind"
         for seq, text, stored, col_id, col_time, col_channel, col_kind in self._scan(columns=columns):
             count += 1
@@ -472,8 +520,24 @@ class RecordStore:
                 return self._broken(count, first, head_seq, head_hash,
                                     Broken(seq, rid, "its columns (seq, id, time, channel, kind) differ from its "
                                                      "hashed content (altered or renumbered)"))
+            if body.get("kind") == "checkpoint":
+                wrong = _checkpoint_problem(body, earlier, now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+                if wrong:
+                    return self._broken(count, first or seq, head_seq, head_hash, Broken(seq, rid, wrong))
+                earlier = body
             if prev_seq is None:
                 first = seq
+                if checkpoint and seq <= _int(checkpoint.get("pruned_through"), 0):
+                    return self._broken(count, first, head_seq, head_hash, Broken(
+                        _int(checkpoint.get("seq"), seq), checkpoint.get("id"),
+                        f"a checkpoint that says records up to {checkpoint.get('pruned_through')} were pruned, "
+                        f"but record {seq} is still there (a forged checkpoint)"))
+                if checkpoint and seq < _int(checkpoint.get("seq"), 0) \
+                        and body.get("time", "") < str(checkpoint.get("pruned_before", "")):
+                    return self._broken(count, first, head_seq, head_hash, Broken(
+                        _int(checkpoint.get("seq"), seq), checkpoint.get("id"),
+                        f"a checkpoint that does not follow its prune: record {seq}, older than its prune date, "
+                        "was kept (records deleted behind a checkpoint)"))
                 if seq == 1:
                     expected = GENESIS
                 elif checkpoint and checkpoint.get("pruned_through") == seq - 1:
@@ -494,6 +558,8 @@ class RecordStore:
                                     Broken(seq, rid, f"it does not link to {where} (a record was inserted here, "
                                                      "or the one before it was altered and re-hashed)"))
             prev_seq, prev_hash, last_id = seq, stored, rid
+            if expect_head is not None and stored == expect_head:
+                kept = (seq, rid, count)
         last_seq = prev_seq or 0
         if (last_seq, prev_hash or GENESIS) != (head_seq, head_hash) and not (count == 0 and head_seq == 0):
             if last_seq > head_seq:
@@ -510,6 +576,16 @@ class RecordStore:
                 broken = Broken(head_seq, last_id, "its hash differs from the one the chain's head holds "
                                                    "(the record or the head row was altered)")
             return self._broken(count, first, head_seq, head_hash, broken)
+        if expect_head is not None:
+            if kept is None:
+                return self._broken(count, first, head_seq, head_hash, Broken(
+                    head_seq, last_id, f"the head kept outside the store ({expect_head[:16]}) is not in the chain: "
+                                       "records were deleted or the chain rewritten since it was kept"))
+            if expect_count is not None and kept[2] != expect_count:
+                return self._broken(count, first, head_seq, head_hash, Broken(
+                    kept[0], kept[1], f"the chain held {expect_count} records up to the head kept outside the store; "
+                                      f"it now holds {kept[2]} (records deleted or added before it since; after a "
+                                      "prune, keep the head it prints)"))
         return Verification(count, first, head_seq, head_hash, None)
 
     @staticmethod
@@ -546,7 +622,16 @@ class SqliteStore(RecordStore):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _open_connection(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The record holds clinical findings: a folder of its own only its owner can enter (0700), a file
+        # only its owner can read (0600; SQLite gives its WAL and shared-memory files the same mode).
+        # A folder that already exists (chosen by the operator) keeps its mode.
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:   # another process made it first
+                pass
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
@@ -629,6 +714,38 @@ class PostgresStore(RecordStore):
         except Exception:  # noqa: BLE001
             self._drop_conn()
         return rows
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _checkpoint_problem(body: Mapping[str, Any], earlier: Optional[Mapping[str, Any]], latest: str) -> Optional[str]:
+    """Why a checkpoint does not follow the rules of a prune (None: it does).
+
+    A prune deletes a prefix of the chain, from its old tail (record 1, or the record after the last
+    prune), and appends at the head a checkpoint holding that range, its count, the last hash deleted
+    and the date it pruned before, which is never after the checkpoint itself nor in the future."""
+    seq, through, count = body.get("seq"), body.get("pruned_through"), body.get("pruned_count")
+    start = body.get("pruned_from", through - count + 1 if isinstance(through, int) and isinstance(count, int)
+                     else None)   # checkpoints written before pruned_from was kept
+    digest, before, written = body.get("pruned_hash"), body.get("pruned_before"), body.get("time")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (seq, through, count, start)) \
+            or not isinstance(digest, str) or len(digest) != 64 or not isinstance(before, str) \
+            or not isinstance(written, str):
+        return "a checkpoint without its range, count, last hash and date (forged or damaged)"
+    assert isinstance(seq, int) and isinstance(through, int) and isinstance(count, int) and isinstance(start, int)
+    if not 1 <= start <= through < seq or count != through - start + 1:
+        return (f"a checkpoint whose range does not hold: records {start} to {through}, {count} of them, "
+                f"before itself (record {seq})")
+    if earlier is not None and start != _int(earlier.get("pruned_through"), -1) + 1:
+        return (f"a checkpoint that does not start at the chain's old tail (record "
+                f"{_int(earlier.get('pruned_through'), -1) + 1}, after the previous prune) but at record {start}")
+    if before > written:
+        return f"a checkpoint that prunes before {before}, a date after its own ({written}): a date in the future"
+    if written > latest:
+        return f"a checkpoint dated in the future ({written})"
+    return None
 
 
 def _redact(dsn: str) -> str:
