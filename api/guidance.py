@@ -62,17 +62,19 @@ def guidance_response(result: triage.Result, root: str, patient_id: Optional[str
     for rule in result.fired_rules:
         parameters.append({"name": "fired-rule", "valueString": f"{rule.id} v{rule.version}"})
 
+    # Draft orders need a subject (FHIR): without a patient (the JSON API) the group names them only.
     orders = []
     for action in result.actions:
         if action.id not in ORDERABLE:
             continue
         resource = dict(_draft(action, patient_id)["resource"], id=f"order-{len(orders) + 1}")
-        orders.append((action, resource))
+        orders.append((action, resource if patient_id else None))
     request_group: dict[str, Any] = {
         "resourceType": "RequestGroup", "id": "orders", "status": "draft", "intent": "proposal",
         "priority": "stat" if result.urgency == "emergency" else "urgent" if result.urgency == "urgent" else "routine",
         "action": [{"title": action.label, "priority": PRIORITY[action.timing],
-                    "resource": {"reference": f"#{resource['id']}"}} for action, resource in orders],
+                    **({"resource": {"reference": f"#{resource['id']}"}} if resource else {})}
+                   for action, resource in orders],
     }
     if patient_id:
         request_group["subject"] = {"reference": f"Patient/{patient_id}"}
@@ -85,7 +87,7 @@ def guidance_response(result: triage.Result, root: str, patient_id: Optional[str
         "status": "success",
         "reasonCode": reasons,
         "contained": [{"resourceType": "Parameters", "id": "explanation", "parameter": parameters},
-                      request_group, *(resource for _, resource in orders)],
+                      request_group, *(resource for _, resource in orders if resource)],
         "outputParameters": {"reference": "#explanation"},
         "note": [{"text": result.disclaimer}],
     }

@@ -31,8 +31,20 @@ def triage_case() -> Response:
     """Triage one case (case-format 2.2) and return the result (result-format 2.2)."""
     data = read_json_body()
     result = ruleset().evaluate(data)
-    record_hook.record("api", data, result)   # before answering: 503 if it cannot be written
+    written = record_hook.record("api", data, result)   # before answering: 503 if it cannot be written
+    if _wants_fhir():   # an EHR that stores decision support as FHIR: the result as a GuidanceResponse
+        from .guidance import guidance_response
+
+        resource = guidance_response(result, cds.public_root(), request_id=written.id)
+        return Response(json.dumps(resource, ensure_ascii=False), mimetype="application/fhir+json")
     return json_response(result.to_json())
+
+
+def _wants_fhir() -> bool:
+    """``Accept: application/fhir+json`` preferred over plain JSON asks for the FHIR form of the result."""
+    accept = request.accept_mimetypes
+    return accept.quality("application/fhir+json") > accept.quality("application/json") \
+        and "application/fhir+json" in accept.values()
 
 
 @bp.get("/v1/ruleset")

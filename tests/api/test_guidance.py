@@ -39,3 +39,18 @@ def test_the_guidance_holds_the_urgency_the_ruleset_and_the_orders(ruleset):
     drugs = [r for r in resource["contained"] if r["resourceType"] == "MedicationRequest"]
     assert any("Dexamethasone" in r["medicationCodeableConcept"]["text"] for r in drugs)
     assert all(r["status"] == "draft" for r in drugs)
+
+
+def test_the_api_answers_fhir_when_asked(tmp_path):
+    from mscc_triage_api import create_app
+
+    app = create_app({"TESTING": True, "RECORD_PATH": str(tmp_path / "r.sqlite3"),
+                      "CDS_STORE_PATH": str(tmp_path / "cds.sqlite3")})
+    client = app.test_client()
+    case = {"patient": {"cancer": {"history": "current"}}, "presentation": {"weakness": {"present": True}}}
+    answer = client.post("/v1/triage", json=case, headers={"Accept": "application/fhir+json"})
+    assert answer.status_code == 200 and answer.mimetype == "application/fhir+json"
+    resource = GuidanceResponse.model_validate(answer.get_json())
+    assert resource.requestIdentifier.value == answer.headers["X-Request-Id"]
+    plain = client.post("/v1/triage", json=case)
+    assert plain.mimetype == "application/json" and plain.get_json()["urgency"] == "emergency"
