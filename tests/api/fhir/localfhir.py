@@ -44,6 +44,18 @@ def _subject_of(resource: dict[str, Any]) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A test server that takes a client's reset or early close as the normal end of a connection
+    (the fetch under test gives up on slow or huge answers on purpose), not as an error to print."""
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class LocalFhir:
     def __init__(self, resources: list[dict[str, Any]]):
         self.resources = resources
@@ -59,7 +71,7 @@ class LocalFhir:
             def do_GET(self) -> None:   # noqa: N802
                 outer.handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.root = f"http://127.0.0.1:{self.port}"
