@@ -9,7 +9,8 @@ command line) naming the file, the key and the reason, with a "did you mean" hin
 - a section or an entry of the wrong shape (each text is ``{en: ..., fr: ...}``, both non-empty);
 - a missing key: a case field without a label or a group, a choice of the case model without a
   label, a word or a message the page uses, a vocabulary action or flag without a French label, a
-  rule headline without a French headline;
+  rule headline (any of its variants) without a French headline (``labels.fr.yaml``,
+  ``headlines.texts``, keyed by the English text);
 - a message whose ``{placeholders}`` the form cannot fill;
 - a follow-up question (``groups[].follow_ups``: asked when its gate is answered "yes") whose gate
   is not a yes/no finding of the same group, or that is not in the group, or is listed twice;
@@ -45,7 +46,7 @@ FORM_FILE = "form.yaml"
 LABELS_FR_FILE = "labels.fr.yaml"
 LANGUAGES = ("en", "fr")
 URGENCIES = ("emergency", "urgent", "routine")
-TIMINGS = ("immediately", "within_4h", "within_24h", "within_1_week", "routine")
+TIMINGS = ("immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine")
 SEVERITIES = ("critical", "warning", "info")
 SINS_CATEGORIES = ("stable", "potentially_unstable", "unstable")
 
@@ -57,6 +58,8 @@ PAGE_WORDS = (
     "error_title", "error_body", "back_to_form",
     "so_far", "ask_first_raise", "ask_first_flags", "critical_flags", "other_flags", "note_title", "copy", "copied",
     "copy_failed", "findings_given", "none_given", "triaged_at", "prefilled", "record_error_title", "withheld", "release",
+    "not_enough", "not_enough_body", "ask_first", "then", "sources", "not_assessed_list",
+    "new_case_title", "new_case_body", "new_case_nothing", "new_case_keep", "new_case_confirm",
 )
 # Every message code the form shows, with the placeholders it may use.
 MESSAGES: dict[str, frozenset[str]] = {
@@ -357,29 +360,33 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
     for urgency in defaults:
         if urgency not in data.headlines:
             unused.append(f"{LABELS_FR_FILE}: headlines.default.{urgency}: not an urgency of the ruleset")
+    # Every headline of every rule (its single headline, or each variant of its list), by the English
+    # text (``headlines.texts``): when an English headline changes, its French one goes missing and
+    # the check says so. ``headlines.rules`` (French by rule id, for the rule's unconditional headline)
+    # is still read, for rulesets written before headline variants; the text wins when both are given.
+    for section in ("rules", "texts"):
+        if not isinstance(raw_headlines.get(section) or {}, dict):
+            raise fr.fail(f"headlines.{section}", "must be a mapping of "
+                          + ("rule id" if section == "rules" else "English headline") + " to French headline")
     by_rule = _keyed(raw_headlines.get("rules") or {})
-    if not isinstance(raw_headlines.get("rules", {}), dict):
-        raise fr.fail("headlines.rules", "must be a mapping of rule id to French headline")
-    rules = {r.id: r for r in data.rules}
-    for rule in data.rules:
-        if not rule.headline:
-            continue
-        key = f"headlines.rules.{rule.id}"
-        if rule.id not in by_rule:
-            raise fr.fail(key, f"missing: rule {rule.id} has a headline ({rule.headline!r}) without a French one",
-                          _hint(rule.id, [r for r in by_rule if r not in rules]))
-        headlines.setdefault(rule.headline, {"en": rule.headline, "fr": fr.label(by_rule[rule.id], key)})
-    # a rule's other headlines (variants chosen by what the result holds), by their English text
     by_text = _keyed(raw_headlines.get("texts") or {})
+    rules = {r.id: r for r in data.rules}
     for rule in data.rules:
         for variant in rule.headlines:
             if variant.text in headlines:
                 continue
-            key = f"headlines.texts.{variant.text}"
-            if variant.text not in by_text:
-                raise fr.fail(key, f"missing: rule {rule.id} has this headline without a French one")
-            headlines[variant.text] = {"en": variant.text, "fr": fr.label(by_text[variant.text], key)}
+            if variant.text in by_text:
+                key, french = f"headlines.texts.{variant.text}", by_text[variant.text]
+            elif variant.text == rule.headline and rule.id in by_rule:
+                key, french = f"headlines.rules.{rule.id}", by_rule[rule.id]
+            else:
+                raise fr.fail(f"headlines.texts.{variant.text}",
+                              f"missing: rule {rule.id} has this headline without a French one "
+                              "(give it under headlines.texts, keyed by the English text)",
+                              _hint(variant.text, [t for t in by_text if t not in headlines]))
+            headlines[variant.text] = {"en": variant.text, "fr": fr.label(french, key)}
     unused += [f"{LABELS_FR_FILE}: headlines.texts.{text}: no rule has this headline"
+               + _suffix(_hint(text, [v.text for r in data.rules for v in r.headlines if v.text not in by_text]))
                for text in by_text if text not in headlines]
     for rule_id, value in by_rule.items():
         fr.label(value, f"headlines.rules.{rule_id}")
@@ -389,6 +396,8 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
                                                     if rule.headline and r not in by_rule])))
         elif not rules[rule_id].headline:
             unused.append(f"{LABELS_FR_FILE}: headlines.rules.{rule_id}: this rule has no headline")
+        elif rules[rule_id].headline in by_text:
+            unused.append(f"{LABELS_FR_FILE}: headlines.rules.{rule_id}: headlines.texts gives this headline")
 
     # titles: a French title for every rule
     raw_titles = _keyed(fr.section("titles", dict))

@@ -9,7 +9,8 @@ If the engine fails, the page says so in its own language, keeps the answers and
 by clinical judgement meanwhile (503); any other failure of a form page is an HTML page too, never JSON.
 
 The language button posts the answers to the other language's page (``_switch``): the answers stay,
-and the page is triaged again only if it had been (``_triaged``). A result comes with a plain-text
+and the page is triaged again only if it had been (``_triaged``). "New case" posts the answers to a
+confirmation page (``/new``, ``/fr/new``) that either clears them or sends them back the same way. A result comes with a plain-text
 note for the patient's record (``triage_note.html``: findings given, urgency, timed actions, flags,
 what is still to ask, date and time, ruleset version), which ``note.js`` copies and the page prints.
 """
@@ -110,7 +111,8 @@ def message_for(problem: triage.Problem, lang: str, t: Texts) -> str:
     match = re.search(r"must be (<=|>=) (\S+)", problem.reason)
     if match:
         op = "≤" if match.group(1) == "<=" else "≥"
-        bound = match.group(2).replace(".", ",") if lang == "fr" else match.group(2)
+        bound = re.sub(r"(?<=\d)\.0+$", "", match.group(2))   # 2000, not 2000.0 (a float field's bound)
+        bound = bound.replace(".", ",") if lang == "fr" else bound
     return template.format(other=other, op=op, bound=bound)
 
 
@@ -172,11 +174,17 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
                 result, record_failed = None, True
     status = 503 if engine_failed or record_failed else 422 if (field_errors or general_errors) else 200
     rules = {r.id: r for r in rs.data.rules}
+    asked = symptoms_asked(values)
     context = dict(lang=lang, t=t, fields=FIELDS, values=values, result=result, ruleset=rs, rules=rules,
                    shown=display_values(values, lang, t), raising=_raising(result),
+                   # Nothing of the five symptom groups answered: a routine result is not shown as one
+                   # (it would reassure about questions never asked). An urgent or emergency result is.
+                   not_enough=bool(result is not None and not asked and result.urgency == "routine"),
+                   not_assessed=not_assessed(values, result, t),
+                   cited=cited_sources(result, rules, lang, t) if result is not None else None,
                    now=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M (UTC%z)"))
     # Rendered (and so escaped) as HTML: it is shown in the page as it is.
-    note = Markup(render_template("triage_note.html", **context).strip() + "\n") if result else ""
+    note = Markup(render_template("triage_note.html", **context).strip() + "\n") if result and not context["not_enough"] else ""
     return render_template(
         "triage_form.html", **context, field_errors=field_errors, general_errors=general_errors,
         engine_failed=engine_failed, record_failed=record_failed, triaged=triaged, note=note, prefilled=prefilled,
@@ -185,6 +193,61 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
 
 
 URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
+
+# The five symptom groups of the case model: until one of their findings is answered, nothing was asked.
+SYMPTOM_GROUPS = ("focal_vertebral_pain", "weakness", "paraesthesia", "sphincter_disturbance", "sciatica")
+
+
+def symptoms_asked(values: dict[str, str]) -> bool:
+    """True when a finding of the five symptom groups (their ``present`` or any sub-finding) is answered."""
+    prefixes = tuple(f"presentation.{g}." for g in SYMPTOM_GROUPS)
+    return any(path.startswith(prefixes) and (raw or "").strip() for path, raw in values.items())
+
+
+def not_assessed(values: dict[str, str], result: Any, t: Texts) -> list[str]:
+    """The symptom questions left unanswered, in the form's order, for the note (what was not examined).
+
+    The questions of the presentation's groups that are asked on their own (a follow-up only when its
+    question is "Yes"), and every unknown the result names, each once; the result's unknowns first.
+    """
+    out: list[str] = [u.field for u in result.unknowns] if result is not None else []
+    for group in t.groups:
+        if not any(p.startswith("presentation.") for p in group.fields):
+            continue
+        for path, follow_ups in group.items:
+            asked = [path] + (list(follow_ups) if (values.get(path) or "").strip() == "true" else [])
+            for field in asked:
+                if field.startswith("presentation.") and not (values.get(field) or "").strip() and field not in out:
+                    out.append(field)
+    return out
+
+
+def cited_sources(result: Any, rules: dict[str, Any], lang: str, t: Texts) -> dict[str, Any]:
+    """The result's sources, each once, numbered: current national guidance first (``source_rank``).
+
+    Returns ``{"list": [citation, ...], "of": {source string: [numbers]}}``, so that an action or a
+    rule refers to its sources by number instead of repeating them.
+    """
+    from triage._result import source_rank
+
+    from .form_texts import source_parts
+
+    strings = [a.source or "" for a in result.actions] + [rules[r.id].source or "" for r in result.fired_rules if r.id in rules]
+    parts: list[str] = []
+    for source in strings:
+        for part in source_parts(source):
+            if part not in parts:
+                parts.append(part)
+    parts.sort(key=source_rank)   # stable: within a rank, the order the result first cites them
+    listed: list[str] = []
+    number: dict[str, int] = {}
+    for part in parts:
+        text = t.sources.get(part, {}).get(lang, part)
+        if text not in listed:
+            listed.append(text)
+        number[part] = listed.index(text) + 1
+    of = {source: sorted({number[p] for p in source_parts(source)}) for source in strings}
+    return {"list": listed, "of": of}
 
 
 def _raising(result: Any) -> Optional[str]:
@@ -222,6 +285,29 @@ def form_en():  # type: ignore[no-untyped-def]
 @bp.route("/fr/", methods=["GET", "POST"])
 def form_fr():  # type: ignore[no-untyped-def]
     return _page("fr")
+
+
+def _new_case(lang: str):  # type: ignore[no-untyped-def]
+    """"New case" asks first (no JavaScript needed): clearing answers nobody kept cannot be undone.
+
+    The answers come posted from the form and go back, unchanged, with "Keep the answers" (as the
+    language button does: the page is triaged again only if it had been); "Clear" opens an empty form.
+    """
+    self_url = "/" if lang == "en" else "/fr/"
+    kept = {k: v for k, v in request.form.items() if k in FIELDS and (v or "").strip()}
+    return render_template("triage_new.html", lang=lang, t=texts(), kept=kept, self_url=self_url,
+                           triaged="_triaged" in request.form,
+                           answered=len(kept)), 200
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new_en():  # type: ignore[no-untyped-def]
+    return _new_case("en")
+
+
+@bp.route("/fr/new", methods=["GET", "POST"])
+def new_fr():  # type: ignore[no-untyped-def]
+    return _new_case("fr")
 
 
 @bp.errorhandler(Exception)

@@ -307,7 +307,8 @@ def test_a_routine_case_takes_at_most_8_clicks_and_the_button_stays_in_reach(bro
 @pytest.mark.parametrize("lang, level, so_far, raise_to", [("en", "ROUTINE", "SO FAR", "EMERGENCY"),
                                                            ("fr", "NON URGENT", "POUR L'INSTANT", "URGENCE VITALE")])
 def test_the_banner_never_reassures_early(browser, live_url, lang, level, so_far, raise_to):
-    open_page(browser, live_url, lang, {})   # nothing asked yet
+    # one symptom group answered "No", the others not asked: routine "so far" (nothing asked at all: issue 24 below)
+    open_page(browser, live_url, lang, {"presentation.sciatica.present": "false"})
     banner = browser.find_element(By.ID, "urgency-banner")
     assert banner.find_element(By.CLASS_NAME, "level").text == level
     assert banner.find_element(By.CLASS_NAME, "so-far").text == so_far
@@ -390,3 +391,214 @@ def test_enter_in_a_field_triages_it_does_not_switch_language(browser, live_url)
         lambda d: d.execute_script("return window.__oldPage !== true && document.readyState === 'complete';"))
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
     assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text == "EMERGENCY"
+
+
+# ------------------------------------------------------------------------------------ issue 24: the form at 3 a.m.
+
+PHONE = (390, 844)   # the first screen of a common phone, in CSS px
+URL = {"en": "/", "fr": "/fr/"}
+NOT_ENOUGH = {"en": "Not enough answered yet", "fr": "Pas encore assez de réponses"}
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_an_empty_form_says_not_enough_answered_yet_never_an_urgency(browser, live_url, lang, width):
+    resize(browser, width, 900)
+    browser.get(live_url + URL[lang])
+    submit(browser)
+    box = browser.find_element(By.ID, "not-enough")
+    assert box.find_element(By.CLASS_NAME, "level").text.replace("\u00a0", " ").lower() == NOT_ENOUGH[lang].lower()
+    assert browser.find_elements(By.ID, "urgency-banner") == [] and browser.find_elements(By.CSS_SELECTOR, ".so-far") == []
+    body = browser.find_element(By.TAG_NAME, "body").text
+    for word in ("ROUTINE", "NON URGENT", "No MSCC pathway today", "Pas de parcours"):
+        assert word not in body, word
+    # the questions to ask first: the result's unknowns, each a link to its question
+    asked = [li.get_attribute("data-field") for li in browser.find_elements(By.CSS_SELECTOR, "#result ul.unknowns li")]
+    assert "presentation.weakness.present" in asked and "presentation.focal_vertebral_pain.present" in asked
+    assert overflow(browser)["scroll"] <= overflow(browser)["client"]
+    browser.save_screenshot(str(SCREENSHOTS / f"not-enough-{lang}-{width}.png"))
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_labs_alone_that_make_an_emergency_show_the_emergency(browser, live_url, lang):
+    open_page(browser, live_url, lang, {"labs.corrected_calcium_mmol_l": "3.6" if lang == "en" else "3,6"})
+    assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text in ("EMERGENCY", "URGENCE VITALE")
+    assert browser.find_elements(By.ID, "not-enough") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#now-actions li")   # what to do now, not hidden
+
+
+def answer_targets(driver) -> list:
+    """Every visible answer row: its question, the top of each of its buttons and each button's size."""
+    return driver.execute_script("""
+        var rows = [];
+        document.querySelectorAll('fieldset.tri, fieldset.choice').forEach(function (f) {
+          if (!f.offsetParent) { return; }
+          var labels = Array.prototype.map.call(f.querySelectorAll('label.answer'), function (l) {
+            var r = l.getBoundingClientRect(), s = l.querySelector('span');
+            return {top: r.top, w: r.width, h: r.height, text: l.textContent.trim(),
+                    clipped: l.scrollWidth > l.clientWidth + 1 || s.getBoundingClientRect().right > r.right + 0.5}; });
+          rows.push({id: f.id, kind: f.className, labels: labels});
+        });
+        return rows;""")
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_answers_on_one_row_each_target_at_least_44_px(browser, live_url, lang, width):
+    resize(browser, width, 900)
+    browser.get(live_url + URL[lang])
+    # open every follow-up question of the symptoms (the narrowest rows, indented)
+    fill(browser, {q: "true" for q in ("presentation.focal_vertebral_pain.present", "presentation.weakness.present",
+                                        "presentation.paraesthesia.present", "presentation.sphincter_disturbance.present",
+                                        "presentation.sciatica.present", "presentation.gait_difficulty",
+                                        "assessment.mri_performed")})
+    rows = answer_targets(browser)
+    tri = [r for r in rows if r["kind"] == "tri"]
+    assert len(tri) >= 40
+    smallest = min(min(lab["w"], lab["h"]) for r in rows for lab in r["labels"])
+    assert smallest >= 44, [(r["id"], lab) for r in rows for lab in r["labels"] if min(lab["w"], lab["h"]) < 44]
+    wrapped = [r["id"] for r in tri if max(lab["top"] for lab in r["labels"]) - min(lab["top"] for lab in r["labels"]) > 1]
+    assert wrapped == []   # Yes · No · Not assessed side by side
+    clipped = [(r["id"], lab["text"]) for r in rows for lab in r["labels"] if lab["clipped"]]
+    assert clipped == []   # every answer's word inside its button
+    assert overflow(browser)["scroll"] <= overflow(browser)["client"]
+    group = browser.find_element(By.ID, "group-weakness")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", group)
+    browser.save_screenshot(str(SCREENSHOTS / f"answers-{lang}-{width}.png"))
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_new_case_is_away_from_triage_and_asks_before_it_clears(browser, live_url, lang):
+    resize(browser, *PHONE)
+    answers = CASES["urgent"][0]
+    open_page(browser, live_url, lang, answers)
+    gap = browser.execute_script(
+        "var a = document.getElementById('new-case').getBoundingClientRect(),"
+        "    b = document.getElementById('submit').getBoundingClientRect();"
+        "return Math.max(b.top - a.bottom, a.top - b.bottom);")
+    assert gap >= 300, gap   # the whole result and form between them, never side by side
+    new_case = browser.find_element(By.ID, "new-case")
+    assert new_case.size["height"] >= 44
+    submit(browser, button_id="new-case")
+    assert browser.find_element(By.ID, "confirm-new").is_displayed()
+    browser.save_screenshot(str(SCREENSHOTS / f"new-case-{lang}.png"))
+    assert browser.find_elements(By.ID, "case-form") == []   # nothing cleared yet: a question, not a form
+    submit(browser, button_id="keep-answers")   # "No": the answers and the result come back
+    assert Select(browser.find_element(By.NAME, "patient.cancer.history")).first_selected_option.get_attribute("value") == "current"
+    assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text == "URGENT"
+    submit(browser, button_id="new-case")
+    submit(browser, button_id="confirm-clear")   # "Yes": an empty form
+    assert Select(browser.find_element(By.NAME, "patient.cancer.history")).first_selected_option.get_attribute("value") == ""
+    assert browser.find_element(By.CSS_SELECTOR, 'input[name="presentation.focal_vertebral_pain.present"][value=""]').is_selected()
+    assert browser.find_elements(By.ID, "result") == []
+
+
+def viewport(driver, width: int, height: int) -> None:
+    """Make the page's viewport (not the window) width x height CSS px."""
+    resize(driver, width, height)
+    extra = driver.execute_script("return window.outerHeight - window.innerHeight;")
+    resize(driver, width, height + extra)
+    assert driver.execute_script("return [window.innerWidth, window.innerHeight];") == [width, height]
+
+
+# The first screen of a phone: 390 x 844 CSS px, less the browser's bars (about 140 px): 700 px of page.
+FIRST_SCREEN = (390, 700)
+NOW_FITS = {}
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("case", ["cauda-equina", "emergency"])
+def test_an_emergency_shows_its_now_actions_on_the_first_phone_screen(browser, live_url, lang, case):
+    width, height = FIRST_SCREEN
+    viewport(browser, width, height)
+    open_page(browser, live_url, lang, CAUDA_EQUINA if case == "cauda-equina" else CASES["emergency"][0])
+    browser.execute_script("window.scrollTo(0, 0);")
+    now = browser.find_elements(By.CSS_SELECTOR, "#now-actions li")
+    assert len(now) >= 5
+    bottom = browser.execute_script(
+        "var items = document.querySelectorAll('#now-actions li');"
+        "return items[items.length - 1].getBoundingClientRect().bottom;")
+    NOW_FITS[(case, lang)] = round(bottom)
+    print(f"now-actions bottom {case} {lang}: {round(bottom)} of {height} px")
+    browser.save_screenshot(str(SCREENSHOTS / f"first-screen-{case}-{lang}.png"))
+    assert bottom <= height, (bottom, height)
+    # the banner and the critical flag come first, above the actions
+    banner = browser.find_element(By.ID, "urgency-banner")
+    assert banner.location["y"] < now[0].location["y"]
+    assert banner.find_element(By.CSS_SELECTOR, '[data-id="cauda_equina_red_flags"]').is_displayed()
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_sources_are_listed_once_and_actions_refer_to_their_numbers(browser, live_url, lang):
+    open_page(browser, live_url, lang, CASES["emergency"][0])
+    listed = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#sources li")]
+    assert listed and len(listed) == len(set(listed))
+    assert listed[0].startswith("NICE NG234")   # current national guidance first
+    assert "NICE CG75" in " ".join(listed[-2:]) or "CG75" not in " ".join(listed)   # superseded: after the others
+    result = browser.find_element(By.ID, "result")
+    note = browser.find_element(By.ID, "note").text
+    shown = result.text.replace(note, "")
+    for text in listed:
+        assert shown.count(text) == 1, text
+    for li in browser.find_elements(By.CSS_SELECTOR, "#now-actions li, #later-actions li"):
+        refs = li.find_elements(By.CSS_SELECTOR, ".refs a")
+        assert refs and all(r.get_attribute("href").split("#")[1].startswith("src-") for r in refs)
+    # the long explanation is folded
+    assert browser.find_element(By.CSS_SELECTOR, "details.why").get_attribute("open") is None
+
+
+# Taps on a phone: a yes/no answer or a short choice is one tap, a drop-down list two (open it, pick),
+# Triage one. The README's form section gives these counts.
+TAP_CASES = {
+    "breast-leg-weakness": ([("patient.cancer.history", "current"), ("patient.cancer.primary", "breast"),
+                             ("presentation.weakness.present", "true"), ("presentation.weakness.limbs", "legs")],
+                            10, "emergency"),
+    "no-cancer-back-pain-retention": ([("patient.cancer.history", "none"),
+                                       ("presentation.focal_vertebral_pain.present", "true"),
+                                       ("presentation.focal_vertebral_pain.region", "lumbar"),
+                                       ("presentation.sphincter_disturbance.present", "true"),
+                                       ("presentation.sphincter_disturbance.urinary_retention", "true")],
+                                      8, "emergency"),
+    "prostate-thoracic-pain": ([("patient.cancer.history", "current"), ("patient.cancer.primary", "prostate"),
+                                ("presentation.focal_vertebral_pain.present", "true"),
+                                ("presentation.focal_vertebral_pain.region", "thoracic"),
+                                ("presentation.focal_vertebral_pain.band_like", "false"),
+                                ("presentation.weakness.present", "false"), ("presentation.paraesthesia.present", "false"),
+                                ("presentation.sphincter_disturbance.present", "false"),
+                                ("presentation.sciatica.present", "false"), ("presentation.gait_difficulty", "false"),
+                                ("presentation.infection_suspected", "false")],
+                               14, "urgent"),
+}
+TAP_COUNTS = {}
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("case", list(TAP_CASES))
+def test_common_cases_take_few_taps_and_leave_no_so_far(browser, live_url, case, lang):
+    answers, most, urgency = TAP_CASES[case]
+    resize(browser, *PHONE)
+    browser.get(live_url + URL[lang])
+    taps = 0
+    for name, value in answers:
+        control = browser.find_element(By.NAME, name)
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", control)
+        if control.tag_name == "select":
+            Select(control).select_by_value(value)
+            taps += 2
+        else:
+            target = browser.find_element(By.CSS_SELECTOR, f'input[name="{name}"][value="{value}"]')
+            target.find_element(By.XPATH, "..").click()   # the whole button is the target
+            assert target.is_selected(), name
+            taps += 1
+    submit(browser)
+    taps += 1
+    TAP_COUNTS[case] = taps
+    print(f"taps {case} {lang}: {taps}")
+    browser.save_screenshot(str(SCREENSHOTS / f"taps-{case}-{lang}.png"))
+    assert taps <= most, (case, taps)
+    banner = browser.find_element(By.ID, "urgency-banner")
+    assert banner.get_attribute("class").split()[1] == f"banner-{urgency}"
+    assert browser.find_elements(By.CSS_SELECTOR, ".so-far") == [], case   # nothing left that could raise it
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("<!-- section:form -->"):readme.index("<!-- section:record -->")]
+    assert f"| {case} | {taps} |" in section, (case, taps)   # the README says what the test counts

@@ -57,7 +57,8 @@ def test_form_renders_every_field_with_a_label(client, lang, marker):
         assert f'name="{path}"' in html, path
         if spec.kind != "tristate":
             control_id = "f-" + path.replace(".", "-")
-            assert f'<label for="{control_id}">' in html, path
+            # a select or a box has its label; a short choice is a row of radio buttons with a legend
+            assert f'<label for="{control_id}">' in html or f'<fieldset class="choice" id="{control_id}"' in html, path
     assert html.count('<fieldset class="tri"') == sum(s.kind == "tristate" for s in FIELDS.values())
 
 
@@ -250,8 +251,15 @@ BROKEN = [
      ["labels.fr.yaml", "flags.sins_unstable", "empty"]),
     ("French action label not text", "labels.fr.yaml", _set_yaml(["actions", "analgesia"], None),
      ["labels.fr.yaml", "actions.analgesia", "must be a string"]),
-    ("French headline missing", "labels.fr.yaml", _set_yaml(["headlines", "rules", "mscc.suspected"], _DELETE),
-     ["labels.fr.yaml", "headlines.rules.mscc.suspected", "missing"]),
+    ("French headline missing", "labels.fr.yaml",
+     _set_yaml(["headlines", "texts", "Suspected metastatic spinal cord compression: act now"], _DELETE),
+     ["labels.fr.yaml", "headlines.texts.Suspected metastatic spinal cord compression: act now", "missing",
+      "mscc.suspected"]),
+    ("French headline variant missing", "labels.fr.yaml",
+     _set_yaml(["headlines", "texts", "Cauda equina red flags: lumbosacral CT within 4 hours, spinal surgeon now"],
+               _DELETE),
+     ["labels.fr.yaml", "headlines.texts.Cauda equina red flags: lumbosacral CT within 4 hours", "missing",
+      "mscc.cauda_equina"]),
     ("French default headline missing", "labels.fr.yaml", _set_yaml(["headlines", "default", "urgent"], _DELETE),
      ["labels.fr.yaml", "headlines.default.urgent", "missing"]),
     ("unknown section", "form.yaml", lambda t: t + "\nwrods: {}\n", ["form.yaml", "wrods", "did you mean words?"]),
@@ -375,7 +383,7 @@ def test_every_word_of_the_french_result_is_french(client, texts, data):
     rs = triage.load_ruleset(RULES)
     html = client.post("/fr/", data=data).get_data(as_text=True)
     text = _visible_text(html)
-    assert 'id="urgency-banner"' in html
+    assert 'id="urgency-banner"' in html or ('id="not-enough"' in html and not data)
     english = {r.title for r in rs.data.rules} | {r.headline for r in rs.data.rules if r.headline}
     english |= set(rs.data.headlines.values()) | {a.label for a in rs.data.actions.values()}
     english |= {f.label for f in rs.data.flags.values()}
@@ -418,6 +426,18 @@ def test_one_not_known_choice_for_the_cancer_history(client, url):
     assert 'value="" selected' in select[:select.index("</select>")]
 
 
+@pytest.mark.parametrize("url", ["/", "/fr/"])
+def test_a_short_choice_of_a_finding_is_one_tap(client, url):
+    # issue 24: the level of the pain is a row of buttons (five levels and one "not known", checked by default)
+    html = client.get(url).get_data(as_text=True)
+    row = html[html.index('id="f-presentation-focal_vertebral_pain-region"'):]
+    row = row[:row.index("</fieldset>")]
+    assert row.count('name="presentation.focal_vertebral_pain.region"') == 6 and 'value="" checked' in row
+    html = client.post(url, data={"presentation.focal_vertebral_pain.region": "thoracic"}).get_data(as_text=True)
+    row = html[html.index('id="f-presentation-focal_vertebral_pain-region"'):]
+    assert 'value="thoracic" checked' in row[:row.index("</fieldset>")]
+
+
 def test_follow_up_questions_follow_their_question_in_the_page(client, texts):
     html = client.get("/").get_data(as_text=True)
     gated = html[html.index('data-gate="presentation.weakness.present"'):]
@@ -441,14 +461,17 @@ def test_the_language_button_keeps_the_answers_and_triages_only_a_triaged_page(c
 
 
 def test_the_banner_says_so_far_when_an_unknown_could_raise_the_urgency(client):
-    html = client.post("/", data={}).get_data(as_text=True)
+    html = client.post("/", data={"presentation.sciatica.present": "false"}).get_data(as_text=True)
     banner = html[html.index('id="urgency-banner"'):html.index('id="still-to-ask"')]
     assert 'class="so-far"' in banner and "Ask these first" in banner and "EMERGENCY" in banner
-    # already an emergency: an unknown that would add a critical flag is named in the banner too
+    # already an emergency: an unknown that would add a critical flag is named right after the "Now" actions
+    # (issue 24: banner, critical flags, "Now" first; the urgency cannot go higher)
     html = client.post("/", data={"patient.cancer.history": "current", "patient.cancer.primary": "breast",
                                   "presentation.weakness.present": "true"}).get_data(as_text=True)
-    banner = html[html.index('id="urgency-banner"'):html.index('id="still-to-ask"')]
-    assert 'class="so-far"' not in banner and "would add a critical point" in banner
+    banner = html[html.index('id="urgency-banner"'):html.index('id="now-actions"')]
+    assert 'class="so-far"' not in banner and "would add a critical point" not in banner
+    after_now = html[html.index('id="now-actions"'):html.index('id="still-to-ask"')]
+    assert "would add a critical point" in after_now
 
 
 def test_the_note_lists_findings_actions_flags_date_and_ruleset(client):
@@ -502,3 +525,58 @@ def test_the_result_says_what_was_held_back_and_why(client, lang, prefix, headin
     assert 'data-id="dexamethasone_16mg"' in withheld
     note = html.split('id="note-text">')[1].split("</pre>")[0]
     assert reason in note.replace("&#39;", "'")
+
+
+# ------------------------------------------------------------------------------------ issue 24: the form at 3 a.m.
+
+@pytest.mark.parametrize("url, words", [("/", ["Not enough answered yet", "Ask these first"]),
+                                        ("/fr/", ["Pas encore assez de réponses", "À demander d'abord"])])
+def test_nothing_asked_is_not_enough_never_routine(client, url, words):
+    html = client.post(url, data={"patient.age_years": "70", "patient.cancer.history": "none"}).get_data(as_text=True)
+    text = _visible_text(html)
+    for word in words:
+        assert word in text, word
+    assert 'id="urgency-banner"' not in html and "ROUTINE" not in text and "NON URGENT" not in text
+    assert 'id="note-text"' not in html   # no decision to copy into the notes
+    asked = html[html.index('class="unknowns"'):]
+    assert 'data-field="presentation.weakness.present"' in asked[:asked.index("</ul>")]
+    # one symptom answered, even "No": the result is shown
+    html = client.post(url, data={"presentation.weakness.present": "false"}).get_data(as_text=True)
+    assert 'id="urgency-banner"' in html and 'id="not-enough"' not in html
+    # a sub-finding counts too
+    html = client.post(url, data={"presentation.sciatica.bilateral": "false"}).get_data(as_text=True)
+    assert 'id="not-enough"' not in html
+
+
+def test_an_emergency_from_the_labs_alone_is_never_hidden(client):
+    html = client.post("/", data={"labs.corrected_calcium_mmol_l": "3.6"}).get_data(as_text=True)
+    assert 'id="not-enough"' not in html and 'banner-emergency' in html and 'id="now-actions"' in html
+
+
+def test_the_note_lists_the_symptom_questions_not_assessed(client):
+    html = client.post("/", data={"patient.cancer.history": "current", "patient.cancer.primary": "breast",
+                                  "presentation.weakness.present": "true", "presentation.sciatica.present": "false"}
+                       ).get_data(as_text=True)
+    from html import unescape
+
+    note = unescape(re.search(r'<pre id="note-text">(.*?)</pre>', html, re.S).group(1))
+    missing = note[note.index("Not assessed (not asked or not examined):"):]
+    for label in ("Focal spinal pain", "Fever or suspected spinal infection", "New sexual dysfunction",
+                  "Which limbs"):   # a follow-up of a "Yes" too
+        assert f"- {label}" in missing, label
+    assert "- Sciatica-type pain" not in missing and "- Both legs\n" not in missing   # answered; follow-up of a "No"
+    still = note[note.index("Still to ask:"):note.index("Not assessed")]
+    assert all(line[2:].split(":")[0] not in missing for line in still.splitlines()[1:] if line.startswith("- "))
+
+
+def test_new_case_is_a_question_that_keeps_the_answers(client):
+    data = {"patient.age_years": "70", "presentation.weakness.present": "true", "_triaged": "1"}
+    html = client.post("/fr/new", data=data).get_data(as_text=True)
+    assert "Effacer toutes les réponses" in html and 'name="patient.age_years" value="70"' in html
+    assert 'name="_triaged"' in html and 'action="/fr/"' in html and 'method="get" action="/fr/"' in html
+    page = client.post("/", data={"_switch": "1", "_triaged": "1", "patient.age_years": "70",
+                                  "presentation.weakness.present": "true"}).get_data(as_text=True)
+    assert 'id="urgency-banner"' in page and 'value="70"' in page
+    # the button is in the header, not beside Triage
+    form = client.get("/").get_data(as_text=True)
+    assert form.index('id="new-case"') < form.index('<form method="post"') < form.index('id="submit"')

@@ -74,7 +74,11 @@ def radio(driver, name: str, value: str):
 
 
 def select_value(driver, name: str) -> str:
-    return Select(driver.find_element(By.NAME, name)).first_selected_option.get_attribute("value")
+    """The chosen value of a choice: a select, or a row of radio buttons (a short choice)."""
+    control = driver.find_element(By.NAME, name)
+    if control.tag_name == "select":
+        return Select(control).first_selected_option.get_attribute("value")
+    return next(r.get_attribute("value") for r in driver.find_elements(By.NAME, name) if r.is_selected())
 
 
 def open_page(driver, url: str) -> None:
