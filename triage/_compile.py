@@ -29,10 +29,11 @@ into *chunks* of at most ``CHUNK_SIZE`` terms, one fact per chunk.
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from ._case import ALWAYS_GIVEN
 from ._conditions import (
@@ -558,6 +559,30 @@ class CompiledRuleset:
         changing = set(variable)
         return tuple(sorted({k for r in self.reads.values() for k in r
                              if not k.startswith("o.") and k not in changing}))
+
+    def fixed_tests(self, variable: Iterable[str]) -> tuple[tuple[str, Callable[[Optional[str]], bool]], ...]:
+        """Every distinct test the terms make on a fixed key, as a check of the key's JSON fragment
+        (``None``: not in the fact). Their truth values decide the partial evaluation entirely, so
+        they are the what-if cache's key: two cases with the same truth values share a program."""
+        changing = set(variable)
+        literals = sorted({lit for terms in self.unit_terms.values() for term in terms for lit in term
+                           if not lit[0].startswith("o.") and lit[0] not in changing}, key=repr)
+        return tuple((lit[0], _fragment_test(lit)) for lit in literals)
+
+
+def _fragment_test(literal: Literal) -> Callable[[Optional[str]], bool]:
+    """A literal as a test of a value's JSON fragment, agreeing with :func:`_holds` on the decoded value."""
+    _, op, wanted = literal
+    if op == "ex":
+        return lambda fragment: fragment is not None
+    if op == "nex":
+        return lambda fragment: fragment is None
+    if op in ("eq", "neq"):
+        text = json.dumps(wanted) if isinstance(wanted, str) else number_text(wanted)
+        if op == "eq":
+            return lambda fragment: fragment == text
+        return lambda fragment: fragment is not None and fragment != text
+    return lambda fragment: fragment is not None and _holds(literal, float(fragment))
 
 
 def _holds(literal: Literal, value: Any) -> bool:

@@ -129,6 +129,7 @@ class Ruleset:
         self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
                            if key.startswith(SENT))
         self._fixed = self.compiled.fixed_keys(TRIAL_FIELDS)
+        self._fixed_tests = self.compiled.fixed_tests(TRIAL_FIELDS)
         self._what_if_keys: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
         self._what_if: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
         self._what_if_lock = threading.Lock()
@@ -176,7 +177,7 @@ class Ruleset:
                         flat: dict[str, str]) -> tuple[CompiledEngine, frozenset[str]]:
         """The what-if program for this urgency, these missing flags and actions, and the case's fixed
         fields (partially evaluated, see :meth:`CompiledRuleset.what_if`); cached."""
-        key = (urgency, flags, actions, tuple(flat.get(k) for k in self._fixed))
+        key = (urgency, flags, actions, tuple(test(flat.get(k)) for k, test in self._fixed_tests))
         found = self._what_if_keys.get(key)
         if found is not None:
             return found
