@@ -70,14 +70,14 @@ def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
                 continue
             value = raw
         elif spec.kind == "integer":
-            if not re.fullmatch(r"[+-]?\d+", raw):
-                errors[path] = "not_a_whole_number"
+            if not re.fullmatch(r"[+-]?\d{1,12}", raw):   # more digits than any bound: refused, never int()
+                errors[path] = "not_a_whole_number" if re.fullmatch(r"[+-]?\d+", raw) is None else "invalid_value"
                 continue
             value = int(raw)
         else:
             try:
                 value = float(raw.replace(",", "."))
-            except ValueError:
+            except (ValueError, OverflowError):
                 errors[path] = "not_a_number"
                 continue
             if value != value or value in (float("inf"), float("-inf")):

@@ -580,3 +580,13 @@ def test_new_case_is_a_question_that_keeps_the_answers(client):
     # the button is in the header, not beside Triage
     form = client.get("/").get_data(as_text=True)
     assert form.index('id="new-case"') < form.index('<form method="post"') < form.index('id="submit"')
+
+
+@pytest.mark.parametrize("field, raw", [("patient.age_years", "9" * 4301), ("patient.age_years", "1" * 40),
+                                        ("labs.corrected_calcium_mmol_l", "1e400"),
+                                        ("labs.corrected_calcium_mmol_l", "9" * 5000)])
+def test_a_monstrous_number_is_a_field_error_never_a_500(client, field, raw):
+    """Issue 19: a 4,301-digit age used to reach int() and Python's digit limit (500)."""
+    answer = client.post("/", data={field: raw})
+    assert answer.status_code == 422, answer.status_code
+    assert f'id="{field}-error"' in answer.get_data(as_text=True) or "error" in answer.get_data(as_text=True)
