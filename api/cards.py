@@ -209,6 +209,20 @@ def _unknown_lines(result: triage.Result, ruleset: triage.Ruleset, labels: Mappi
     return lines
 
 
+def _actions_and_flags(result: triage.Result, cite: Cite, numbers: Mapping[str, int]) -> list[str]:
+    """The actions with their timing and source numbers, then the flags with their severity."""
+    lines: list[str] = []
+    if result.actions:
+        lines.append("**Actions**")
+        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label}{_refs(a.source, cite, numbers)}" for a in result.actions]
+        lines.append("")
+    if result.flags:
+        lines.append("**Flags**")
+        lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
+        lines.append("")
+    return lines
+
+
 def _withheld_lines(result: triage.Result) -> list[str]:
     """The actions held back that a clinician acts on (the steroid, a scan, a surgeon), with the reason."""
     lines = []
@@ -236,14 +250,7 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], 
     cite = cite or _plain_cite
     sources, numbers = _sources_block(result, cite)
     lines = [f"**{result.urgency.upper()}**: {result.headline}", ""]
-    if result.actions:
-        lines.append("**Actions**")
-        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label}{_refs(a.source, cite, numbers)}" for a in result.actions]
-        lines.append("")
-    if result.flags:
-        lines.append("**Flags**")
-        lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
-        lines.append("")
+    lines += _actions_and_flags(result, cite, numbers)
     lines += _withheld_lines(result)
     if result.unknowns:
         lines.append("**Not yet assessed** (each would raise the urgency, add a critical flag or ask a scan)")
@@ -306,14 +313,7 @@ def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[st
         lines.append("**Ask first**")
         lines += _unknown_lines(result, ruleset, labels)
         lines.append("")
-    if result.actions:
-        lines.append("**Actions**")
-        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label}{_refs(a.source, cite, numbers)}" for a in result.actions]
-        lines.append("")
-    if result.flags:
-        lines.append("**Flags**")
-        lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
-        lines.append("")
+    lines += _actions_and_flags(result, cite, numbers)
     lines.append(_from_record(mapped))
     lines += _record_lines(record)
     lines.append("")

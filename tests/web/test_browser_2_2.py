@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
+
+from test_browser import fill, submit  # the same folder: the form's own helpers
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
@@ -43,26 +44,6 @@ EXPECTED = {
 }
 
 
-def _fill(driver, answers: dict) -> None:
-    for name, value in answers.items():
-        control = driver.find_elements(By.NAME, name)
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", control[0])
-        if control[0].get_attribute("type") == "radio":
-            driver.find_element(By.CSS_SELECTOR, f'input[name="{name}"][value="{value}"]').click()
-        elif control[0].tag_name == "select":
-            Select(control[0]).select_by_value(value)
-        else:
-            control[0].clear()
-            control[0].send_keys(value)
-
-
-def _submit(driver) -> None:
-    driver.execute_script("window.__oldPage = true;")
-    driver.find_element(By.ID, "submit").click()
-    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
-        lambda d: d.execute_script("return window.__oldPage !== true && document.readyState === 'complete';"))
-
-
 def _text(driver, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text.replace("\u00a0", " ")
 
@@ -71,7 +52,7 @@ def _text(driver, element_id: str) -> str:
 def test_questions_and_result_of_case_format_2_2_in_the_browser(browser, live_url, lang):
     browser.set_window_size(1280, 1800)
     browser.get(live_url + ("/" if lang == "en" else "/fr/"))
-    _fill(browser, ANSWERS)
+    fill(browser, ANSWERS)
     expected = EXPECTED[lang]
     for group, labels in expected["groups"].items():
         element = browser.find_element(By.ID, group)
@@ -86,7 +67,7 @@ def test_questions_and_result_of_case_format_2_2_in_the_browser(browser, live_ur
         checked = region.find_element(By.CSS_SELECTOR, "input:checked")
         chosen = checked.find_element(By.XPATH, "./ancestor::label").text
     assert chosen.strip() == expected["region"]
-    _submit(browser)
+    submit(browser)
     banner = browser.find_elements(By.ID, "urgency-banner")
     assert banner, browser.find_element(By.TAG_NAME, "body").text[:500]
     page = browser.find_element(By.TAG_NAME, "body").text.replace("\u00a0", " ")
