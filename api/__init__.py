@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import triage
 
-from .limits import MAX_BODY_BYTES
+from triage.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:   # Flask is imported by create_app: api.form_texts (used by the CLI) stays Flask-free
     from flask import Flask, Response
@@ -66,14 +66,23 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     from flask import Flask
 
     app = Flask(__name__)
+    try:
+        settings = load_settings()        # every setting, read once, here (triage/settings.py)
+    except SettingsError as exc:
+        raise ApiConfigError(str(exc)) from None
     app.config.from_mapping(
+        MSCC_SETTINGS=settings,
         MSCC_RULES_PATH=None,             # None: the project's rules/ (or $MSCC_TRIAGE_RULES)
-        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,  # bytes; a case is a few kB (documented in the README)
-        PUBLIC_BASE_URL=os.environ.get("MSCC_PUBLIC_BASE_URL") or None,
-        CDS_STORE_PATH=os.environ.get("MSCC_CDS_STORE_PATH") or None,
-        CDS_TRUSTED_ISSUERS=_issuers_from_file(os.environ.get("MSCC_CDS_ISSUERS_FILE")),
-        CDS_ALLOW_UNAUTHENTICATED=os.environ.get("MSCC_CDS_ALLOW_UNAUTHENTICATED", "") in ("1", "true", "yes"),
-        CDS_JWT_MAX_LIFETIME_S=os.environ.get("MSCC_CDS_JWT_MAX_LIFETIME_S") or 300,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,  # bytes; a case is a few kB (documented in the README)
+        PUBLIC_BASE_URL=settings.public_base_url,
+        CDS_STORE_PATH=settings.cds_store_path,
+        CDS_TRUSTED_ISSUERS=_issuers_from_file(settings.cds_issuers_file),
+        CDS_ALLOW_UNAUTHENTICATED=settings.cds_allow_unauthenticated,
+        CDS_JWT_MAX_LIFETIME_S=settings.cds_jwt_max_lifetime_s,
+        CORS_ORIGINS=settings.cors_origins,
+        FHIR_SERVERS=settings.fhir_servers,
+        RECORD_PATH=settings.record_path,
+        RECORD_DSN=settings.record_dsn,
     )
     if config:
         app.config.from_mapping(config)

@@ -32,7 +32,6 @@ import json
 import math
 import secrets
 import logging
-import os
 import time
 from typing import Any, Optional
 
@@ -364,7 +363,7 @@ def fetch_settings(app: Flask) -> fhir_fetch.FetchSettings:
     from . import ApiConfigError
 
     config = app.config
-    servers = config.get("FHIR_SERVERS", os.environ.get(fhir_fetch.ENV))
+    servers = config.get("FHIR_SERVERS")   # MSCC_TRIAGE_FHIR_SERVERS, read with every setting by create_app
     defaults = fhir_fetch.FetchSettings()
     try:
         settings = fhir_fetch.FetchSettings(

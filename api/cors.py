@@ -11,7 +11,6 @@ a page on an allowed origin still needs a token the service trusts.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Optional
 
@@ -36,7 +35,7 @@ def parse_origins(raw: Optional[str]) -> frozenset[str]:
 
 
 def init_app(app: Flask) -> None:
-    given = app.config.get("CORS_ORIGINS", os.environ.get(SETTING))
+    given = app.config.get("CORS_ORIGINS")   # MSCC_CORS_ORIGINS, read with every setting by create_app
     app.config["CORS_ORIGINS"] = parse_origins(given if given is None or isinstance(given, str) else ",".join(given))
 
     @app.after_request

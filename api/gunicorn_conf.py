@@ -13,14 +13,16 @@ store); without it, none, so two servers on one host never share gunicorn's defa
 
 import logging
 import multiprocessing
-import os
 import sys
 
-bind = f"{os.environ.get('MSCC_HOST', '127.0.0.1')}:{os.environ.get('MSCC_PORT', '8000')}"
-workers = int(os.environ.get("MSCC_WORKERS", multiprocessing.cpu_count()))
-threads = int(os.environ.get("MSCC_THREADS", "2"))
+from triage.settings import load_settings
+
+settings = load_settings()   # every setting, read once, when gunicorn starts
+bind = f"{settings.host}:{settings.port}"
+workers = settings.workers or multiprocessing.cpu_count()
+threads = settings.threads
 worker_class = "mscc_triage_api.gunicorn_worker.BufferingWorker"
-worker_connections = int(os.environ.get("MSCC_WORKER_CONNECTIONS", "500"))   # open connections per worker
+worker_connections = settings.worker_connections   # open connections per worker
 preload_app = True
 timeout = 30
 graceful_timeout = 10
@@ -30,10 +32,10 @@ limit_request_fields = 50
 limit_request_field_size = 8190    # a bearer token over 8 kB: 431 problem
 accesslog = None          # no access log by default: URLs and timings only, never bodies
 errorlog = "-"
-loglevel = os.environ.get("MSCC_LOG_LEVEL", "info")
+loglevel = settings.log_level
 
-if os.environ.get("MSCC_CONTROL_SOCKET"):
-    control_socket = os.environ["MSCC_CONTROL_SOCKET"]
+if settings.control_socket:
+    control_socket = settings.control_socket
     control_socket_mode = 0o600
 else:
     control_socket_disable = True

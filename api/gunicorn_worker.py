@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import selectors
 import socket
 import time
@@ -42,9 +41,9 @@ from gunicorn import http, util
 from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 
-from .limits import MAX_BODY_BYTES, MAX_HEAD_BYTES
+from triage.settings import load_settings
 
-REQUEST_READ_TIMEOUT = float(os.environ.get("MSCC_REQUEST_READ_TIMEOUT", "10"))
+from .limits import MAX_HEAD_BYTES, max_body_bytes
 LINGER_SECONDS = 2.0          # a refused connection: how long its unread bytes are discarded
 LINGER_BYTES = 1024 * 1024    # ... and how many at most, before the socket is closed anyway
 PROBLEM = "application/problem+json"
@@ -61,9 +60,9 @@ class RequestBuffer:
     gunicorn's parser still parses it (``HAND_OVER`` means "malformed, let gunicorn answer").
     """
 
-    def __init__(self, max_body: int = MAX_BODY_BYTES, max_head: int = MAX_HEAD_BYTES):
+    def __init__(self, max_body: Optional[int] = None, max_head: int = MAX_HEAD_BYTES):
         self.data = bytearray()
-        self.max_body = max_body
+        self.max_body = max_body if max_body is not None else max_body_bytes()
         self.max_head = max_head
         self.body_start: Optional[int] = None
         self.content_length: Optional[int] = None
@@ -178,6 +177,9 @@ class BufferingWorker(ThreadWorker):
     """gthread, but a connection gets a thread only once its request is complete in memory."""
 
     def init_process(self) -> None:
+        settings = load_settings()           # read once, in the worker, at its start
+        self.read_timeout = float(settings.request_read_timeout)
+        self.max_body = int(settings.max_body_bytes)
         self.buffering: dict[TConn, tuple[float, RequestBuffer]] = {}
         self.lingering: dict[TConn, list[float]] = {}   # refused, answered: [deadline, bytes discarded]
         super().init_process()
@@ -225,8 +227,8 @@ class BufferingWorker(ThreadWorker):
     def _start_buffering(self, conn: TConn, first: bytes = b"") -> None:
         try:
             conn.sock.setblocking(False)
-            buf = RequestBuffer()
-            self.buffering[conn] = (time.monotonic() + REQUEST_READ_TIMEOUT, buf)
+            buf = RequestBuffer(self.max_body)
+            self.buffering[conn] = (time.monotonic() + self.read_timeout, buf)
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
             if first:
                 self._advance(conn, buf, first)
@@ -356,7 +358,7 @@ class BufferingWorker(ThreadWorker):
                 break            # insertion order is deadline order
             if buf.data:
                 self._answer(conn, 408, "Request Timeout",
-                             f"The request was not complete within {REQUEST_READ_TIMEOUT:g} seconds.")
+                             f"The request was not complete within {self.read_timeout:g} seconds.")
             else:
                 self._close(conn)
         for conn, (deadline, _) in list(self.lingering.items()):

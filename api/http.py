@@ -12,7 +12,7 @@ import triage
 
 from . import cds, problems, record_hook
 from .body import read_json_body
-from .limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from .limits import MAX_JSON_DEPTH
 from .problems import ApiProblem
 
 bp = Blueprint("v1", __name__)
@@ -166,7 +166,7 @@ def openapi_document() -> dict[str, Any]:
         "400": problem_response("Malformed JSON (also duplicate keys, NaN, nesting deeper than "
                                 f"{MAX_JSON_DEPTH}), or a malformed request"),
         "408": problem_response("The request was not complete in time (production server)"),
-        "413": problem_response(f"Body larger than {MAX_BODY_BYTES} bytes, chunked or not"),
+        "413": problem_response(f"Body larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes, chunked or not"),
         "415": problem_response("Not JSON (send application/json)"),
         "431": problem_response("Request header fields too large (production server)"),
     }

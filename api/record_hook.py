@@ -48,8 +48,8 @@ def record(channel: str, case: Any, result: triage.Result, *, hook_instance: Opt
 
 def init_app(app: Flask) -> None:
     """Open (lazily) the record store, answer 503 when it fails, add X-Request-Id to recorded answers."""
-    dsn = app.config.get("RECORD_DSN") or os.environ.get("MSCC_RECORD_DSN") or None
-    path = app.config.get("RECORD_PATH") or os.environ.get("MSCC_RECORD_PATH") or None
+    dsn = app.config.get("RECORD_DSN") or None     # MSCC_RECORD_DSN / MSCC_RECORD_PATH, read by create_app
+    path = app.config.get("RECORD_PATH") or None
     if not dsn and not path and app.testing:
         path = os.path.join(tempfile.mkdtemp(prefix="mscc-records-"), "records.sqlite3")
     app.config["RECORD_DSN"], app.config["RECORD_PATH"] = dsn, path

@@ -454,7 +454,7 @@ def test_the_retention_setting_decides_what_prune_deletes(tmp_path, ruleset, cas
     from triage._audit_cli import retention_bound
     from triage._record import open_store
 
-    assert retention_bound("30", dt.date(2026, 11, 29)).startswith("2026-10-30")
+    assert retention_bound(30, dt.date(2026, 11, 29)).startswith("2026-10-30")
     path = tmp_path / "records.sqlite3"
     store = open_store(path, None)
     fill(store, ruleset, cases[:3])

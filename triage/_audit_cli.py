@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import click
 
 from ._record import RecordStore, open_store, time_bound
 from ._ruleset import load_ruleset_data
+from .settings import load_settings
 from ._cli_common import handle_errors
 
 
@@ -151,12 +151,12 @@ def replay(rulesets: tuple[Path, ...], since: Optional[str], jobs: Optional[int]
     click.echo(f"replayed {report.checked} records: 0 differences")
 
 
-def retention_bound(days: Optional[str], today: Optional[dt.date] = None) -> str:
+def retention_bound(days: Optional[int], today: Optional[dt.date] = None) -> str:
     """The ``--before`` that ``MSCC_RECORD_RETENTION_DAYS`` means (records kept that many days)."""
-    if days is None or not days.strip().isdigit() or int(days) < 1:
+    if days is None:
         raise click.UsageError("give --before DATE, or set MSCC_RECORD_RETENTION_DAYS to a whole number of days "
-                               f"(at least 1){'' if days is None else f', not {days!r}'}")
-    return time_bound(((today or dt.date.today()) - dt.timedelta(days=int(days))).isoformat())
+                               "(at least 1)")
+    return time_bound(((today or dt.date.today()) - dt.timedelta(days=days)).isoformat())
 
 
 @audit.command()
@@ -170,7 +170,7 @@ def prune(before: Optional[str], store_path: Optional[Path], dsn: Optional[str])
     Without --before, the retention setting MSCC_RECORD_RETENTION_DAYS decides (run it daily, e.g.
     from cron); with neither, nothing is deleted and the command says how to set one."""
     if before is None:
-        before = retention_bound(os.environ.get("MSCC_RECORD_RETENTION_DAYS"))
+        before = retention_bound(load_settings().record_retention_days)
     elif before > time_bound(dt.datetime.now(dt.timezone.utc)):
         raise click.BadParameter(f"{before} is in the future: a prune deletes records older than a past date",
                                  param_hint="'--before'")

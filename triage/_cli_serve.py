@@ -22,6 +22,7 @@ from typing import Optional
 
 import click
 
+from .settings import load_settings
 from ._cli_common import RULESET_OPTION, handle_errors, load_for_cli
 
 
@@ -56,6 +57,7 @@ def serve(host: str, port: int, workers: Optional[int], threads: int, public_url
         env[key] = env.get(key) or str(default)
     if allow_unauthenticated_cds:
         env["MSCC_CDS_ALLOW_UNAUTHENTICATED"] = "1"
+    load_settings(env)   # a bad setting stops here, in one line naming it (SettingsError, exit 2)
     click.echo(f"mscc-triage: ruleset {ruleset.name} {ruleset.version} ({ruleset.sha256[:12]}), "
                f"http://{host}:{port}/", err=True)
     if env.get("MSCC_CDS_ISSUERS_FILE"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tomllib
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 
 from ._errors import CaseValidationError, Problem
 from ._triage import load_ruleset
+from .settings import load_settings
 from ._vignettes import coverage as suite_coverage
 from ._vignettes import diff as ruleset_diff
 from ._vignettes import junit_xml, lint, skeleton
@@ -25,7 +25,7 @@ def suite_ruleset(ruleset_path: Optional[Path], paths: tuple[Path, ...]) -> Opti
     """The ruleset a suite is replayed against: ``--ruleset``, else ``$MSCC_TRIAGE_RULES``, else the
     ``vignette_ruleset`` of the nearest ``pyproject.toml`` above the suite (as the pytest plugin reads
     it, relative to that file's folder), else the installed ruleset (``None``)."""
-    if ruleset_path is not None or os.environ.get("MSCC_TRIAGE_RULES") or not paths:
+    if ruleset_path is not None or load_settings().rules_path or not paths:
         return ruleset_path
     start = paths[0].resolve()
     for folder in [start, *start.parents] if start.is_dir() else start.parents:

@@ -57,6 +57,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 from ._case import validate_case
 from ._errors import RecordError, RecordNotFound, RecordUnavailable, TriageError  # noqa: F401 - re-exported
 from ._result import Result
+from .settings import load_settings
 
 _T = TypeVar("_T")
 
@@ -762,7 +763,8 @@ def default_record_path() -> Path:
 def open_store(path: str | os.PathLike[str] | None = None, dsn: Optional[str] = None) -> RecordStore:
     """The record store: PostgreSQL when a DSN is given (or ``MSCC_RECORD_DSN``), else SQLite at ``path``
     (or ``MSCC_RECORD_PATH``, else :func:`default_record_path`). Nothing is opened until first use."""
-    dsn = dsn if dsn is not None else (os.environ.get("MSCC_RECORD_DSN") or None)
+    settings = load_settings()
+    dsn = dsn if dsn is not None else settings.record_dsn
     if dsn:
         return PostgresStore(dsn)
-    return SqliteStore(path or os.environ.get("MSCC_RECORD_PATH") or default_record_path())
+    return SqliteStore(path or settings.record_path or default_record_path())

@@ -28,6 +28,7 @@ from ._conditions import (
 )
 from ._hints import did_you_mean
 from ._errors import RulesetError
+from .settings import load_settings
 
 TIMINGS = ("immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine")
 SEVERITIES = ("critical", "warning", "info")
@@ -292,7 +293,7 @@ def _condition(raw: Any, file: str, rule_id: str | None, where: str) -> Conditio
 
 def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData:
     """Read and check a ruleset folder (default: the project's ``rules/``)."""
-    folder = Path(path) if path is not None else Path(os.environ.get("MSCC_TRIAGE_RULES", DEFAULT_RULES_DIR))
+    folder = Path(path) if path is not None else Path(load_settings().rules_path or DEFAULT_RULES_DIR)
     if not folder.is_dir():
         raise RulesetError(str(folder), "is not a folder of rule files")
     manifest = _validate(_ManifestFile, "ruleset.yaml", _read_yaml(folder, "ruleset.yaml"))

@@ -66,7 +66,7 @@ def test_the_body_limit_comes_from_the_environment():
     assert out.stdout.strip() == "2048"
     bad = subprocess.run([sys.executable, "-c", code], env={"MSCC_MAX_BODY_BYTES": "lots", "PATH": ""},
                          capture_output=True, text=True)
-    assert bad.returncode != 0 and "MSCC_MAX_BODY_BYTES must be a number of bytes" in bad.stderr
+    assert bad.returncode != 0 and "MSCC_MAX_BODY_BYTES='lots': must be a whole number from 1024" in bad.stderr
 
 
 def test_the_api_page_serves_the_format_documents(client):

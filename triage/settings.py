@@ -1,0 +1,141 @@
+"""Every setting of mscc-triage, read once from the environment into one typed object.
+
+Each setting has one name (``MSCC_...``), a kind, a default and a check; :func:`load_settings` reads
+them all at start (the CLI, ``create_app``, gunicorn's configuration) and refuses a bad value naming
+the setting. Nothing reads the environment at import. The README's settings tables are checked
+against :data:`SETTINGS` by a test, so the documentation and the code cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+from ._errors import TriageError
+
+
+class SettingsError(TriageError, ValueError):
+    """A setting has a value that cannot work: found at start, never during a request."""
+
+    code = "invalid_setting"
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str                       # the environment variable
+    field: str                      # the attribute of Settings
+    parse: Callable[[str], Any]     # raw text -> value (raises ValueError with the reason)
+    default: Any = None
+    doc: str = ""
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be 1 or 0 (true or false)")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not raw.strip().isdigit() or not low <= int(raw) <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}")
+        return int(raw)
+    return parse
+
+
+def _number_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number from {low:g} to {high:g}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g}")
+        return value
+    return parse
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("MSCC_TRIAGE_RULES", "rules_path", _text, None, "ruleset folder"),
+    Setting("MSCC_RECORD_PATH", "record_path", _text, None, "SQLite file of the decision record"),
+    Setting("MSCC_RECORD_DSN", "record_dsn", _text, None, "PostgreSQL of the decision record"),
+    Setting("MSCC_RECORD_RETENTION_DAYS", "record_retention_days", _int_between(1, 36500), None,
+            "days `triage audit prune` keeps"),
+    Setting("MSCC_PUBLIC_BASE_URL", "public_base_url", _text, None, "the URL clients call"),
+    Setting("MSCC_CORS_ORIGINS", "cors_origins", _text, None, "origins allowed to call CDS Hooks from a page"),
+    Setting("MSCC_CDS_ISSUERS_FILE", "cds_issuers_file", _text, None, "trusted CDS Hooks issuers"),
+    Setting("MSCC_CDS_JWT_MAX_LIFETIME_S", "cds_jwt_max_lifetime_s", _int_between(1, 3600), 300,
+            "longest CDS Hooks JWT"),
+    Setting("MSCC_CDS_ALLOW_UNAUTHENTICATED", "cds_allow_unauthenticated", _flag, False, "development only"),
+    Setting("MSCC_TRIAGE_FHIR_SERVERS", "fhir_servers", _text, None, "FHIR servers that may be queried"),
+    Setting("MSCC_CDS_STORE_PATH", "cds_store_path", _text, None, "SQLite file of the CDS store"),
+    Setting("MSCC_CONTROL_SOCKET", "control_socket", _text, None, "gunicorn's control socket"),
+    Setting("MSCC_MAX_BODY_BYTES", "max_body_bytes", _int_between(1024, 16 * 1024 * 1024), 64 * 1024,
+            "largest request body"),
+    Setting("MSCC_REQUEST_READ_TIMEOUT", "request_read_timeout", _number_between(0.1, 600), 10.0,
+            "seconds a request may take to arrive"),
+    Setting("MSCC_HOST", "host", _text, "127.0.0.1", "address the server listens on (set by triage serve)"),
+    Setting("MSCC_PORT", "port", _int_between(0, 65535), 8000, "port the server listens on (set by triage serve)"),
+    Setting("MSCC_WORKERS", "workers", _int_between(1, 256), None, "gunicorn processes (default: CPU count)"),
+    Setting("MSCC_THREADS", "threads", _int_between(1, 256), 2, "threads per process"),
+    Setting("MSCC_WORKER_CONNECTIONS", "worker_connections", _int_between(1, 100000), 500,
+            "open connections per process"),
+    Setting("MSCC_LOG_LEVEL", "log_level", _text, "info", "gunicorn's log level"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The values of :data:`SETTINGS` (``None``: not set, the documented default applies)."""
+
+    rules_path: Optional[str] = None
+    record_path: Optional[str] = None
+    record_dsn: Optional[str] = None
+    record_retention_days: Optional[int] = None
+    public_base_url: Optional[str] = None
+    cors_origins: Optional[str] = None
+    cds_issuers_file: Optional[str] = None
+    cds_jwt_max_lifetime_s: int = 300
+    cds_allow_unauthenticated: bool = False
+    fhir_servers: Optional[str] = None
+    cds_store_path: Optional[str] = None
+    control_socket: Optional[str] = None
+    max_body_bytes: int = 64 * 1024
+    request_read_timeout: float = 10.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: Optional[int] = None
+    threads: int = 2
+    worker_connections: int = 500
+    log_level: str = "info"
+    given: frozenset[str] = field(default=frozenset(), compare=False)   # the names set in the environment
+
+
+def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
+    """Read every setting once; a bad value raises :class:`SettingsError` naming the setting and why.
+    An empty value counts as not set."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    given = set()
+    for setting in SETTINGS:
+        raw = env.get(setting.name)
+        if raw is None or not raw.strip():
+            values[setting.field] = setting.default
+            continue
+        given.add(setting.name)
+        try:
+            values[setting.field] = setting.parse(raw.strip())
+        except ValueError as exc:
+            raise SettingsError(f"{setting.name}={raw!r}: {exc}") from None
+    return Settings(**values, given=frozenset(given))
+
+
+__all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "load_settings"]
