@@ -161,6 +161,9 @@ def _verified_claims(token: str, keys: list[dict[str, Any]], alg: str, audience:
         except jwt.InvalidSignatureError as exc:
             failure = exc
             continue
+        except jwt.InvalidAudienceError:
+            raise _unauthorized(f"The JWT's aud is not this service: this service expects aud "
+                                f"{audience[0]!r} (the URL the EHR calls, under the public URL).") from None
         except jwt.PyJWTError as exc:
             raise _unauthorized(f"The JWT is not valid: {exc}.") from None
     raise _unauthorized(f"The JWT is not valid: {failure or 'no key of the issuer verifies its signature'}.")

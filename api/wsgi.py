@@ -1,5 +1,15 @@
-"""The WSGI entry point: ``mscc_triage_api.wsgi:app`` (rules loaded and checked here, at start-up)."""
+"""The WSGI entry point: ``mscc_triage_api.wsgi:app`` (rules loaded and checked here, at start-up).
 
-from . import create_app
+A configuration that cannot work stops the start with one line naming the setting and the reason,
+not a traceback through gunicorn (exit status 3).
+"""
 
-app = create_app()
+import sys
+
+from . import ApiConfigError, create_app
+
+try:
+    app = create_app()
+except ApiConfigError as exc:
+    print(f"mscc-triage: cannot start: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(3) from None

@@ -172,6 +172,8 @@ def test_the_audience_does_not_follow_a_forged_host(tmp_path, signer):
     response = client.post(SERVICE, json=cds_body(), headers={"Authorization": f"Bearer {token}",
                                                               "Host": "other-service.example"})
     assert_problem(response, 401)
+    # the answer names the audience the service expects (issue 20), so an integrator can fix the token
+    assert "https://triage.example.org/cds-services/mscc-triage" in response.get_json()["detail"]
 
 
 def unsigned_token(header: dict, payload: dict) -> str:

@@ -38,3 +38,23 @@ def test_the_readme_quick_start_gets_a_card(tmp_path, monkeypatch):
         assert card["indicator"] == "critical" and card["summary"]
     finally:
         stop_server(proc)
+
+
+def test_a_misconfiguration_stops_the_start_in_one_line(tmp_path):
+    """Issue 20: trusted issuers without a public URL used to print a 40-line traceback first."""
+    import time
+
+    issuers = tmp_path / "issuers.json"
+    issuers.write_text(json.dumps({"https://ehr.example.org": {"keys": [
+        {"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}}))
+    proc, _ = start_server("--workers", "1", env={"MSCC_CDS_ISSUERS_FILE": str(issuers), "MSCC_PUBLIC_BASE_URL": ""})
+    try:
+        deadline = time.time() + 20
+        while proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        log = server_log(proc)
+        assert proc.returncode not in (None, 0), log
+        assert "cannot start: CDS_TRUSTED_ISSUERS needs PUBLIC_BASE_URL" in log and "Traceback" not in log, log
+    finally:
+        stop_server(proc)
