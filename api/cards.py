@@ -223,6 +223,31 @@ def _actions_and_flags(result: triage.Result, cite: Cite, numbers: Mapping[str, 
     return lines
 
 
+def _record_and_sources(mapped: list[str], record: Optional[Record], sources: list[str]) -> list[str]:
+    """What was read from the record and where it came from, then the numbered sources."""
+    lines = [_from_record(mapped), *_record_lines(record), ""]
+    return lines + sources + [""] if sources else lines
+
+
+def _card(result: triage.Result, ruleset: triage.Ruleset, summary: str, indicator: str, lines: list[str],
+          root: str, patient_id: Optional[str], form_token: Optional[str]) -> dict[str, Any]:
+    """A card with its detail, source, override reasons, links and the draft orders of the result."""
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary,
+        "indicator": indicator,
+        "detail": "\n".join(lines),
+        "source": {"label": f"mscc-triage ruleset {ruleset.name} {ruleset.version}", "url": f"{root}v1/ruleset"},
+        "overrideReasons": OVERRIDE_REASONS,
+        "links": _links(root, form_token),
+    }
+    suggestions = suggestions_for(result, patient_id)
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "any"
+    return card
+
+
 def _withheld_lines(result: triage.Result) -> list[str]:
     """The actions held back that a clinician acts on (the steroid, a scan, a surgeon), with the reason."""
     lines = []
@@ -256,27 +281,11 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], 
         lines.append("**Not yet assessed** (each would raise the urgency, add a critical flag or ask a scan)")
         lines += _unknown_lines(result, ruleset, labels)
         lines.append("")
-    lines.append(_from_record(mapped))
-    lines += _record_lines(record)
-    lines.append("")
-    if sources:
-        lines += sources + [""]
+    lines += _record_and_sources(mapped, record, sources)
     titles = "; ".join(r.title for r in result.fired_rules)
     lines.append(f"Rules that applied (ruleset {ruleset.name} {ruleset.version}): {titles}. {result.disclaimer}")
-    card: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()),
-        "summary": result.headline[:140],
-        "indicator": INDICATOR[result.urgency],
-        "detail": "\n".join(lines),
-        "source": {"label": f"mscc-triage ruleset {ruleset.name} {ruleset.version}", "url": f"{root}v1/ruleset"},
-        "overrideReasons": OVERRIDE_REASONS,
-        "links": _links(root, form_token),
-    }
-    suggestions = suggestions_for(result, patient_id)
-    if suggestions:
-        card["suggestions"] = suggestions
-        card["selectionBehavior"] = "any"
-    return card
+    return _card(result, ruleset, result.headline[:140], INDICATOR[result.urgency], lines, root, patient_id,
+                 form_token)
 
 
 THIN_SUMMARY = "Not enough in the record to triage: open the form"
@@ -314,24 +323,7 @@ def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[st
         lines += _unknown_lines(result, ruleset, labels)
         lines.append("")
     lines += _actions_and_flags(result, cite, numbers)
-    lines.append(_from_record(mapped))
-    lines += _record_lines(record)
-    lines.append("")
-    if sources:
-        lines += sources + [""]
+    lines += _record_and_sources(mapped, record, sources)
     lines.append(result.disclaimer)
     indicator = INDICATOR[result.urgency] if result.urgency == "emergency" else "warning"
-    card: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()),
-        "summary": THIN_SUMMARY,
-        "indicator": indicator,
-        "detail": "\n".join(lines),
-        "source": {"label": f"mscc-triage ruleset {ruleset.name} {ruleset.version}", "url": f"{root}v1/ruleset"},
-        "overrideReasons": OVERRIDE_REASONS,
-        "links": _links(root, form_token),
-    }
-    suggestions = suggestions_for(result, patient_id)
-    if suggestions:
-        card["suggestions"] = suggestions
-        card["selectionBehavior"] = "any"
-    return card
+    return _card(result, ruleset, THIN_SUMMARY, indicator, lines, root, patient_id, form_token)

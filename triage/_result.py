@@ -170,7 +170,8 @@ def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]])
     reason). An action another rule still gives is not held; an action no trigger asked for is not listed.
     """
     asked = settle_actions(units, replace=False, remove=False)
-    before = settle_actions(units, replace=False)
+    removed = {o.id for u in units for o in u.outputs if o.kind == "remove"}
+    before = asked.keys() - removed          # the actions as they stand before the replacements
     holds: dict[str, list[Hold]] = {}
     askers: dict[str, list[str]] = {}
 
