@@ -14,7 +14,7 @@ from ._case import (
 from ._compile import CompiledRuleset, compile_ruleset, settle_actions, urgency_of
 from ._conditions import SENT
 from ._conditions import URGENCY_RANK
-from ._engine import CompiledEngine, encode
+from ._engine import CompiledEngine, encode, final_actions
 from ._result import Result, Unknown, assemble
 from ._ruleset import RulesetData, load_ruleset_data
 
@@ -129,7 +129,12 @@ class Ruleset:
         self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
                            if key.startswith(SENT))
         self._fixed = self.compiled.fixed_keys(TRIAL_FIELDS)
-        self._fixed_tests = self.compiled.fixed_tests(TRIAL_FIELDS)
+        # The fixed tests grouped by key, each key with a memo: its value's fragment -> the tests' truth values.
+        grouped: dict[str, list[Any]] = {}
+        for key, test in self.compiled.fixed_tests(TRIAL_FIELDS):
+            grouped.setdefault(key, []).append(test)
+        self._fixed_tests: tuple[tuple[str, tuple[Any, ...], dict[Optional[str], tuple[bool, ...]]], ...] = tuple(
+            (key, tuple(tests), {}) for key, tests in grouped.items())
         self._what_if_keys: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
         self._what_if: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
         self._what_if_lock = threading.Lock()
@@ -177,7 +182,16 @@ class Ruleset:
                         flat: dict[str, str]) -> tuple[CompiledEngine, frozenset[str]]:
         """The what-if program for this urgency, these missing flags and actions, and the case's fixed
         fields (partially evaluated, see :meth:`CompiledRuleset.what_if`); cached."""
-        key = (urgency, flags, actions, tuple(test(flat.get(k)) for k, test in self._fixed_tests))
+        truth = []
+        for k, tests, memo in self._fixed_tests:
+            value = flat.get(k)
+            held = memo.get(value)
+            if held is None:
+                held = tuple([test(value) for test in tests])
+                if len(memo) < 4096:
+                    memo[value] = held
+            truth.append(held)
+        key = (urgency, flags, actions, tuple(truth))
         found = self._what_if_keys.get(key)
         if found is not None:
             return found
@@ -232,7 +246,7 @@ class Ruleset:
         for path, units in zip(owners, engine.run(worlds, base=flat)):
             level = urgency_of(units)
             added_flags = {o.id for u in units for o in u.outputs if o.kind == "flag" and o.id in missing}
-            added_actions = {a for a in settle_actions(units) if a in lacking}
+            added_actions = final_actions(units) & lacking if lacking else set()
             if rank[level] <= rank[urgency] and not added_flags and not added_actions:
                 continue
             best, have_flags, have_actions = found.get(path, (urgency, set(), set()))

@@ -1,0 +1,86 @@
+"""Kept durable sessions (triage/_engine.py): reusing a session never changes an answer.
+
+Each compiled program keeps one durable session per process and retracts an evaluation's facts at
+its end instead of deleting the session. These tests check what a user relies on: the same answers as
+with a fresh session for every evaluation, whatever came before; an empty session after each
+evaluation; a session that failed is never reused.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import durable_rules_engine as dre
+import pytest
+
+import triage
+from triage import _engine
+from triage._errors import EngineError
+from triage._random_cases import random_valid_cases
+
+
+def _cases() -> list[dict]:
+    cases = list(random_valid_cases(seed=2207, n=150, density=0.5))
+    cases += list(random_valid_cases(seed=2208, n=100, density=0.9))   # dense: most findings present
+    cases += [{}, {"presentation": {"weakness": {"present": True}}, "patient": {"cancer": {"history": "current"}}}]
+    return cases
+
+
+def test_kept_sessions_answer_as_fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = _cases()
+    random.Random(5).shuffle(cases)
+    kept = triage.load_ruleset()
+    kept_answers = [kept.evaluate(case).model_dump() for case in cases]
+    assert any(engine._sid is not None for engine in _engine._LIVE), "no session was kept"
+
+    monkeypatch.setattr(_engine, "MAX_KEPT_RULES", 0)   # a new session for every run, deleted after it
+    fresh = triage.load_ruleset()
+    order = list(range(len(cases)))
+    random.Random(6).shuffle(order)                     # another order: nothing may depend on what came before
+    for i in order:
+        assert fresh.evaluate(cases[i]).model_dump() == kept_answers[i], f"case {i} differs"
+    assert fresh._full._sid is None
+
+
+def test_a_kept_session_is_empty_after_each_evaluation() -> None:
+    ruleset = triage.load_ruleset()
+    for case in _cases()[:40]:
+        ruleset.evaluate(case)
+        for engine in list(_engine._LIVE):
+            if engine._sid is not None and engine._pid is not None:
+                assert json.loads(dre.get_facts(engine._handle, engine._sid)) == []   # type: ignore[arg-type]
+                assert json.loads(dre.get_events(engine._handle, engine._sid)) == []  # type: ignore[arg-type]
+
+
+def test_kept_sessions_stay_within_their_budget() -> None:
+    ruleset = triage.load_ruleset()
+    for case in _cases():
+        ruleset.evaluate(case)
+        assert _engine._KEPT[0] == sum(_engine._LIVE.values()) <= _engine.MAX_KEPT_RULES
+
+
+def test_a_session_that_failed_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    ruleset = triage.load_ruleset()
+    case = {"presentation": {"weakness": {"present": True}}, "patient": {"cancer": {"history": "current"}}}
+    expected = ruleset.evaluate(case).model_dump()
+    engine = ruleset._full
+    before = engine._sid
+    assert before is not None
+
+    real = dre.assert_facts
+    calls = {"n": 0}
+
+    def failing(handle: int, facts: str):  # the second stage fails inside durable
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise dre.error("Could not assert facts, error code: 999")
+        return real(handle, facts)
+
+    monkeypatch.setattr(_engine._dre, "assert_facts", failing)
+    with pytest.raises(EngineError):
+        ruleset.evaluate(case)
+    assert engine._sid is None and engine not in _engine._LIVE   # deleted, not kept
+    monkeypatch.setattr(_engine._dre, "assert_facts", real)
+    assert ruleset.evaluate(case).model_dump() == expected
+    assert engine._sid not in (None, before)
