@@ -1,6 +1,7 @@
 """Compare the in-process speed of this checkout with another commit's, on the same cases, in one run.
 
     .venv/bin/python benchmarks/compare_bench.py e8bd108 [--rounds 5] [--seconds 3] [--vignettes DIR ...]
+    .venv/bin/python benchmarks/compare_bench.py e8bd108 --random 4000 [--cold]
 
 The other commit is checked out (``git worktree``) into a temporary folder, removed afterwards. Only
 the cases that both versions accept are replayed (a case with a field the older format lacks is
@@ -29,10 +30,12 @@ import triage
 cases = json.load(open(sys.argv[2]))
 seconds = float(sys.argv[3])
 ruleset = triage.load_ruleset()
-for case in cases:
-    ruleset.evaluate(case)
+cold = sys.argv[4] == "cold"
+if not cold:
+    for case in cases:
+        ruleset.evaluate(case)
 n, start = 0, time.perf_counter()
-while time.perf_counter() - start < seconds:
+while time.perf_counter() - start < seconds and not (cold and n == len(cases)):
     ruleset.evaluate(cases[n % len(cases)])
     n += 1
 print(json.dumps({"rate": n / (time.perf_counter() - start), "version": ruleset.version}))
@@ -65,12 +68,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--vignettes", nargs="+", default=[str(ROOT / "tests" / "vignettes")])
+    parser.add_argument("--random", type=int, metavar="N",
+                        help="N seeded random valid cases (half sparse, half dense) instead of the vignettes")
+    parser.add_argument("--cold", action="store_true",
+                        help="no warm-up pass: each case evaluated once, first-seen costs included "
+                             "(what a stream of new patients costs)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
+    from triage._random_cases import random_valid_cases
     from triage._vignettes import load_suite
 
-    cases = [v.case for _, v in load_suite(args.vignettes) if not v.expect.error]
+    if args.random:
+        cases = (list(random_valid_cases(seed=26, n=args.random // 2, density=0.3))
+                 + list(random_valid_cases(seed=27, n=args.random - args.random // 2, density=0.8)))
+        source = f"{args.random} random valid cases"
+    else:
+        cases = [v.case for _, v in load_suite(args.vignettes) if not v.expect.error]
+        source = ", ".join(args.vignettes)
     with tempfile.TemporaryDirectory(prefix="mscc-bench-") as tmp:
         other = Path(tmp) / "other"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.commit],
@@ -83,12 +98,14 @@ def main() -> int:
             common = [c for c, a, b in zip(cases, mine, theirs) if a and b]
             case_file = Path(tmp) / "cases.json"
             case_file.write_text(json.dumps(common))
-            print(f"cases: {len(common)} accepted by both (of {len(cases)} in {', '.join(args.vignettes)})")
+            print(f"cases: {len(common)} accepted by both (of {len(cases)}: {source})"
+                  + ("; cold: each evaluated once, no warm-up" if args.cold else ""))
             rates: dict[str, list[float]] = {"this": [], args.commit: []}
             versions = {}
             for _ in range(args.rounds):
                 for name, src in (("this", ROOT), (args.commit, other)):
-                    out = json.loads(_run(_CHILD, str(src), str(case_file), str(args.seconds)))
+                    out = json.loads(_run(_CHILD, str(src), str(case_file), str(args.seconds),
+                                          "cold" if args.cold else "warm"))
                     rates[name].append(out["rate"])
                     versions[name] = out["version"]
         finally:

@@ -14,7 +14,7 @@ import yaml
 import triage
 from triage._case import FIELDS, normalised_dict, set_path, validate_case
 from triage._random_cases import random_valid_cases
-from triage._result import source_rank
+from triage._result import source_parts, source_rank
 from triage._triage import _flatten, what_if_trials
 from triage._vignettes import load_suite
 
@@ -255,14 +255,26 @@ def test_citations_put_national_guidance_first_and_the_seed_last(ruleset):
     seen = 0
     for case in _all_cases():
         for action in ruleset.evaluate(case).actions:
-            ranks = [source_rank(part) for part in action.source.split("; ")]
+            ranks = [source_rank(part) for part in source_parts(action.source)]
             assert ranks == sorted(ranks), action.source
+            cited = set(source_parts(action.source))   # every citation whole, as its rules wrote it
+            assert cited == {part for r in action.because for part in source_parts(ruleset.data.rule(r).source)}
             seen += 1
     assert seen > 1000
     for rule in ruleset.data.rules:
-        ranks = [source_rank(part.strip()) for part in rule.source.split(";")]
+        ranks = [source_rank(part) for part in source_parts(rule.source)]
         assert ranks == sorted(ranks), (rule.id, rule.source)
         assert "CG75" not in rule.source or "CG75 (2008, superseded by NG234)" in rule.source, rule.id
+
+
+def test_a_citation_with_a_semicolon_in_brackets_stays_whole(ruleset):
+    assert source_parts("NICE NG234 (scope; update); seed-003") == ["NICE NG234 (scope; update)", "seed-003"]
+    from triage._result import _join_sources
+    bracketed = [r for r in ruleset.data.rules if any(";" in part for part in source_parts(r.source))]
+    assert bracketed, "no rule cites a source with a ';' in brackets: the check below checks nothing"
+    for rule in bracketed:
+        joined = _join_sources([rule.source])
+        assert set(source_parts(joined)) == set(source_parts(rule.source)), (rule.id, joined)
 
 
 def test_integer_fields_take_a_whole_float_and_null_objects_are_not_assessed(ruleset):

@@ -69,6 +69,22 @@ class Unit:
     outputs: tuple[Output, ...]
     concept: Optional[str] = None
     stage: int = 0
+    # What the outputs say, sorted once (the engine reads them for every world of every evaluation).
+    rank: int = field(init=False, compare=False, repr=False)             # highest urgency rank set (0: none)
+    adds: frozenset[str] = field(init=False, compare=False, repr=False)   # actions asked for
+    removes: frozenset[str] = field(init=False, compare=False, repr=False)
+    replaces: tuple[tuple[str, str], ...] = field(init=False, compare=False, repr=False)
+    flags: frozenset[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        outs = self.outputs
+        ranks = [URGENCY_RANK[o.id] for o in outs if o.kind == "urgency"]
+        object.__setattr__(self, "rank", max(ranks, default=0))
+        object.__setattr__(self, "adds", frozenset(o.id for o in outs if o.kind == "action"))
+        object.__setattr__(self, "removes", frozenset(o.id for o in outs if o.kind == "remove"))
+        object.__setattr__(self, "replaces", tuple((o.id, o.target) for o in outs
+                                                   if o.kind == "replace" and o.target is not None))
+        object.__setattr__(self, "flags", frozenset(o.id for o in outs if o.kind == "flag"))
 
     @property
     def owner(self) -> Rule:
@@ -113,14 +129,12 @@ class Program:
         return sum(len(s.chunks) for s in self.stages)
 
 
+_LEVELS = sorted(URGENCY_RANK, key=URGENCY_RANK.__getitem__)
+
+
 def urgency_of(units: Iterable[Unit]) -> str:
     """The highest urgency any of these units sets (routine when none does)."""
-    level = "routine"
-    for unit in units:
-        for out in unit.outputs:
-            if out.kind == "urgency" and URGENCY_RANK[out.id] > URGENCY_RANK[level]:
-                level = out.id
-    return level
+    return _LEVELS[max([u.rank for u in units], default=0)]
 
 
 def settle_actions(units: Iterable[Unit], replace: bool = True, remove: bool = True) -> dict[str, list[str]]:

@@ -109,17 +109,15 @@ def _action_sets(units: Any) -> tuple[set[str], set[str]]:
     """The actions before the replacements and the final ones (as :func:`settle_actions`, ids only)."""
     added: set[str] = set()
     removed: set[str] = set()
-    replacements = []
+    replacements: list[tuple[str, str]] = []
     for unit in units:
-        for out in unit.outputs:
-            kind = out.kind
-            if kind == "action":
-                added.add(out.id)
-            elif kind == "remove":
-                removed.add(out.id)
-            elif kind == "replace":
-                replacements.append((out.id, out.target))
-    before = added - removed
+        if unit.adds:
+            added |= unit.adds
+        if unit.removes:
+            removed |= unit.removes
+        if unit.replaces:
+            replacements += unit.replaces
+    before = added - removed if removed else added
     if not replacements:
         return before, before
     final = set(before)
@@ -266,7 +264,7 @@ class CompiledEngine:
         worlds_own: list[dict[str, str]] = worlds
         if base is None and len(worlds) == 1:   # one world: it is its own base
             base, worlds_own = worlds[0], [{}]
-        common = {p: prefix[p] + value for p, value in base.items() if p in prefix} if base else {}
+        common = {p: text + base[p] for p, text in prefix.items() if p in base} if base else {}
         own = [{p: prefix[p] + value for p, value in world.items() if p in prefix} for world in worlds_own]
         with _LOCK:
             handle = self._ensure_handle()

@@ -245,7 +245,7 @@ class Ruleset:
         rank = URGENCY_RANK
         for path, units in zip(owners, engine.run(worlds, base=flat)):
             level = urgency_of(units)
-            added_flags = {o.id for u in units for o in u.outputs if o.kind == "flag" and o.id in missing}
+            added_flags = set().union(*[u.flags for u in units]) & missing if missing else set()
             added_actions = final_actions(units) & lacking if lacking else set()
             if rank[level] <= rank[urgency] and not added_flags and not added_actions:
                 continue
