@@ -251,11 +251,27 @@ def source_rank(part: str) -> int:
     return next((i for i, name in enumerate(_NATIONAL) if name in part), len(_NATIONAL))
 
 
+def source_parts(source: str) -> list[str]:
+    """A rule's source as its citations: ``;`` separates them outside parentheses only
+    (``"NICE NG234 (scope; update); seed-003"`` is two citations, not three)."""
+    parts: list[str] = []
+    depth, start = 0, 0
+    for i, char in enumerate(source):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif char == ";" and depth == 0:
+            parts.append(source[start:i])
+            start = i + 1
+    parts.append(source[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
 def _join_sources(sources: Iterable[str]) -> str:
     seen: list[str] = []
     for source in sources:
-        for part in source.split(";"):
-            part = part.strip()
-            if part and part not in seen:
+        for part in source_parts(source):
+            if part not in seen:
                 seen.append(part)
     return "; ".join(sorted(seen, key=source_rank))
