@@ -14,9 +14,12 @@ some of them; the README's settings table is the reference):
 - ``MSCC_CDS_STORE_PATH`` -> ``CDS_STORE_PATH``: the SQLite file of seen JWT ids and feedback; by
   default a new private folder per app, shared by the workers of one server (loaded before they fork).
 - ``MSCC_CDS_ISSUERS_FILE`` -> ``CDS_TRUSTED_ISSUERS``: a JSON file ``{"<iss>": {"keys": [JWK, ...]}}``
-  of the EHRs allowed to call CDS Hooks, with their public keys (no key is ever fetched).
+  or ``{"<iss>": {"jku": "https://..."}}`` of the EHRs allowed to call CDS Hooks, with their public keys
+  or the one JWK Set URL each may use (``api/jwks.py``).
 - ``MSCC_CDS_JWT_MAX_LIFETIME_S`` -> ``CDS_JWT_MAX_LIFETIME_S``: the longest a CDS Hooks JWT may live,
   ``exp`` minus ``iat`` in seconds (default 300, as CDS Hooks recommends; at most 3600).
+- ``MSCC_CDS_CARD_LANGUAGE`` -> ``CDS_CARD_LANGUAGE``: ``en`` (default) or ``fr``, the language of the
+  CDS Hooks cards (the form's own French words, ``api/cards.py``).
 - ``MSCC_CDS_ALLOW_UNAUTHENTICATED=1`` -> ``CDS_ALLOW_UNAUTHENTICATED``: development only. Without
   trusted issuers and without this, every CDS Hooks service call answers 401.
 - ``MSCC_RECORD_PATH`` -> ``RECORD_PATH`` and ``MSCC_RECORD_DSN`` -> ``RECORD_DSN``: the decision record
@@ -79,6 +82,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
         CDS_TRUSTED_ISSUERS=_issuers_from_file(settings.cds_issuers_file),
         CDS_ALLOW_UNAUTHENTICATED=settings.cds_allow_unauthenticated,
         CDS_JWT_MAX_LIFETIME_S=settings.cds_jwt_max_lifetime_s,
+        CDS_CARD_LANGUAGE=settings.cds_card_language,
         CORS_ORIGINS=settings.cors_origins,
         FHIR_SERVERS=settings.fhir_servers,
         RECORD_PATH=settings.record_path,
@@ -120,15 +124,12 @@ def _issuers_from_file(path: Optional[str]) -> dict[str, Any]:
             data = json.load(handle)
     except (OSError, ValueError) as exc:
         raise ApiConfigError(f"MSCC_CDS_ISSUERS_FILE {path}: cannot be read as JSON ({exc})") from None
-    problems = [] if isinstance(data, dict) and data else ["must be a non-empty object {issuer: {keys: [...]}}"]
-    for iss, entry in (data.items() if isinstance(data, dict) else []):
-        keys = entry.get("keys") if isinstance(entry, dict) else None
-        if not iss.startswith(("https://", "http://")):
-            problems.append(f"issuer {iss!r} must be a URL")
-        if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) and "kty" in k for k in keys):
-            problems.append(f"issuer {iss!r}: 'keys' must be a non-empty list of public JWKs")
-    if problems:
-        raise ApiConfigError(f"MSCC_CDS_ISSUERS_FILE {path}: " + "; ".join(problems))
+    from .jwks import parse_issuers
+
+    try:
+        parse_issuers(data)   # keys inline or a JWK Set URL (api/jwks.py); checked again, from the config, by cds
+    except ValueError as exc:
+        raise ApiConfigError(f"MSCC_CDS_ISSUERS_FILE {path}: {exc}") from None
     return data
 
 

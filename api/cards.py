@@ -14,18 +14,25 @@
 
 A record read for the right patient but holding no finding (nothing mapped but the age) never gets a
 reassuring info card: :func:`thin_card` is a warning, "Not enough in the record to triage: open the
-form", with the form's link and the questions to ask first, in the form's own English labels.
+form", with the form's link and the questions to ask first, in the form's own labels.
+
+The card speaks English or French (``MSCC_CDS_CARD_LANGUAGE``): :class:`CardWords` holds the words of
+one language, taken from the form's files (``form.yaml``: field labels, timings, urgencies, severities,
+citations; ``labels.fr.yaml``: actions, flags, headlines, rule titles, reasons), and the card's own
+phrases and order texts from the tables below. Codes (override reasons, SNOMED, RxNorm) never change.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import triage
 
 from .fhir_record import TEMPLATES, Record
+from .form_texts import Texts, french_typography, source_parts
 
 INDICATOR = {"emergency": "critical", "urgent": "warning", "routine": "info"}
 TIMING_WORDS = {"immediately": "Now", "within_4h": "Within 4 hours", "within_24h": "Within 24 hours",
@@ -41,6 +48,13 @@ OVERRIDE_REASONS = [
     {"system": OVERRIDE_SYSTEM, "code": "record-incorrect", "display": "The record is wrong or out of date"},
 ]
 OVERRIDE_CODES = frozenset(r["code"] for r in OVERRIDE_REASONS)
+OVERRIDE_DISPLAY_FR = {
+    "already-done": "Déjà fait ou en cours",
+    "discussed-with-coordinator": "Discuté avec le coordinateur CMM",
+    "patient-declined": "Refusé par le patient",
+    "not-indicated": "Pas d'indication clinique",
+    "record-incorrect": "Le dossier est faux ou périmé",
+}
 SNOMED = "http://snomed.info/sct"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
@@ -79,6 +93,36 @@ ORDERABLE: dict[str, tuple[str, str, Optional[dict[str, Any]], Optional[dict[str
     "neurology_review": ("ServiceRequest", "Referral: neurology review", None, REFERRAL),
     "contact_mscc_coordinator_within_24h": ("ServiceRequest", "Referral: MSCC coordinator", None, REFERRAL),
 }
+# What is ordered, in French (the same keys as ORDERABLE; a test keeps them complete).
+ORDERABLE_FR: dict[str, str] = {
+    "mri_whole_spine_within_4h": "IRM du rachis entier",
+    "mri_whole_spine_within_24h": "IRM du rachis entier",
+    "mri_whole_spine_within_1_week": "IRM du rachis entier",
+    "mri_within_4h_cauda_equina": "IRM lombo-sacrée (queue de cheval)",
+    "ct_whole_spine_within_4h": "Scanner du rachis entier (IRM contre-indiquée)",
+    "ct_whole_spine_within_24h": "Scanner du rachis entier (IRM contre-indiquée)",
+    "ct_whole_spine_within_1_week": "Scanner du rachis entier (IRM contre-indiquée)",
+    "ct_lumbosacral_within_4h": "Scanner lombo-sacré (IRM contre-indiquée ; queue de cheval)",
+    "dexamethasone_16mg": "Dexaméthasone 16 mg (per os ou IV), puis chaque jour",
+    "gastroprotection_ppi": "Inhibiteur de la pompe à protons pendant la corticothérapie",
+    "baseline_bloods": "NFS, fonction rénale, calcémie, glycémie",
+    "blood_cultures_and_infection_markers": "Hémocultures, NFS et CRP",
+    "myeloma_screen_bloods": "Recherche de myélome : NFS, calcémie, VS ou viscosité plasmatique, "
+                             "électrophorèse des protéines sériques",
+    "vitamin_d_assay": "25-OH vitamine D",
+    "ecg": "ECG 12 dérivations",
+    "iv_rehydration": "Chlorure de sodium à 0,9 % en perfusion intraveineuse (réhydratation)",
+    "iv_bisphosphonate_for_hypercalcaemia": "Bisphosphonate intraveineux contre l'hypercalcémie "
+                                            "(molécule et dose selon la fonction rénale)",
+    "iv_calcium_replacement": "Calcium intraveineux, sous surveillance cardiaque",
+    "urgent_spinal_surgical_opinion": "Demande d'avis : chirurgien du rachis en urgence",
+    "spinal_surgical_opinion_now": "Demande d'avis : chirurgien du rachis maintenant",
+    "neurology_review_now": "Demande d'avis : neurologue maintenant",
+    "contact_paediatric_oncology_now": "Demande d'avis : oncologie pédiatrique maintenant",
+    "radiotherapy_referral": "Demande d'avis : oncologue radiothérapeute pour une radiothérapie",
+    "neurology_review": "Demande d'avis : neurologue",
+    "contact_mscc_coordinator_within_24h": "Demande d'avis : coordinateur CMM",
+}
 GROUPS = [("dexamethasone_16mg", "gastroprotection_ppi")]
 MRI = {"mri_whole_spine_within_4h", "mri_whole_spine_within_24h", "mri_whole_spine_within_1_week",
        "mri_within_4h_cauda_equina", "ct_whole_spine_within_4h", "ct_whole_spine_within_24h",
@@ -87,9 +131,167 @@ MRI = {"mri_whole_spine_within_4h", "mri_whole_spine_within_24h", "mri_whole_spi
 COMPANIONS = frozenset({"gastroprotection_ppi", "capillary_glucose_monitoring"})
 
 
-def _draft(action: triage.ActionItem, patient_id: Optional[str]) -> dict[str, Any]:
-    kind, what, code, category = ORDERABLE[action.id]
-    text = f"{what}: {TIMING_WORDS[action.timing].lower()}"
+Cite = Callable[[str], str]
+
+
+def _plain_cite(source: str) -> str:
+    return source
+
+
+# The card's own phrases (the rest comes from the form's files): key -> (English, French).
+PHRASES: dict[str, tuple[str, str]] = {
+    "actions": ("Actions", "Actions"),
+    "flags": ("Flags", "Points d'attention"),
+    "withheld": ("Not given, and why", "Non proposé, et pourquoi"),
+    "unless": ("unless", "sauf si"),
+    "not_yet_assessed": ("**Not yet assessed** (each would raise the urgency, add a critical flag or ask a scan)",
+                         "**Non évalué** (chaque élément pourrait relever l'urgence, ajouter un point critique ou "
+                         "demander une imagerie)"),
+    "if_present": ("if present", "si présent"),
+    "adds": ("adds", "ajoute"),
+    "would_ask": ("would ask", "demanderait"),
+    "from_record": ("From the record", "D'après le dossier"),
+    "nothing_mapped": ("nothing mapped", "rien de lisible"),
+    "record": ("Record", "Dossier"),
+    "sources": ("Sources", "Sources"),
+    "rules_applied": ("Rules that applied (ruleset {name} {version})", "Règles appliquées (jeu de règles {name} {version})"),
+    "source_label": ("mscc-triage ruleset {name} {version}", "Jeu de règles mscc-triage {name} {version}"),
+    "rules_link": ("Rules and sources", "Règles et sources"),
+    "form_link": ("Open the MSCC triage form (answer what the record does not say)",
+                  "Ouvrir le formulaire de triage CMM (répondre à ce que le dossier ne dit pas)"),
+    "other_form_link": ("Formulaire de triage CMM (français)", "Formulaire de triage CMM en anglais"),
+    "with": ("with", "avec"),
+    "thin_summary": ("Not enough in the record to triage: open the form",
+                     "Pas assez d'éléments dans le dossier pour trier : ouvrir le formulaire"),
+    "thin_body": ("**Not enough in the record to triage**: the record was read for this patient, but it holds no "
+                  "cancer, metastasis, symptom, lab or medication this service can read. This is not a \"no MSCC "
+                  "pathway\" answer: open the MSCC triage form and ask the questions below.",
+                  "**Pas assez d'éléments dans le dossier pour trier** : le dossier de ce patient a été lu, mais il ne "
+                  "contient aucun cancer, métastase, symptôme, résultat biologique ni traitement que ce service sache "
+                  "lire. Ce n'est pas une réponse « pas de parcours CMM » : ouvrez le formulaire de triage CMM et "
+                  "posez les questions ci-dessous."),
+    "ask_first": ("Ask first", "À demander d'abord"),
+    "age": ("age {age} years", "âge {age} ans"),
+    "cancer": ("cancer", "cancer"),
+    "left_unknown": ("left unknown", "laissé inconnu"),
+    "not_available": ("not available", "non disponible"),
+    "technical": ("{reason}", "détail technique : {reason}"),
+    "true": ("true", "oui"),
+    "false": ("false", "non"),
+    "present": ("present", "oui"),     # "Faiblesse ... : oui": no agreement to get wrong
+    "absent": ("absent", "non"),
+}
+# Where each part of the record came from (api/fhir_record.py), and the prefetch keys, in French.
+ORIGINS_FR = {"sent": "envoyé", "sent empty (null)": "envoyé vide (null)", "sent under another key":
+              "envoyé sous une autre clé", "fetched from the FHIR server": "lu sur le serveur FHIR"}
+TEMPLATE_NAMES_FR = {"patient": "patient", "conditions": "problèmes et diagnostics", "observations": "observations",
+                     "medicationRequests": "prescriptions", "medicationStatements": "traitements déclarés",
+                     "procedures": "actes"}
+LANGUAGES = ("en", "fr")
+
+
+@dataclass(frozen=True)
+class CardWords:
+    """Everything a card says, in one language (``en`` or ``fr``).
+
+    ``labels``: case field -> the form's label; ``cite``: a rule's source -> its readable citations;
+    ``texts``: the form's words (required for French: actions, flags, headlines, titles, reasons,
+    timings, urgencies, severities, choices). English without ``texts`` uses the ruleset's own labels."""
+
+    lang: str = "en"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    cite: Cite = _plain_cite
+    texts: Optional[Texts] = None
+
+    @classmethod
+    def of(cls, texts: Texts, lang: str) -> "CardWords":
+        """The words of ``lang`` from the form's checked files."""
+        if lang not in LANGUAGES:
+            raise ValueError(f"card language must be one of {', '.join(LANGUAGES)}, not {lang!r}")
+        labels = {path: text[lang] for path, text in texts.fields.items()}
+        return cls(lang, labels, lambda source: "; ".join(texts.citations(source, lang)), texts)
+
+    @property
+    def fr(self) -> bool:
+        return self.lang == "fr"
+
+    def phrase(self, key: str, **values: Any) -> str:
+        return PHRASES[key][1 if self.fr else 0].format(**values)
+
+    def _form(self, section: str, key: str, english: str) -> str:
+        if not self.fr or self.texts is None:
+            return english
+        table: Mapping[str, Mapping[str, str]] = getattr(self.texts, section)
+        return table.get(key, {}).get("fr", english)
+
+    def timing(self, timing: str) -> str:
+        return self._form("words", timing, TIMING_WORDS[timing])
+
+    def urgency(self, urgency: str) -> str:
+        """The urgency as a heading word: EMERGENCY, URGENCE VITALE."""
+        return self._form("words", urgency, urgency.upper())
+
+    def urgency_in_text(self, urgency: str) -> str:
+        return self.urgency(urgency).lower()
+
+    def severity(self, severity: str) -> str:
+        return self._form("words", severity, severity)
+
+    def action(self, action_id: str, english: str) -> str:
+        return self._form("actions", action_id, english)
+
+    def flag(self, flag_id: str, english: str) -> str:
+        return self._form("flags", flag_id, english)
+
+    def headline(self, english: str) -> str:
+        return self._form("headlines", english, english)
+
+    def title(self, rule_id: str, english: str) -> str:
+        return self._form("titles", rule_id, english)
+
+    def reason(self, english: str) -> str:
+        return self._form("reasons", english, english)
+
+    def choice(self, value: str) -> str:
+        return self._form("choices", value, value)
+
+    def disclaimer(self, english: str) -> str:
+        return self._form("words", "disclaimer", english)
+
+    def ordered(self, action_id: str) -> str:
+        return ORDERABLE_FR[action_id] if self.fr else ORDERABLE[action_id][1]
+
+    def override_reasons(self) -> list[dict[str, str]]:
+        if not self.fr:
+            return OVERRIDE_REASONS
+        return [dict(r, display=OVERRIDE_DISPLAY_FR[r["code"]]) for r in OVERRIDE_REASONS]
+
+    def typography(self, text: str) -> str:
+        """French text gets its spaces: a no-break space before ``: ; ! ? %`` and inside « » (also where the
+        card's lines are joined with an English colon or semicolon, "**URGENT**: ..."); a URL or a time is
+        left as it is (no space follows its colon)."""
+        if not self.fr:
+            return text
+        return french_typography(re.sub(r"(?<=[^\s:;]):(?=\s)|(?<=[^\s:;]);(?=\s)", lambda m: " " + m.group(0), text))
+
+
+ENGLISH = CardWords()
+
+
+def _words(words: Optional[CardWords], labels: Optional[Mapping[str, str]], cite: Optional[Cite]) -> CardWords:
+    if words is not None:
+        return words
+    return CardWords("en", labels or {}, cite or _plain_cite)
+
+
+def _draft(action: triage.ActionItem, patient_id: Optional[str], words: CardWords = ENGLISH,
+           ruleset: Optional[triage.Ruleset] = None) -> dict[str, Any]:
+    kind, _, code, category = ORDERABLE[action.id]
+    what = words.typography(words.ordered(action.id))
+    label = words.action(action.id, action.label)
+    source = "; ".join(_citations(action, ruleset, words)) if ruleset is not None else words.cite(action.source)
+    label, source = words.typography(label), words.typography(source)
+    text = words.typography(f"{what}: {words.timing(action.timing).lower()}")
     concept = dict(code or {}, text=what)
     resource: dict[str, Any] = {"resourceType": kind, "status": "draft", "intent": "proposal",
                                 "priority": PRIORITY[action.timing]}
@@ -99,18 +301,19 @@ def _draft(action: triage.ActionItem, patient_id: Optional[str]) -> dict[str, An
         resource["code"] = concept
         if category:
             resource["category"] = [category]
-        resource["note"] = [{"text": f"{action.label} ({action.source})"}]
+        resource["note"] = [{"text": f"{label} ({source})"}]
     else:
         resource["medicationCodeableConcept"] = concept
-        dosage: dict[str, Any] = {"text": action.label}
+        dosage: dict[str, Any] = {"text": label}
         if action.id == "dexamethasone_16mg":
             dosage["doseAndRate"] = [{"doseQuantity": {"value": 16, "unit": "mg", "system": UCUM, "code": "mg"}}]
         resource["dosageInstruction"] = [dosage]
-        resource["note"] = [{"text": action.source}]
+        resource["note"] = [{"text": source}]
     return {"type": "create", "description": text, "resource": resource}
 
 
-def suggestions_for(result: triage.Result, patient_id: Optional[str]) -> list[dict[str, Any]]:
+def suggestions_for(result: triage.Result, patient_id: Optional[str], words: CardWords = ENGLISH,
+                    ruleset: Optional[triage.Ruleset] = None) -> list[dict[str, Any]]:
     """Draft orders for the orderable actions the result holds, grouped, the MRI recommended."""
     actions = {a.id: a for a in result.actions if a.id in ORDERABLE}
     out = []
@@ -122,10 +325,12 @@ def suggestions_for(result: triage.Result, patient_id: Optional[str]) -> list[di
         members = [actions[a] for a in group if a in actions]
         done.update(a.id for a in members)
         out.append({
-            "label": " with ".join(ORDERABLE[a.id][1].split(" (")[0] for a in members) + f" ({TIMING_WORDS[action.timing].lower()})",
+            "label": words.typography(f" {words.phrase('with')} ".join(words.ordered(a.id).split(" (")[0]
+                                                                        for a in members)
+                                      + f" ({words.timing(action.timing).lower()})"),
             "uuid": str(uuid.uuid4()),
             "isRecommended": action_id in MRI,
-            "actions": [_draft(a, patient_id) for a in members],
+            "actions": [_draft(a, patient_id, words, ruleset) for a in members],
         })
     out.sort(key=lambda suggestion: not suggestion["isRecommended"])   # the MRI first
     return out
@@ -148,152 +353,204 @@ def escape(text: str) -> str:
     return _AUTOLINK.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", _MARKDOWN.sub(r"\\\1", flat))
 
 
-def _from_record(mapped: Iterable[str]) -> str:
+_MAPPED = re.compile(r"^(?P<path>[a-z_]+(?:\.[a-z0-9_]+)+) (?:= (?P<value>\S+)|(?P<unknown>left unknown))(?P<rest>.*)$")
+_AGE = re.compile(r"^age (?P<age>\d+) years(?P<rest>.*)$")
+_CANCER = re.compile(r"^cancer (?P<code>\S+) -> (?P<level>\w+)(?:, (?P<primary>\w+))?$")
+
+
+def _mapped_line(line: str, words: CardWords) -> str:
+    """One "From the record" part in French: the field's label, the value in words (the part in
+    parentheses is the record's own: its codes, displays and units). English lines are left as they are."""
+    if not words.fr:
+        return line
+    if match := _AGE.match(line):
+        return words.phrase("age", age=match["age"]) + match["rest"]
+    if match := _CANCER.match(line):
+        primary = f", {words.choice(match['primary']).lower()}" if match["primary"] else ""
+        return f"{words.phrase('cancer')} {match['code']} -> {words.choice(match['level']).lower()}{primary}"
+    match = _MAPPED.match(line)
+    if match and match["path"] in triage.FIELDS:
+        value = match["value"]
+        if match["unknown"]:
+            said = words.phrase("left_unknown")
+        elif value in ("true", "false", "present", "absent"):
+            said = words.phrase(value)
+        else:
+            said = value.replace(".", ",") if re.fullmatch(r"-?\d+\.\d+", value) else value
+        return f"{_label(match['path'], words.labels)}: {said}{match['rest']}"
+    return line
+
+
+def _from_record(mapped: Iterable[str], words: CardWords = ENGLISH) -> str:
     """The "From the record" line: what was mapped, each part escaped (it holds the record's codes and units)."""
-    parts = [escape(line) for line in mapped]
-    return "**From the record**: " + ("; ".join(parts) if parts else "nothing mapped")
+    parts = [escape(_mapped_line(line, words)) for line in mapped]
+    return f"**{words.phrase('from_record')}**: " + ("; ".join(parts) if parts else words.phrase("nothing_mapped"))
 
 
-def _record_lines(record: Optional[Record]) -> list[str]:
+def _record_lines(record: Optional[Record], words: CardWords = ENGLISH) -> list[str]:
     if record is None:
         return []
     parts = []
     for key in TEMPLATES:
+        name = TEMPLATE_NAMES_FR.get(key, key) if words.fr else key
         if key in record.unavailable:
-            parts.append(escape(f"{key}: not available ({record.unavailable[key]})"))
+            reason = words.phrase("technical", reason=record.unavailable[key])
+            parts.append(escape(f"{name}: {words.phrase('not_available')} ({reason})"))
         elif key in record.origin:
-            parts.append(escape(f"{key}: {record.origin[key]}"))
-    return ["**Record**: " + "; ".join(parts)] if parts else []
+            origin = ORIGINS_FR.get(record.origin[key], record.origin[key]) if words.fr else record.origin[key]
+            parts.append(escape(f"{name}: {origin}"))
+    return [f"**{words.phrase('record')}**: " + "; ".join(parts)] if parts else []
 
 
-def _links(root: str, form_token: Optional[str]) -> list[dict[str, str]]:
+def _links(root: str, form_token: Optional[str], words: CardWords = ENGLISH) -> list[dict[str, str]]:
+    """The rules, and the form in the card's language first, then in the other language."""
     prefill = f"?from={form_token}" if form_token else ""
-    rules = {"label": "Rules and sources", "url": f"{root}v1/ruleset", "type": "absolute"}
-    form = [{"label": "Open the MSCC triage form (answer what the record does not say)", "url": f"{root}{prefill}",
-             "type": "absolute"},
-            {"label": "Formulaire de triage CMM (français)", "url": f"{root}fr/{prefill}", "type": "absolute"}]
+    rules = {"label": words.phrase("rules_link"), "url": f"{root}v1/ruleset", "type": "absolute"}
+    english = {"url": f"{root}{prefill}", "type": "absolute"}
+    french = {"url": f"{root}fr/{prefill}", "type": "absolute"}
+    if words.fr:
+        form = [{"label": words.phrase("form_link"), **french}, {"label": words.phrase("other_form_link"), **english}]
+    else:
+        form = [{"label": words.phrase("form_link"), **english}, {"label": words.phrase("other_form_link"), **french}]
     return [rules, *form]
 
 
-Cite = Callable[[str], str]
+def _citations(action: triage.ActionItem, ruleset: triage.Ruleset, words: CardWords) -> list[str]:
+    """The readable citations of an action, each once, national guidance first.
+
+    Read from the sources of the rules that gave the action (``because``), each split where a ``;`` stands
+    outside parentheses, so that a citation such as "NICE NG234 (immobilise ...; consider ...)" stays
+    whole (the result's joined ``source`` string cuts it at every ``;``)."""
+    from triage._result import source_rank   # the order the result and the form use
+
+    rules = {r.id: r for r in ruleset.data.rules}
+    sources = [rules[r].source or "" for r in action.because if r in rules] or [action.source]
+    parts = list(dict.fromkeys(part for source in sources for part in source_parts(source)))
+    parts.sort(key=source_rank)
+    return list(dict.fromkeys(words.cite(part) for part in parts))
 
 
-def _plain_cite(source: str) -> str:
-    return source
-
-
-def _sources_block(result: triage.Result, cite: Cite) -> tuple[list[str], dict[str, int]]:
+def _sources_block(result: triage.Result, ruleset: triage.Ruleset,
+                   words: CardWords = ENGLISH) -> tuple[list[str], dict[str, int]]:
     """Every citation of the result once, numbered (national guidance first, as the result orders them)."""
     numbers: dict[str, int] = {}
     for action in result.actions:
-        for part in (p.strip() for p in cite(action.source).split(";")):
-            if part and part not in numbers:
+        for part in _citations(action, ruleset, words):
+            if part not in numbers:
                 numbers[part] = len(numbers) + 1
-    lines = ["**Sources**"] + [f"{n}. {text}" for text, n in numbers.items()] if numbers else []
+    lines = [f"**{words.phrase('sources')}**"] + [f"{n}. {text}" for text, n in numbers.items()] if numbers else []
     return lines, numbers
 
 
-def _refs(source: str, cite: Cite, numbers: Mapping[str, int]) -> str:
-    found = sorted({numbers[p.strip()] for p in cite(source).split(";") if p.strip() in numbers})
+def _refs(action: triage.ActionItem, ruleset: triage.Ruleset, words: CardWords, numbers: Mapping[str, int]) -> str:
+    found = sorted({numbers[p] for p in _citations(action, ruleset, words) if p in numbers})
     return f" [{', '.join(map(str, found))}]" if found else ""
 
 
-def _unknown_lines(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[str, str]) -> list[str]:
+def _unknown_lines(result: triage.Result, ruleset: triage.Ruleset, words: CardWords) -> list[str]:
     lines = []
     for u in sorted(result.unknowns, key=lambda u: -URGENCY_RANK[u.could_raise_to]):
-        added = [ruleset.data.flags[f].label for f in u.would_add_flags]
-        scans = [ruleset.data.actions[a].label for a in u.would_add_actions]
-        lines.append(f"- {_label(u.field, labels)}: if present, {u.could_raise_to}"
-                     + (f"; adds: {'; '.join(added)}" if added else "")
-                     + (f"; would ask: {'; '.join(scans)}" if scans else ""))
+        added = [words.flag(f, ruleset.data.flags[f].label) for f in u.would_add_flags]
+        scans = [words.action(a, ruleset.data.actions[a].label) for a in u.would_add_actions]
+        lines.append(f"- {_label(u.field, words.labels, words)}: {words.phrase('if_present')}, "
+                     f"{words.urgency_in_text(u.could_raise_to)}"
+                     + (f"; {words.phrase('adds')}: {'; '.join(added)}" if added else "")
+                     + (f"; {words.phrase('would_ask')}: {'; '.join(scans)}" if scans else ""))
     return lines
 
 
-def _actions_and_flags(result: triage.Result, cite: Cite, numbers: Mapping[str, int]) -> list[str]:
+def _actions_and_flags(result: triage.Result, ruleset: triage.Ruleset, words: CardWords,
+                       numbers: Mapping[str, int]) -> list[str]:
     """The actions with their timing and source numbers, then the flags with their severity."""
     lines: list[str] = []
     if result.actions:
-        lines.append("**Actions**")
-        lines += [f"- {TIMING_WORDS[a.timing]}: {a.label}{_refs(a.source, cite, numbers)}" for a in result.actions]
+        lines.append(f"**{words.phrase('actions')}**")
+        lines += [f"- {words.timing(a.timing)}: {words.action(a.id, a.label)}{_refs(a, ruleset, words, numbers)}"
+                  for a in result.actions]
         lines.append("")
     if result.flags:
-        lines.append("**Flags**")
-        lines += [f"- [{f.severity}] {f.label}" for f in result.flags]
+        lines.append(f"**{words.phrase('flags')}**")
+        lines += [f"- [{words.severity(f.severity)}] {words.flag(f.id, f.label)}" for f in result.flags]
         lines.append("")
     return lines
 
 
-def _record_and_sources(mapped: list[str], record: Optional[Record], sources: list[str]) -> list[str]:
+def _record_and_sources(mapped: list[str], record: Optional[Record], sources: list[str],
+                        words: CardWords = ENGLISH) -> list[str]:
     """What was read from the record and where it came from, then the numbered sources."""
-    lines = [_from_record(mapped), *_record_lines(record), ""]
+    lines = [_from_record(mapped, words), *_record_lines(record, words), ""]
     return lines + sources + [""] if sources else lines
 
 
 def _card(result: triage.Result, ruleset: triage.Ruleset, summary: str, indicator: str, lines: list[str],
-          root: str, patient_id: Optional[str], form_token: Optional[str]) -> dict[str, Any]:
+          root: str, patient_id: Optional[str], form_token: Optional[str], words: CardWords = ENGLISH) -> dict[str, Any]:
     """A card with its detail, source, override reasons, links and the draft orders of the result."""
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "summary": summary,
+        "summary": words.typography(summary),
         "indicator": indicator,
-        "detail": "\n".join(lines),
-        "source": {"label": f"mscc-triage ruleset {ruleset.name} {ruleset.version}", "url": f"{root}v1/ruleset"},
-        "overrideReasons": OVERRIDE_REASONS,
-        "links": _links(root, form_token),
+        "detail": words.typography("\n".join(lines)),
+        "source": {"label": words.phrase("source_label", name=ruleset.name, version=ruleset.version),
+                   "url": f"{root}v1/ruleset"},
+        "overrideReasons": words.override_reasons(),
+        "links": _links(root, form_token, words),
     }
-    suggestions = suggestions_for(result, patient_id)
+    suggestions = suggestions_for(result, patient_id, words, ruleset)
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
     return card
 
 
-def _withheld_lines(result: triage.Result) -> list[str]:
+def _withheld_lines(result: triage.Result, words: CardWords = ENGLISH) -> list[str]:
     """The actions held back that a clinician acts on (the steroid, a scan, a surgeon), with the reason."""
     lines = []
     for held in result.withheld:
         if held.id in COMPANIONS:
             continue
-        reasons = "; ".join(h.reason + (f" (unless: {h.release})" if h.release else "") for h in held.held_by)
-        lines.append(f"- {held.label}: {reasons}")
-    return ["**Not given, and why**", *lines, ""] if lines else []
+        reasons = "; ".join(words.reason(h.reason) + (f" ({words.phrase('unless')}: {words.reason(h.release)})"
+                                                      if h.release else "") for h in held.held_by)
+        lines.append(f"- {words.action(held.id, held.label)}: {reasons}")
+    return [f"**{words.phrase('withheld')}**", *lines, ""] if lines else []
 
 
 def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], root: str,
              record: Optional[Record] = None, patient_id: Optional[str] = None,
              form_token: Optional[str] = None, labels: Optional[Mapping[str, str]] = None,
-             cite: Optional[Cite] = None) -> dict[str, Any]:
+             cite: Optional[Cite] = None, words: Optional[CardWords] = None) -> dict[str, Any]:
     """The card for a result; ``root`` is the service's public base URL (ends with '/').
 
     Everything a clinician reads is in words: the form's labels for the findings still to ask
     (``labels``: case field -> English label), readable citations (``cite``: a rule's source -> its
     citations), numbered once, and the titles of the rules that applied; ids and field paths stay in
-    the machine-readable parts (the ruleset link, the decision record). ``form_token`` names what the
-    record said, kept by the service for 30 minutes: the form's links then open with those answers
-    filled in (the link itself carries no finding)."""
-    labels = labels or {}
-    cite = cite or _plain_cite
-    sources, numbers = _sources_block(result, cite)
-    lines = [f"**{result.urgency.upper()}**: {result.headline}", ""]
-    lines += _actions_and_flags(result, cite, numbers)
-    lines += _withheld_lines(result)
+    the machine-readable parts (the ruleset link, the decision record). ``words`` (:class:`CardWords`)
+    gives all of these in one language at once, and wins over ``labels`` and ``cite``. ``form_token``
+    names what the record said, kept by the service for 30 minutes: the form's links then open with
+    those answers filled in (the link itself carries no finding)."""
+    words = _words(words, labels, cite)
+    sources, numbers = _sources_block(result, ruleset, words)
+    headline = words.headline(result.headline)
+    lines = [f"**{words.urgency(result.urgency)}**: {headline}", ""]
+    lines += _actions_and_flags(result, ruleset, words, numbers)
+    lines += _withheld_lines(result, words)
     if result.unknowns:
-        lines.append("**Not yet assessed** (each would raise the urgency, add a critical flag or ask a scan)")
-        lines += _unknown_lines(result, ruleset, labels)
+        lines.append(words.phrase("not_yet_assessed"))
+        lines += _unknown_lines(result, ruleset, words)
         lines.append("")
-    lines += _record_and_sources(mapped, record, sources)
-    titles = "; ".join(r.title for r in result.fired_rules)
-    lines.append(f"Rules that applied (ruleset {ruleset.name} {ruleset.version}): {titles}. {result.disclaimer}")
-    return _card(result, ruleset, result.headline[:140], INDICATOR[result.urgency], lines, root, patient_id,
-                 form_token)
+    lines += _record_and_sources(mapped, record, sources, words)
+    titles = "; ".join(words.title(r.id, r.title) for r in result.fired_rules)
+    lines.append(f"{words.phrase('rules_applied', name=ruleset.name, version=ruleset.version)}: {titles}. "
+                 f"{words.disclaimer(result.disclaimer)}")
+    return _card(result, ruleset, headline[:140], INDICATOR[result.urgency], lines, root, patient_id,
+                 form_token, words)
 
 
-THIN_SUMMARY = "Not enough in the record to triage: open the form"
+THIN_SUMMARY = PHRASES["thin_summary"][0]
 URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
 
 
-def _label(path: str, labels: Mapping[str, str]) -> str:
-    """The form's English label of a case field; never the raw path (a readable fallback if unlabelled).
+def _label(path: str, labels: Mapping[str, str], words: CardWords = ENGLISH) -> str:
+    """The form's label of a case field; never the raw path (a readable fallback if unlabelled).
     A detail of a finding is named with its finding ("Limb weakness (Getting worse)")."""
     parts = path.split(".")
     group = ".".join(parts[:2]) + ".present" if len(parts) == 3 and parts[0] == "presentation" else None
@@ -301,29 +558,29 @@ def _label(path: str, labels: Mapping[str, str]) -> str:
         return f"{labels[group]} ({labels[path]})"
     if labels.get(path):
         return labels[path]
-    words = [part for part in path.split(".") if part not in ("patient", "presentation", "assessment", "present")]
-    return " ".join(words[-2:]).replace("_", " ").capitalize() or "Finding"
+    words_of_path = [part for part in path.split(".") if part not in ("patient", "presentation", "assessment", "present")]
+    return " ".join(words_of_path[-2:]).replace("_", " ").capitalize() or ("Élément" if words.fr else "Finding")
 
 
 def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[str, str], mapped: list[str],
               root: str, record: Optional[Record] = None, patient_id: Optional[str] = None,
-              form_token: Optional[str] = None, cite: Optional[Cite] = None) -> dict[str, Any]:
+              form_token: Optional[str] = None, cite: Optional[Cite] = None,
+              words: Optional[CardWords] = None) -> dict[str, Any]:
     """The card for a record read for this patient that held no finding: a warning that asks for the form.
 
     Never "No MSCC pathway today": an empty record is not a reassuring one. ``labels``: case field ->
-    the form's English label (``rules/form.yaml``); no field path is shown. Should the rules still find
-    something to do (from the age alone), its actions and orders are kept and the indicator never lowered."""
-    lines = ["**Not enough in the record to triage**: the record was read for this patient, but it holds no "
-             "cancer, metastasis, symptom, lab or medication this service can read. This is not a \"no MSCC "
-             "pathway\" answer: open the MSCC triage form and ask the questions below.", ""]
-    cite = cite or _plain_cite
-    sources, numbers = _sources_block(result, cite)
+    the form's English label (``rules/form.yaml``); no field path is shown; ``words`` gives every word in
+    one language and wins over ``labels`` and ``cite``. Should the rules still find something to do
+    (from the age alone), its actions and orders are kept and the indicator never lowered."""
+    words = _words(words, labels, cite)
+    lines = [words.phrase("thin_body"), ""]
+    sources, numbers = _sources_block(result, ruleset, words)
     if result.unknowns:
-        lines.append("**Ask first**")
-        lines += _unknown_lines(result, ruleset, labels)
+        lines.append(f"**{words.phrase('ask_first')}**")
+        lines += _unknown_lines(result, ruleset, words)
         lines.append("")
-    lines += _actions_and_flags(result, cite, numbers)
-    lines += _record_and_sources(mapped, record, sources)
-    lines.append(result.disclaimer)
+    lines += _actions_and_flags(result, ruleset, words, numbers)
+    lines += _record_and_sources(mapped, record, sources, words)
+    lines.append(words.disclaimer(result.disclaimer))
     indicator = INDICATOR[result.urgency] if result.urgency == "emergency" else "warning"
-    return _card(result, ruleset, THIN_SUMMARY, indicator, lines, root, patient_id, form_token)
+    return _card(result, ruleset, words.phrase("thin_summary"), indicator, lines, root, patient_id, form_token, words)

@@ -11,7 +11,8 @@ Never a reassuring card for the wrong record: resources about another patient th
 this patient that held no finding (:func:`.fhir_map.findings`) gets the warning
 :func:`.cards.thin_card` ("Not enough in the record to triage: open the form"), never an info card.
 
-When trusted issuers are configured (``CDS_TRUSTED_ISSUERS``: ``{issuer: JWKS dict}``), every call
+When trusted issuers are configured (``CDS_TRUSTED_ISSUERS``: ``{issuer: {"keys": [JWK, ...]}}`` or
+``{issuer: {"jku": URL}}``, a JWK Set fetched and cached by :mod:`.jwks`), every call
 must carry a JWT signed with an asymmetric algorithm, with ``aud`` the called URL under
 ``PUBLIC_BASE_URL`` (never the request's Host header), ``exp``, ``iat``, ``jti`` (never seen before)
 and a trusted ``iss``. Seen ``jti`` and feedback are kept in a small SQLite file shared by the worker
@@ -38,7 +39,7 @@ from typing import Any, Optional
 import jwt
 from flask import Blueprint, Flask, Response, current_app, request
 
-from . import cards, fhir_fetch, record_hook
+from . import cards, fhir_fetch, jwks, record_hook
 from .body import read_json_body
 from .fhir_map import (CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap,
                        findings)
@@ -53,6 +54,9 @@ bp = Blueprint("cds", __name__)
 SERVICE_ID = "mscc-triage"
 PREFETCH = discovery_prefetch()
 FETCH = "mscc_fhir_fetch"   # app.extensions key of the FetchSettings
+ISSUERS = "mscc_cds_issuers"   # app.extensions key of the trusted issuers ({iss: jwks.Issuer})
+JWKS = "mscc_jwks"           # app.extensions key of the JWK Set cache (one per process)
+CARD_WORDS = "mscc_card_words"   # app.extensions key of the cards' words (cards.CardWords)
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 log = logging.getLogger("mscc_triage.api")
 
@@ -74,7 +78,7 @@ def verify_jwt() -> Optional[dict[str, Any]]:
     Without trusted issuers every call is refused, unless the server was started in the explicit
     development mode (``CDS_ALLOW_UNAUTHENTICATED``), which the start announces on stderr.
     """
-    issuers: dict[str, Any] = current_app.config.get("CDS_TRUSTED_ISSUERS") or {}
+    issuers: dict[str, jwks.Issuer] = current_app.extensions.get(ISSUERS) or {}
     if not issuers:
         if current_app.config.get("CDS_ALLOW_UNAUTHENTICATED"):
             return None
@@ -99,10 +103,7 @@ def verify_jwt() -> Optional[dict[str, Any]]:
     kid = header.get("kid")
     if not isinstance(kid, (str, type(None))):
         raise _unauthorized("The JWT's kid must be a string.")
-    # with a kid: that key; without one: every key of the issuer is tried (an issuer rotating keys has several)
-    keys = [k for k in (issuers[iss] or {}).get("keys", []) if isinstance(k, dict) and kid in (None, k.get("kid"))]
-    if not keys:
-        raise _unauthorized("No key of the issuer matches the JWT's kid.")
+    keys = _issuer_keys(issuers[iss], header.get("jku"), kid)
     for name in ("exp", "iat"):   # NumericDate (RFC 7519): a number; PyJWT would also read "exp": "9999999999"
         value = unverified.get(name)
         if name in unverified and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -129,6 +130,26 @@ def verify_jwt() -> Optional[dict[str, Any]]:
     except Duplicate:
         raise _unauthorized("This JWT (jti) was already used.") from None
     return claims
+
+
+def _issuer_keys(issuer: jwks.Issuer, jku: Any, kid: Optional[str]) -> list[dict[str, Any]]:
+    """The issuer's keys that may have signed the token: with a kid, that key; without one, every key.
+
+    A ``jku`` header is honoured only when it is the issuer's JWK Set URL, exactly (else 401, nothing
+    fetched); then only that set is used. Without one, the inline keys first, then the issuer's set."""
+    if jku is not None and jku != issuer.jku:
+        raise _unauthorized("The JWT's jku is not the JWK Set URL this service trusts for its issuer "
+                            "(it was not fetched).")
+    keys = [] if jku is not None else [dict(k) for k in issuer.keys
+                                       if isinstance(k, dict) and kid in (None, k.get("kid"))]
+    if not keys and issuer.jku:
+        try:
+            keys = current_app.extensions[JWKS].keys(issuer.jku, kid)
+        except jwks.JwksError as exc:
+            raise _unauthorized(f"The JWK Set of the JWT's issuer could not be fetched: {exc.reason}.") from None
+    if not keys:
+        raise _unauthorized("No key of the issuer matches the JWT's kid.")
+    return keys
 
 
 MAX_LIFETIME_S = 300.0   # CDS_JWT_MAX_LIFETIME_S: exp at most this long after iat (CDS Hooks recommends 5 minutes)
@@ -201,18 +222,13 @@ def service() -> Response:
     result = rs.evaluate(case)
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
-    texts = _texts(rs)
-    labels = {path: text["en"] for path, text in texts.fields.items()}
-
-    def cite(source: str) -> str:
-        return "; ".join(texts.citations(source, "en"))
-
+    words = _card_words(rs)
     if findings(case):
         card = cards.card_for(result, rs, mapped, public_root(), record, patient_id,
-                              form_token=_keep_for_the_form(case), labels=labels, cite=cite)
+                              form_token=_keep_for_the_form(case), words=words)
     else:   # read for this patient, but nothing to triage on: ask for the form, never "nothing to do"
-        card = cards.thin_card(result, rs, labels, mapped, public_root(), record, patient_id,
-                               form_token=_keep_for_the_form(case), cite=cite)
+        card = cards.thin_card(result, rs, words.labels, mapped, public_root(), record, patient_id,
+                               form_token=_keep_for_the_form(case), words=words)
     _remember_card(card)
     # Recorded before answering (503 when it cannot be): the card's uuid joins its feedback to it.
     record_hook.record("cds", case, result, hook_instance=body["hookInstance"], cards=[card["uuid"]],
@@ -230,6 +246,14 @@ def _texts(rs: Any) -> Any:
 
         loaded = current_app.extensions[TEXTS] = load_texts(rs)
     return loaded
+
+
+def _card_words(rs: Any) -> cards.CardWords:
+    """The cards' words in the language of ``CDS_CARD_LANGUAGE`` (``MSCC_CDS_CARD_LANGUAGE``), made once."""
+    words = current_app.extensions.get(CARD_WORDS)
+    if words is None:
+        words = current_app.extensions[CARD_WORDS] = cards.CardWords.of(_texts(rs), current_app.config["CDS_CARD_LANGUAGE"])
+    return words
 
 
 def _text(value: Any) -> Optional[str]:
@@ -391,4 +415,15 @@ def init_app(app: Flask) -> None:
     except CodeMapError as exc:
         raise ApiConfigError(f"api/fhir_codemap.yaml cannot be used: {exc}") from None
     app.extensions[FETCH] = fetch_settings(app)
+    configured = app.config.get("CDS_TRUSTED_ISSUERS") or {}
+    try:
+        app.extensions[ISSUERS] = jwks.parse_issuers(configured) if configured else {}
+    except ValueError as exc:
+        raise ApiConfigError(f"CDS_TRUSTED_ISSUERS (MSCC_CDS_ISSUERS_FILE): {exc}") from None
+    app.extensions[JWKS] = jwks.JwksCache()
+    language = app.config.get("CDS_CARD_LANGUAGE") or "en"
+    if language not in cards.LANGUAGES:
+        raise ApiConfigError(f"CDS_CARD_LANGUAGE (MSCC_CDS_CARD_LANGUAGE) must be one of "
+                             f"{', '.join(cards.LANGUAGES)}, not {language!r}")
+    app.config["CDS_CARD_LANGUAGE"] = language
     app.register_blueprint(bp)

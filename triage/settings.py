@@ -43,6 +43,14 @@ def _flag(raw: str) -> bool:
     raise ValueError("must be 1 or 0 (true or false)")
 
 
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw.lower()
+    return parse
+
+
 def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         if not raw.strip().isdigit() or not low <= int(raw) <= high:
@@ -75,6 +83,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MSCC_CDS_JWT_MAX_LIFETIME_S", "cds_jwt_max_lifetime_s", _int_between(1, 3600), 300,
             "longest CDS Hooks JWT"),
     Setting("MSCC_CDS_ALLOW_UNAUTHENTICATED", "cds_allow_unauthenticated", _flag, False, "development only"),
+    Setting("MSCC_CDS_CARD_LANGUAGE", "cds_card_language", _one_of("en", "fr"), "en", "language of CDS Hooks cards"),
     Setting("MSCC_TRIAGE_FHIR_SERVERS", "fhir_servers", _text, None, "FHIR servers that may be queried"),
     Setting("MSCC_CDS_STORE_PATH", "cds_store_path", _text, None, "SQLite file of the CDS store"),
     Setting("MSCC_CONTROL_SOCKET", "control_socket", _text, None, "gunicorn's control socket"),
@@ -105,6 +114,7 @@ class Settings:
     cds_issuers_file: Optional[str] = None
     cds_jwt_max_lifetime_s: int = 300
     cds_allow_unauthenticated: bool = False
+    cds_card_language: str = "en"
     fhir_servers: Optional[str] = None
     cds_store_path: Optional[str] = None
     control_socket: Optional[str] = None

@@ -4,6 +4,7 @@ path or a raw source key (they stay in the machine-readable parts); checked over
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,15 @@ def test_no_card_shows_an_id_a_field_path_or_a_source_key(ruleset, words):
             found = pattern.findall(text)
             assert not found, (vignette.key, found[:5])
             assert "seed-003" not in text, vignette.key
+            assert _citations_whole(card), vignette.key
             checked += 1
     assert checked > 600
+
+
+def _citations_whole(card: dict) -> bool:
+    """Every numbered source is one whole citation (a ';' inside a citation's parentheses never cuts it)."""
+    block = card["detail"].split("**Sources**\n", 1)[1].split("\n\n")[0] if "**Sources**" in card["detail"] else ""
+    return all(line.count("(") == line.count(")") for line in block.splitlines())
 
 
 def test_the_card_names_what_was_held_back(ruleset, words):
@@ -75,3 +83,125 @@ def test_a_child_s_48_hour_assessment_has_its_timing_words(ruleset, words):
     assert "paediatric_assessment_within_48h" in result.action_ids()
     detail = cards.card_for(result, ruleset, [], "https://mscc.example/", labels=labels, cite=cite)["detail"]
     assert "Within 48 hours: Full blood count and imaging within 48 hours" in detail
+
+
+# ------------------------------------------------------------------------------------ French cards (a setting)
+
+WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def _tokens(texts) -> set[str]:
+    return {w.lower() for text in texts for w in WORD.findall(text)}
+
+
+@pytest.fixture(scope="module")
+def french(ruleset):
+    """The French card words, and the English-only words: every word of the English texts a card can
+    show that no French text uses ("within", "spine", "MRI"); a French card must hold none of them."""
+    texts = load_texts(ruleset)
+    sections = [texts.fields, texts.actions, texts.flags, texts.headlines, texts.titles, texts.reasons,
+                texts.sources, texts.words, texts.choices]
+    english = [t["en"] for section in sections for t in section.values()]
+    french_texts = [t["fr"] for section in sections for t in section.values()]
+    english += [en for en, _ in cards.PHRASES.values()] + [o[1] for o in cards.ORDERABLE.values()]
+    english += [r["display"] for r in cards.OVERRIDE_REASONS] + list(cards.TIMING_WORDS.values())
+    french_texts += [fr for _, fr in cards.PHRASES.values()] + list(cards.ORDERABLE_FR.values())
+    french_texts += list(cards.OVERRIDE_DISPLAY_FR.values())
+    return cards.CardWords.of(texts, "fr"), _tokens(english) - _tokens(french_texts)
+
+
+def _shown_everywhere(card: dict) -> list[str]:
+    """Every string of the card a clinician may read, the draft orders' texts and override reasons included."""
+    parts = [card["summary"], card["detail"], card["source"]["label"], *(link["label"] for link in card["links"]),
+             *(reason["display"] for reason in card["overrideReasons"])]
+    for suggestion in card.get("suggestions", []):
+        parts += [suggestion["label"]]
+        for action in suggestion["actions"]:
+            resource = action["resource"]
+            concept = resource.get("code") or resource.get("medicationCodeableConcept")
+            parts += [action["description"], concept["text"], *(n["text"] for n in resource.get("note", [])),
+                      *(d["text"] for d in resource.get("dosageInstruction", []))]
+    return parts
+
+
+def test_every_french_card_string_is_french_and_never_an_id(ruleset, french):
+    words, english_only = french
+    ids = [r.id for r in ruleset.data.rules] + list(ruleset.data.actions) + list(ruleset.data.flags)
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(i) for i in sorted(ids + list(triage.FIELDS), key=len,
+                                                                                 reverse=True)) + r")(?![\w.])")
+    checked, headings = 0, Counter()
+    for _, vignette in load_suite([str(s) for s in SUITES]):
+        if vignette.expect.error:
+            continue
+        result = ruleset.evaluate(vignette.case)
+        for card in (cards.card_for(result, ruleset, [], "https://mscc.example/", words=words),
+                     cards.thin_card(result, ruleset, words.labels, [], "https://mscc.example/", words=words)):
+            for text in _shown_everywhere(card):
+                assert not pattern.findall(text), (vignette.key, pattern.findall(text)[:5], text[:200])
+                english = sorted(_tokens([text]) & english_only)
+                assert not english, (vignette.key, english, text[:300])
+                assert "seed-003" not in text, vignette.key
+            assert _citations_whole(card), vignette.key
+            headings.update(line for line in card["detail"].splitlines() if line.startswith("**"))
+            checked += 1
+    assert checked > 600
+    # the card's sections and its urgency words are French
+    seen = "\n".join(headings)
+    for heading in ("**URGENCE VITALE**", "**Actions**", "**Points d'attention**",
+                    "**Non proposé, et pourquoi**", "**Non évalué**", "**Pas assez d'éléments dans le dossier pour trier**",
+                    "**À demander d'abord**", "**D'après le dossier**", "**Sources**"):
+        assert heading in seen, heading
+
+
+def test_a_french_card_reads_as_the_french_form_does(ruleset, french):
+    words, _ = french
+    result = ruleset.evaluate({"patient": {"cancer": {"history": "suspected", "primary": "lymphoma"}},
+                               "presentation": {"weakness": {"present": True, "limbs": "legs"}}})
+    card = cards.card_for(result, ruleset, ["presentation.weakness.present = true (Condition 26544005)",
+                                            "age 70 years (Patient.birthDate)", "cancer 118600007 -> suspected, lymphoma",
+                                            "labs.corrected_calcium_mmol_l = 2.61 (Observation 29265-6: 2.61 mmol/L)"],
+                          "https://mscc.example/", words=words)
+    detail = card["detail"]
+    texts = words.texts
+    assert detail.startswith(f"**{texts.words['emergency']['fr']}**\u00a0: {texts.headlines[result.headline]['fr']}")
+    held = detail.split("**Non proposé, et pourquoi**")[1].split("\n\n")[0]
+    assert texts.actions["dexamethasone_16mg"]["fr"] in held
+    record = detail.split("**D'après le dossier**")[1].split("\n")[0]
+    assert f"{texts.fields['presentation.weakness.present']['fr']}\u00a0: oui (Condition 26544005)" in record
+    assert "âge 70 ans" in record and "cancer 118600007 -> suspecté, lymphome" in record
+    assert "\u00a0: 2,61 (Observation 29265-6" in record
+    assert card["links"][1]["url"] == "https://mscc.example/fr/"            # the French form first
+    assert card["links"][1]["label"].startswith("Ouvrir le formulaire")
+    assert [r["code"] for r in card["overrideReasons"]] == [r["code"] for r in cards.OVERRIDE_REASONS]
+    mri = card["suggestions"][0]
+    assert mri["isRecommended"] and mri["label"].startswith("IRM")
+    english = cards.card_for(result, ruleset, [], "https://mscc.example/")["suggestions"]
+    for fr, en in zip(card["suggestions"], english, strict=True):            # the codes never change
+        assert [(a["resource"]["resourceType"], a["resource"]["priority"]) for a in fr["actions"]] \
+            == [(a["resource"]["resourceType"], a["resource"]["priority"]) for a in en["actions"]]
+
+
+def test_every_orderable_action_has_its_french_text():
+    assert set(cards.ORDERABLE_FR) == set(cards.ORDERABLE)
+
+
+def test_the_card_language_is_a_setting(tmp_path, monkeypatch):
+    from mscc_triage_api import ApiConfigError, create_app
+    from triage.settings import SettingsError, load_settings
+
+    assert load_settings({}).cds_card_language == "en"
+    assert load_settings({"MSCC_CDS_CARD_LANGUAGE": "FR"}).cds_card_language == "fr"
+    with pytest.raises(SettingsError, match="MSCC_CDS_CARD_LANGUAGE='de': must be one of en, fr"):
+        load_settings({"MSCC_CDS_CARD_LANGUAGE": "de"})
+    with pytest.raises(ApiConfigError, match="CDS_CARD_LANGUAGE"):
+        create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "c.sqlite3"), "CDS_CARD_LANGUAGE": "de"})
+    monkeypatch.setenv("MSCC_CDS_CARD_LANGUAGE", "fr")
+    client = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "cds.sqlite3"),
+                         "CDS_ALLOW_UNAUTHENTICATED": True}).test_client()
+    body = {"hook": "patient-view", "hookInstance": "fr-1", "context": {"patientId": "p1"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "p1", "birthDate": "1950-01-01"},
+                         "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []}}}
+    card = client.post("/cds-services/mscc-triage", json=body).get_json()["cards"][0]
+    assert card["indicator"] == "warning"
+    assert card["summary"] == "Pas assez d'éléments dans le dossier pour trier\u00a0: ouvrir le formulaire"
+    assert "**Dossier**\u00a0: patient\u00a0: envoyé" in card["detail"]
