@@ -57,6 +57,16 @@ print(json.dumps(ok))
 """
 
 
+_RANDOM = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from triage._random_cases import random_valid_cases
+n = int(sys.argv[2])
+cases = list(random_valid_cases(seed=26, n=n // 2, density=0.3)) + list(random_valid_cases(seed=27, n=n - n // 2, density=0.8))
+print(json.dumps(cases))
+"""
+
+
 def _run(code: str, *args: str) -> str:
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()[-1]
@@ -76,21 +86,21 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from triage._random_cases import random_valid_cases
     from triage._vignettes import load_suite
 
-    if args.random:
-        cases = (list(random_valid_cases(seed=26, n=args.random // 2, density=0.3))
-                 + list(random_valid_cases(seed=27, n=args.random - args.random // 2, density=0.8)))
-        source = f"{args.random} random valid cases"
-    else:
-        cases = [v.case for _, v in load_suite(args.vignettes) if not v.expect.error]
-        source = ", ".join(args.vignettes)
     with tempfile.TemporaryDirectory(prefix="mscc-bench-") as tmp:
         other = Path(tmp) / "other"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.commit],
                        check=True)
         try:
+            if args.random:
+                # Drawn by the other commit's generator (its case format), so that both accept them:
+                # a newer format accepts every older valid case that hits none of its new contradictions.
+                cases = json.loads(_run(_RANDOM, str(other), str(args.random)))
+                source = f"{args.random} random valid cases (the generator of {args.commit}), half sparse, half dense"
+            else:
+                cases = [v.case for _, v in load_suite(args.vignettes) if not v.expect.error]
+                source = ", ".join(args.vignettes)
             all_cases = Path(tmp) / "all.json"
             all_cases.write_text(json.dumps(cases))
             mine = json.loads(_run(_ACCEPTS, str(ROOT), str(all_cases)))

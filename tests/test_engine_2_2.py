@@ -209,13 +209,47 @@ def test_what_if_trials_equal_a_renormalised_case(ruleset):
 
 def test_partial_evaluation_gives_the_unknowns_of_the_full_program(ruleset, monkeypatch):
     """The what-if program cut for a case's fixed fields answers as the uncut one would."""
-    cases = list(random_valid_cases(seed=7, n=250, density=0.3)) + _all_cases()[:150]
+    cases = (list(random_valid_cases(seed=7, n=250, density=0.3)) + list(random_valid_cases(seed=8, n=150, density=0.8))
+             + _all_cases()[:150])
     pruned = [ruleset.evaluate(case).unknowns for case in cases]
+    assert len(ruleset._what_if) > 50 and all(k[0] == "program" for k in ruleset._what_if), "cut programs were used"
+    import triage._triage as engine_module
+    monkeypatch.setattr(engine_module, "MAX_WHAT_IF_PROGRAMS", 0)   # every what-if on the uncut program
     general = triage.load_ruleset(ruleset.path)
-    monkeypatch.setattr(general.compiled, "what_if", lambda u, f, a, fixed=None, _w=general.compiled.what_if:
-                        _w(u, f, a))
     for case, expected in zip(cases, pruned):
         assert general.evaluate(case).unknowns == expected, case
+    assert all(k[0] != "program" for k in general._what_if)
+
+
+def test_the_fast_cut_is_the_partial_evaluation(ruleset):
+    """WhatIfCuts (truth values of numbered tests, candidates of the uncut program) cuts exactly as
+    CompiledRuleset.what_if does with the case's fixed fields."""
+    import json as _json
+
+    from triage._case import normalised_dict, validate_case
+    from triage._compile import compile_program
+    from triage._triage import TRIAL_FIELDS
+
+    fixed_keys = ruleset.compiled.fixed_keys(TRIAL_FIELDS)
+    compared = 0
+    for case in list(random_valid_cases(seed=9, n=120, density=0.5)) + _all_cases()[:80]:
+        flat = _flatten(normalised_dict(validate_case(case)))
+        result = ruleset.evaluate(case)
+        urgency = result.urgency
+        missing = frozenset(f for f in ruleset._critical if f not in result.flag_ids())
+        lacking = frozenset(a for a in ruleset._imaging if a not in result.action_ids())
+        fixed = {k: None if flat.get(k) is None else _json.loads(flat[k]) for k in fixed_keys}
+        reference, fields = ruleset.compiled.what_if(urgency, missing, lacking, fixed)
+        truth = [test(flat.get(k)) for k, tests, _ in ruleset._fixed_tests for test in tests]
+        candidates = ruleset._cuts.candidates(urgency, missing, lacking)
+        units, terms = ruleset._cuts.cut(urgency, missing, lacking, candidates,
+                                         ruleset._cuts.survivors(candidates, truth))
+        fast = compile_program(units, terms)
+        assert set(fast.units) == set(reference.units) and fast.fields == reference.fields, case
+        assert sorted(len(fast_terms) for fast_terms in terms.values()) == sorted(
+            sum(1 for unit in reference.terms.values() if unit == name) for name in reference.units), case
+        compared += 1
+    assert compared == 200
 
 
 def test_never_asked_fields_are_never_unknowns(ruleset):

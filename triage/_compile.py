@@ -574,17 +574,74 @@ class CompiledRuleset:
         return tuple(sorted({k for r in self.reads.values() for k in r
                              if not k.startswith("o.") and k not in changing}))
 
-    def fixed_tests(self, variable: Iterable[str]) -> tuple[tuple[str, Callable[[Optional[str]], bool]], ...]:
-        """Every distinct test the terms make on a fixed key, as a check of the key's JSON fragment
-        (``None``: not in the fact). Their truth values decide the partial evaluation entirely, so
-        they are the what-if cache's key: two cases with the same truth values share a program."""
+    def fixed_literals(self, variable: Iterable[str]) -> list[Literal]:
+        """The distinct literals on fixed keys (not in ``variable``): their truth values for a case decide
+        its what-if cut entirely (the cut cache's key, see :class:`WhatIfCuts`)."""
         changing = set(variable)
-        literals = sorted({lit for terms in self.unit_terms.values() for term in terms for lit in term
-                           if not lit[0].startswith("o.") and lit[0] not in changing}, key=repr)
-        return tuple((lit[0], _fragment_test(lit)) for lit in literals)
+        return sorted({lit for terms in self.unit_terms.values() for term in terms for lit in term
+                       if not lit[0].startswith("o.") and lit[0] not in changing}, key=repr)
 
 
-def _fragment_test(literal: Literal) -> Callable[[Optional[str]], bool]:
+
+class WhatIfCuts:
+    """The what-if programs cut for a case's fixed fields, made fast for a stream of new cases.
+
+    :meth:`CompiledRuleset.what_if` with ``fixed`` settles every term of every unit; here each term's
+    tests on fixed keys are numbered once (``literals``: a case's truth values of them, in that order,
+    decide the cut), and only the units of the uncut program for the same urgency, flags and actions
+    (its *candidates*, cached) are cut: a unit outside that program is outside every cut of it. The
+    terms a case leaves (``survivors``) key the program; the program is the one ``what_if`` makes.
+    """
+
+    def __init__(self, compiled: "CompiledRuleset", literals: list[Literal]):
+        self.compiled = compiled
+        position = {lit: i for i, lit in enumerate(literals)}
+        self.checks: dict[str, list[tuple[tuple[int, ...], Term]]] = {
+            unit.name: [(tuple(sorted(position[lit] for lit in term if lit in position)),
+                         frozenset(lit for lit in term if lit not in position))
+                        for term in compiled.unit_terms[unit.name]]
+            for unit in compiled.units}
+        self._candidates: dict[tuple[Any, ...], list[Unit]] = {}
+
+    def candidates(self, raise_above: str, flags: frozenset[str], actions: frozenset[str]) -> list[Unit]:
+        key = (raise_above, flags, actions)
+        found = self._candidates.get(key)
+        if found is None:
+            program, _ = self.compiled.what_if(raise_above, flags, actions)
+            names = set(program.units)
+            found = self._candidates[key] = [u for u in self.compiled.units if u.name in names]
+        return found
+
+    def survivors(self, units: list[Unit], held: list[bool]) -> bytes:
+        """Which terms of these units the case's truth values ``held`` leave, one byte a term."""
+        checks = self.checks
+        return bytes([all([held[i] for i in positions]) for u in units for positions, _ in checks[u.name]])
+
+    def cut(self, raise_above: str, flags: frozenset[str], actions: frozenset[str], units: list[Unit],
+            survivors: bytes) -> tuple[list[Unit], dict[str, list[Term]]]:
+        """The units of the cut program and their terms (as :meth:`CompiledRuleset.what_if` with the
+        case's fixed fields). Two cuts with the same units and terms are the same program."""
+        terms: dict[str, list[Term]] = {}
+        at = 0
+        for unit in units:
+            kept = []
+            for _, rest in self.checks[unit.name]:
+                if survivors[at]:
+                    kept.append(rest)
+                at += 1
+            terms[unit.name] = _simplify(kept) if len(kept) > 1 else kept
+        alive = [u for u in units if terms[u.name]]
+        keep = {u.name for u in alive if any(
+            (o.kind == "urgency" and URGENCY_RANK[o.id] > URGENCY_RANK[raise_above])
+            or (o.kind == "flag" and o.id in flags)
+            or (o.kind in ("action", "remove") and o.id in actions)
+            or (o.kind == "replace" and (o.id in actions or o.target in actions)) for o in u.outputs)}
+        reads = {u.name: _reads(terms[u.name]) for u in alive}
+        kept_units = _closure(alive, keep, reads) if keep else []
+        return kept_units, {u.name: terms[u.name] for u in kept_units}
+
+
+def fragment_test(literal: Literal) -> Callable[[Optional[str]], bool]:
     """A literal as a test of a value's JSON fragment, agreeing with :func:`_holds` on the decoded value."""
     _, op, wanted = literal
     if op == "ex":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -11,7 +10,9 @@ from typing import Any, Optional
 from ._case import (
     FIELDS, GROUPS, MRI_FOLLOW_UP, ONSET, WALKING, Case, normalised_dict, unknown_fields, validate_case,
 )
-from ._compile import CompiledRuleset, compile_ruleset, settle_actions, urgency_of
+from ._compile import (
+    CompiledRuleset, WhatIfCuts, fragment_test, compile_program, compile_ruleset, settle_actions, urgency_of,
+)
 from ._conditions import SENT
 from ._conditions import URGENCY_RANK
 from ._engine import CompiledEngine, encode, final_actions
@@ -128,14 +129,20 @@ class Ruleset:
         # Fields some rule reads on the case as sent (before normalisation), by their path there.
         self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
                            if key.startswith(SENT))
-        self._fixed = self.compiled.fixed_keys(TRIAL_FIELDS)
-        # The fixed tests grouped by key, each key with a memo: its value's fragment -> the tests' truth values.
+        # The fixed tests grouped by key, each key with a memo: its value's fragment -> the tests' truth
+        # values; and for every term, where its fixed tests are in those truth values, read in that order.
+        literals = self.compiled.fixed_literals(TRIAL_FIELDS)
         grouped: dict[str, list[Any]] = {}
-        for key, test in self.compiled.fixed_tests(TRIAL_FIELDS):
-            grouped.setdefault(key, []).append(test)
+        for literal in literals:
+            grouped.setdefault(literal[0], []).append(literal)
+        order = [lit for group in grouped.values() for lit in group]
         self._fixed_tests: tuple[tuple[str, tuple[Any, ...], dict[Optional[str], tuple[bool, ...]]], ...] = tuple(
-            (key, tuple(tests), {}) for key, tests in grouped.items())
+            (key, tuple(fragment_test(lit) for lit in group), {}) for key, group in grouped.items())
+        self._cuts = WhatIfCuts(self.compiled, order)
+        # Two levels of cache: the fixed tests' truth values, then the terms they leave (many truth
+        # values leave the same terms: a stream of new patients meets few new programs).
         self._what_if_keys: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
+        self._what_if_terms: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
         self._what_if: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
         self._what_if_lock = threading.Lock()
 
@@ -196,9 +203,15 @@ class Ruleset:
         if found is not None:
             return found
         with self._what_if_lock:
-            fixed = {k: None if flat.get(k) is None else json.loads(flat[k]) for k in self._fixed}
-            program, fields = self.compiled.what_if(urgency, flags, actions, fixed)
-            shape = ("program", json.dumps([program.definition, program.alias], sort_keys=True))
+            candidates = self._cuts.candidates(urgency, flags, actions)
+            survivors = self._cuts.survivors(candidates, [held for group in truth for held in group])
+            terms_key = (urgency, flags, actions, survivors)
+            found = self._what_if_terms.get(terms_key)
+            if found is not None:
+                self._remember(key, found)
+                return found
+            units, terms = self._cuts.cut(urgency, flags, actions, candidates, survivors)
+            shape = ("program", frozenset((name, frozenset(unit_terms)) for name, unit_terms in terms.items()))
             found = self._what_if.get(shape)
             if found is None:
                 if len(self._what_if) >= MAX_WHAT_IF_PROGRAMS:
@@ -208,11 +221,18 @@ class Ruleset:
                         program, fields = self.compiled.what_if(urgency, flags, actions)
                         found = self._what_if[general] = self._engine(program, fields)
                 else:
-                    found = self._what_if[shape] = self._engine(program, fields)
-            if len(self._what_if_keys) >= 16 * MAX_WHAT_IF_PROGRAMS:
-                self._what_if_keys.clear()
-            self._what_if_keys[key] = found
+                    program = compile_program(units, terms)
+                    found = self._what_if[shape] = self._engine(program, frozenset(program.fields))
+            if len(self._what_if_terms) >= 16 * MAX_WHAT_IF_PROGRAMS:
+                self._what_if_terms.clear()
+            self._what_if_terms[terms_key] = found
+            self._remember(key, found)
             return found
+
+    def _remember(self, key: tuple[Any, ...], found: tuple[CompiledEngine, frozenset[str]]) -> None:
+        if len(self._what_if_keys) >= 16 * MAX_WHAT_IF_PROGRAMS:
+            self._what_if_keys.clear()
+        self._what_if_keys[key] = found
 
     def _engine(self, program: Any, fields: frozenset[str]) -> tuple[CompiledEngine, frozenset[str]]:
         return CompiledEngine(f"{self._tag}-what-if-{len(self._what_if)}", program), fields
