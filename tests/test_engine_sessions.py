@@ -84,3 +84,23 @@ def test_a_session_that_failed_is_not_reused(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(_engine._dre, "assert_facts", real)
     assert ruleset.evaluate(case).model_dump() == expected
     assert engine._sid not in (None, before)
+
+
+def test_what_if_programs_are_freed_past_their_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream of new patients keeps at most MAX_WHAT_IF_PROGRAMS cut programs loaded; a program
+    freed while a thread still holds it is loaded again for that run and freed after it."""
+    import triage._triage as triage_module
+
+    monkeypatch.setattr(triage_module, "MAX_WHAT_IF_PROGRAMS", 64)
+    ruleset = triage.load_ruleset()
+    cases = list(random_valid_cases(seed=2209, n=400, density=0.6))
+    answers = [ruleset.evaluate(case).model_dump() for case in cases]
+    assert len(ruleset._what_if) == 64      # the stream met more than 64 programs: some were freed
+    engine, _ = next(iter(ruleset._what_if.values()))
+    engine.close()
+    assert engine._handle is None and engine._sid is None
+    assert engine.run([{}]) is not None      # a late run loads it again...
+    assert engine._handle is None             # ...and frees it once done
+    fresh = triage.load_ruleset()
+    monkeypatch.setattr(triage_module, "MAX_WHAT_IF_PROGRAMS", 0)
+    assert [fresh.evaluate(case).model_dump() for case in cases] == answers

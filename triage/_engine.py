@@ -200,6 +200,7 @@ class CompiledEngine:
         self._handle: int | None = None
         self._pid: int | None = None
         self._sid: str | None = None      # the kept session of this process, if any
+        self._closed = False
         # What each chunk's fact carries: the case fields (written once per world) and the outcomes.
         self._prefix = {path: f'"{alias}":' for stage in program.stages for path, alias in stage.fields}
         self._plan = []
@@ -237,6 +238,22 @@ class CompiledEngine:
             _LIVE[self] = size
             _KEPT[0] += size
         return sid
+
+    def close(self) -> None:
+        """Free this program's session and durable ruleset (C memory). A run after it (a thread that
+        took the engine before it was closed) loads them again and frees them once done."""
+        with _LOCK:
+            self._closed = True
+            self._free()
+
+    def _free(self) -> None:
+        self._drop()
+        if self._handle is not None and self._pid == os.getpid():
+            try:
+                _dre.delete_ruleset(self._handle)
+            except _dre.error:  # pragma: no cover - a handle durable no longer knows
+                pass
+        self._handle = self._pid = None
 
     def _drop(self) -> None:
         """Delete this engine's kept session (nothing is kept if it cannot be deleted)."""
@@ -317,6 +334,8 @@ class CompiledEngine:
             finally:
                 _NEXT_ID = next_id
                 self._end(handle, sid, range(first, next_id), clean)
+                if self._closed:
+                    self._free()
         return [list(o.fired.values()) for o in outcomes]
 
     def _end(self, handle: int, sid: str, ids: range, clean: bool) -> None:

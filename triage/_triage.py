@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Optional
 
@@ -69,9 +71,10 @@ TRIAL_FIELDS = frozenset(
     + ["presentation.gait_difficulty", "presentation.sexual_dysfunction", "presentation.infection_suspected",
        "presentation.hypocalcaemia_symptoms", "presentation.hypercalcaemia_symptoms",
        ONSET, WALKING, "presentation.non_ambulatory_hours", MRI_FOLLOW_UP])
-# At most this many what-if programs cut for the fixed part of a case are kept; past it, the what-if
-# uses the program for the urgency, flags and actions alone (the same answers, more work).
-MAX_WHAT_IF_PROGRAMS = 512
+# At most this many what-if programs (cut for the fixed part of a case) are kept loaded in durable,
+# the least recently used freed first: each holds about 0.4 MB of C memory (measured: 325 programs,
+# +127 MB), so about 55 MB per process. 0: no cut programs, the uncut one for the urgency, flags and actions.
+MAX_WHAT_IF_PROGRAMS = 128
 
 
 def what_if_trials(flat: dict[str, str]) -> list[tuple[str, list[Trial]]]:
@@ -141,9 +144,10 @@ class Ruleset:
         self._cuts = WhatIfCuts(self.compiled, order)
         # Two levels of cache: the fixed tests' truth values, then the terms they leave (many truth
         # values leave the same terms: a stream of new patients meets few new programs).
-        self._what_if_keys: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
-        self._what_if_terms: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
-        self._what_if: dict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = {}
+        self._what_if_keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._what_if_terms: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._what_if: OrderedDict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = OrderedDict()
+        self._what_if_numbers = itertools.count()
         self._what_if_lock = threading.Lock()
 
     @property
@@ -188,7 +192,16 @@ class Ruleset:
     def _what_if_engine(self, urgency: str, flags: frozenset[str], actions: frozenset[str],
                         flat: dict[str, str]) -> tuple[CompiledEngine, frozenset[str]]:
         """The what-if program for this urgency, these missing flags and actions, and the case's fixed
-        fields (partially evaluated, see :meth:`CompiledRuleset.what_if`); cached."""
+        fields (partially evaluated, see :meth:`CompiledRuleset.what_if` and :class:`WhatIfCuts`).
+
+        Cached in three steps: the fixed tests' truth values, then the terms they leave, name the
+        program (its units and terms, ``shape``); at most ``MAX_WHAT_IF_PROGRAMS`` programs are kept
+        loaded in durable, the least recently used freed first (each holds about 0.4 MB of C memory).
+        With ``MAX_WHAT_IF_PROGRAMS = 0`` no program is cut: the uncut one for the urgency, flags and
+        actions is used (the reference the cut programs are tested against).
+        """
+        if MAX_WHAT_IF_PROGRAMS <= 0:
+            return self._program((urgency, flags, actions))
         truth = []
         for k, tests, memo in self._fixed_tests:
             value = flat.get(k)
@@ -199,43 +212,43 @@ class Ruleset:
                     memo[value] = held
             truth.append(held)
         key = (urgency, flags, actions, tuple(truth))
-        found = self._what_if_keys.get(key)
-        if found is not None:
-            return found
+        shape = self._what_if_keys.get(key)
+        if shape is None:
+            with self._what_if_lock:
+                candidates = self._cuts.candidates(urgency, flags, actions)
+                survivors = self._cuts.survivors(candidates, [held for group in truth for held in group])
+                terms_key = (urgency, flags, actions, survivors)
+                shape = self._what_if_terms.get(terms_key)
+                if shape is None:
+                    _, terms = self._cuts.cut(urgency, flags, actions, candidates, survivors)
+                    shape = ("program", frozenset((name, frozenset(t)) for name, t in terms.items()))
+                    if len(self._what_if_terms) >= 16 * MAX_WHAT_IF_PROGRAMS:
+                        self._what_if_terms.clear()
+                    self._what_if_terms[terms_key] = shape
+                if len(self._what_if_keys) >= 16 * MAX_WHAT_IF_PROGRAMS:
+                    self._what_if_keys.clear()
+                self._what_if_keys[key] = shape
+        return self._program(shape)
+
+    def _program(self, shape: tuple[Any, ...]) -> tuple[CompiledEngine, frozenset[str]]:
+        """The loaded program of a shape (a cut's units and terms, or an uncut program's key)."""
         with self._what_if_lock:
-            candidates = self._cuts.candidates(urgency, flags, actions)
-            survivors = self._cuts.survivors(candidates, [held for group in truth for held in group])
-            terms_key = (urgency, flags, actions, survivors)
-            found = self._what_if_terms.get(terms_key)
-            if found is not None:
-                self._remember(key, found)
-                return found
-            units, terms = self._cuts.cut(urgency, flags, actions, candidates, survivors)
-            shape = ("program", frozenset((name, frozenset(unit_terms)) for name, unit_terms in terms.items()))
             found = self._what_if.get(shape)
-            if found is None:
-                if len(self._what_if) >= MAX_WHAT_IF_PROGRAMS:
-                    general = (urgency, flags, actions)
-                    found = self._what_if.get(general)
-                    if found is None:
-                        program, fields = self.compiled.what_if(urgency, flags, actions)
-                        found = self._what_if[general] = self._engine(program, fields)
-                else:
-                    program = compile_program(units, terms)
-                    found = self._what_if[shape] = self._engine(program, frozenset(program.fields))
-            if len(self._what_if_terms) >= 16 * MAX_WHAT_IF_PROGRAMS:
-                self._what_if_terms.clear()
-            self._what_if_terms[terms_key] = found
-            self._remember(key, found)
+            if found is not None:
+                self._what_if.move_to_end(shape)
+                return found
+            if shape[0] == "program":
+                terms = dict(shape[1])
+                program = compile_program([u for u in self.compiled.units if u.name in terms], terms)
+            else:
+                program, _ = self.compiled.what_if(*shape)
+            found = self._what_if[shape] = (
+                CompiledEngine(f"{self._tag}-what-if-{next(self._what_if_numbers)}", program),
+                frozenset(program.fields))
+            while len(self._what_if) > max(MAX_WHAT_IF_PROGRAMS, 64):
+                _, (engine, _) = self._what_if.popitem(last=False)
+                engine.close()
             return found
-
-    def _remember(self, key: tuple[Any, ...], found: tuple[CompiledEngine, frozenset[str]]) -> None:
-        if len(self._what_if_keys) >= 16 * MAX_WHAT_IF_PROGRAMS:
-            self._what_if_keys.clear()
-        self._what_if_keys[key] = found
-
-    def _engine(self, program: Any, fields: frozenset[str]) -> tuple[CompiledEngine, frozenset[str]]:
-        return CompiledEngine(f"{self._tag}-what-if-{len(self._what_if)}", program), fields
 
     def _unknowns(self, flat: dict[str, str], urgency: str, flags: set[str], actions: set[str]) -> list[Unknown]:
         """Each unknown finding whose trials would raise the urgency, add a critical flag or add an
