@@ -104,3 +104,12 @@ def test_what_if_programs_are_freed_past_their_cap(monkeypatch: pytest.MonkeyPat
     fresh = triage.load_ruleset()
     monkeypatch.setattr(triage_module, "MAX_WHAT_IF_PROGRAMS", 0)
     assert [fresh.evaluate(case).model_dump() for case in cases] == answers
+
+
+def test_a_program_definition_is_written_as_durable_reads_it() -> None:
+    from triage._engine import _definition_json, to_json
+
+    definition = dict(sorted(triage.load_ruleset().program.definition.items()))
+    assert _definition_json(definition) == to_json(definition)
+    tiny = {"r0_t0": {"all": [{"m": {"$and": [{"chunk": 0}, {"$lt": {"k1": 1e-05}}]}}]}}
+    assert "1e-05" not in _definition_json(tiny) and "0.00001" in _definition_json(tiny)

@@ -94,6 +94,16 @@ def to_json(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} for durable-rules")
 
 
+_EXPONENT = re.compile(r"[0-9][eE][-+]?[0-9]")
+
+
+def _definition_json(definition: dict[str, Any]) -> str:
+    """A program's definition for durable: :func:`json.dumps` (fast, in C) when no number came out in
+    exponent form (durable misreads those), :func:`to_json` otherwise."""
+    text = json.dumps(definition, ensure_ascii=False, separators=(",", ":"))
+    return to_json(definition) if _EXPONENT.search(text) else text
+
+
 def encode(value: Any) -> str | None:
     """A case value as a JSON fragment the engine reads; ``None`` for a choice or number not given."""
     if value is True:
@@ -196,7 +206,7 @@ class CompiledEngine:
         self.program = program
         definition = dict(program.definition)
         definition[SENTINEL] = {"all": [{"m": {"chunk": _SENTINEL_CHUNK}}]}
-        self._definition = to_json(dict(sorted(definition.items())))
+        self._definition = _definition_json(dict(sorted(definition.items())))
         self._handle: int | None = None
         self._pid: int | None = None
         self._sid: str | None = None      # the kept session of this process, if any
