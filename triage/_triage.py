@@ -13,7 +13,7 @@ from ._case import (
     FIELDS, GROUPS, MRI_FOLLOW_UP, ONSET, WALKING, Case, normalised_dict, unknown_fields, validate_case,
 )
 from ._compile import (
-    CompiledRuleset, WhatIfCuts, fragment_test, compile_program, compile_ruleset, settle_actions, urgency_of,
+    CompiledRuleset, WhatIfCuts, fragment_test, compile_program, compile_ruleset, urgency_of,
 )
 from ._conditions import SENT
 from ._conditions import URGENCY_RANK
@@ -28,29 +28,45 @@ _YES = '"yes"'
 _NO = '"no"'
 
 
+def _plan(node: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """How :func:`_flatten` reads a normalised case: per key, a sub-plan for a group, or the leaf's
+    path and whether it is a tri-state (keys that never reach the engine, such as case_id, left out)."""
+    plan: list[tuple[str, Any]] = []
+    for key, value in node.items():
+        path = prefix + key
+        if type(value) is dict:
+            plan.append((key, _plan(value, path + ".")))
+        elif path in _KIND:
+            plan.append((key, (path, _KIND[path])))
+    return plan
+
+
+_PLAN: list[tuple[str, Any]] = []
+
+
 def _flatten(normalised: dict[str, Any]) -> dict[str, str]:
     """Every leaf of a normalised case by dotted path, as the JSON fragment the engine reads.
 
     Tri-states are always there (``"unknown"`` when not assessed); a choice or a number that was not
-    given is left out.
+    given is left out. Every normalised case has the same keys (the case model's), read by one plan.
     """
+    if not _PLAN:
+        _PLAN[:] = _plan(normalised_dict(validate_case({})))
     flat: dict[str, str] = {}
 
-    def walk(node: dict[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            path = prefix + key
-            if type(value) is dict:
-                walk(value, path + ".")
+    def read(node: dict[str, Any], plan: list[tuple[str, Any]]) -> None:
+        for key, leaf in plan:
+            value = node[key]
+            if type(leaf) is list:
+                read(value, leaf)
                 continue
-            tristate = _KIND.get(path)
-            if tristate is None:          # case_id: never reaches the engine
-                continue
+            path, tristate = leaf
             if tristate:
                 flat[path] = _UNKNOWN if value is None else _YES if value else _NO
             elif value is not None:
                 flat[path] = encode(value)  # type: ignore[assignment]
 
-    walk(normalised, "")
+    read(normalised, _PLAN)
     return flat
 
 
@@ -184,8 +200,8 @@ class Ruleset:
                 flat[key] = encoded
         fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
         urgency = urgency_of(fired)
-        flags = {o.id for u in fired for o in u.outputs if o.kind == "flag"}
-        actions = set(settle_actions(fired))
+        flags = set().union(*[u.flags for u in fired])
+        actions = final_actions(fired)
         unknowns = self._unknowns(flat, urgency, flags, actions)
         return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
 
