@@ -10,12 +10,20 @@ prefill answers are findings without identifiers, kept 30 minutes):
 
 Any failure of the store becomes :class:`StoreUnavailable` (503 with the reason); a unique key
 violated (a replayed ``jti``) becomes :class:`Duplicate`.
+
+PostgreSQL connections are kept, one per thread and process, and checked each time one is handed out
+(:func:`_alive`, no round trip): a server that went away (restarted) has closed their sockets, so a
+kept socket that reads as ready holds the end of the connection, and a new connection replaces it.
+A database restart thus costs no failed request. A block is not retried (it may have committed part
+of its work, on an autocommit connection); a connection that dies silently between the check and its
+use fails that one request (503), and the next reconnects.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -158,6 +166,28 @@ def _forget(dsn: str) -> None:
             pass
 
 
+def _alive(conn: Any) -> bool:
+    """A kept, idle connection is still open at both ends. Nothing is sent: an idle connection's socket
+    has nothing to read unless the server closed it (its last message, then the end), so a socket that
+    reads as ready is drained and the connection's state read."""
+    import psycopg
+
+    if conn.closed or conn.broken:
+        return False
+    try:
+        poller = select.poll()   # poll, not select: no limit on the descriptor's number
+        poller.register(conn.fileno(), select.POLLIN)
+        for _ in range(8):   # a parameter change or a notice at most, then the end of the connection
+            if not poller.poll(0):
+                return True
+            conn.pgconn.consume_input()
+            if conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+                return False
+    except (psycopg.Error, OSError, ValueError):
+        return False
+    return False
+
+
 def _pg_connection(dsn: str) -> Any:
     import psycopg
 
@@ -165,7 +195,7 @@ def _pg_connection(dsn: str) -> Any:
     if not hasattr(_PG, "conns"):
         _PG.conns = {}
     conn = _PG.conns.get(key)
-    if conn is None or conn.closed:
+    if conn is None or not _alive(conn):
         _forget(dsn)
         conn = _PG.conns[key] = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
     with _PG_LOCK:

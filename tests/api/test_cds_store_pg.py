@@ -109,3 +109,32 @@ def test_postgresql_down_is_a_503_and_healthz_says_so(tmp_path, signer):
         assert client.post(SERVICE, json=body(), headers={"Authorization": f"Bearer {signer(SERVICE)}"}).status_code == 200
     finally:
         pg.close()
+
+
+def test_a_postgresql_restart_costs_no_failed_request(tmp_path, signer):
+    """Issue 19: the record's and the CDS store's kept connections die with the server; the next requests
+    (a CDS call, feedback, /healthz) are all answered, and the chain still verifies."""
+    pg = PgServer()
+    try:
+        app = server(tmp_path, "a", pg.database(), signer)
+        client = app.test_client()
+        card = client.post(SERVICE, json=body(), headers={
+            "Authorization": f"Bearer {signer(SERVICE)}"}).get_json()["cards"][0]
+        assert client.get("/healthz").status_code == 200
+        pg.stop()
+        pg.start()                                   # same port: every kept connection is now closed
+        assert client.post(SERVICE, json=body(), headers={
+            "Authorization": f"Bearer {signer(SERVICE)}"}).status_code == 200
+        pg.stop()
+        pg.start()
+        items = {"feedback": [{"card": card["uuid"], "outcome": "accepted"}]}
+        assert client.post(SERVICE + "/feedback", json=items, headers={
+            "Authorization": f"Bearer {signer(SERVICE + '/feedback')}"}).status_code == 200
+        pg.stop()
+        pg.start()
+        assert client.get("/healthz").status_code == 200
+        assert [r["outcome"] for r in recorded_feedback(app)] == ["accepted"]
+        report = store_of(app).verify()
+        assert report.ok and report.count == 2
+    finally:
+        pg.close()

@@ -1,0 +1,154 @@
+"""Issue 26, the record: group commit. Threads appending at once share one transaction (one fsync), each
+call returns only once its own record is committed, the chain stays exact, and a writer killed with
+SIGKILL in the middle of a burst loses no record it had answered. SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+from test_record import backend, cases, fill, ruleset  # noqa: F401 - fixtures and helpers
+from test_record_pgserver import pg_dsn, pg_server  # noqa: F401 - fixtures
+
+import triage
+from triage._record import SqliteStore, canonical, decision_entry, record_hash
+
+
+def test_a_records_hash_is_the_hash_of_its_canonical_form(backend, ruleset, cases):  # noqa: F811
+    """The writer joins members serialised before the lock: the text stored is exactly canonical(body)."""
+    _, store, _, sql = backend
+    entries = [decision_entry("cds", c, ruleset.evaluate(c), cds=triage.CdsContext("h", ("c1",), "i", "s"))
+               for c in cases[:5]] + [{"record_format": 1, "kind": "decision", "id": "é" * 32, "channel": "api",
+                                       "case": {"z": 1.5, "a": ["ü", None]}, "result": {}}]
+    for entry in entries:
+        record = store.append(entry)
+        assert record.hash == record_hash(record.body)
+        (text,), = store._read(f"SELECT body FROM records WHERE seq = {store._ph}", (record.seq,))
+        assert text == canonical(record.body).decode("utf-8")
+        assert store.get(record.seq).body == record.body == json.loads(text)
+    assert store.verify().ok
+
+
+class Counting(SqliteStore):
+    """Counts the transactions that append records (the groups), and what each held."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.groups: list[int] = []
+        self.hold = threading.Event()
+
+    def _append_many(self, entries):
+        self.groups.append(len(entries))
+        self.hold.wait(timeout=30)   # the first group waits: the other threads queue meanwhile
+        return super()._append_many(entries)
+
+
+def grouped(store: Counting, entries: list) -> list:
+    """Append ``entries`` from one thread each: the first alone, the others queued behind it as one group.
+    Each thread's outcome: its record, or the exception it raised."""
+    out: list = [None] * len(entries)
+
+    def write(i):
+        try:
+            out[i] = store.append(entries[i])
+        except Exception as exc:  # noqa: BLE001 - returned
+            out[i] = exc
+
+    first = threading.Thread(target=write, args=(0,))
+    first.start()
+    while not store.groups:
+        threading.Event().wait(0.01)
+    others = [threading.Thread(target=write, args=(i,)) for i in range(1, len(entries))]
+    for t in others:
+        t.start()
+    while len(store._group().queue) < len(others):            # all queued behind the first
+        threading.Event().wait(0.01)
+    store.hold.set()
+    for t in (first, *others):
+        t.join(timeout=60)
+    return out
+
+
+def test_threads_appending_at_once_share_one_transaction(tmp_path, ruleset, cases):  # noqa: F811
+    store = Counting(tmp_path / "records.sqlite3")
+    entries = [decision_entry("api", c, ruleset.evaluate(c)) for c in cases[:9]]
+    out = grouped(store, entries)
+    assert store.groups == [1, 8]                               # two transactions for nine records
+    assert sorted(r.seq for r in out) == list(range(1, 10))
+    assert [r.id for r in out] == [e["id"] for e in entries]   # each thread got its own record
+    report = store.verify()
+    assert report.ok and report.count == 9
+    store.close()
+
+
+def test_a_malformed_record_fails_alone_and_a_store_failure_fails_the_group(tmp_path, ruleset, cases):  # noqa: F811
+    store = Counting(tmp_path / "records.sqlite3")
+    entries = [decision_entry("api", c, ruleset.evaluate(c)) for c in cases[:4]]
+    del entries[2]["channel"]                                  # malformed: no channel column
+    out = grouped(store, entries)
+    assert isinstance(out[2], KeyError)
+    assert [r.seq for r in (out[0], out[1], out[3])] == [1, 2, 3] and store.verify().ok
+    with pytest.raises(ValueError):                            # not JSON: refused before it is queued
+        store.append({**entries[0], "id": uuid.uuid4().hex, "case": {"x": float("nan")}})
+
+    failing = Counting(tmp_path / "blocker" / "records.sqlite3")   # a folder that is a file: the store is down
+    (tmp_path / "blocker").write_text("")
+    out = grouped(failing, [decision_entry("api", c, ruleset.evaluate(c)) for c in cases[:4]])
+    assert all(isinstance(e, triage.RecordUnavailable) for e in out), out
+    assert len({id(e) for e in out}) == 4                       # each thread its own exception
+    store.close()
+
+
+WRITER = """
+import os, sys, threading, uuid
+import triage
+from triage._record import open_store, decision_entry
+from triage._random_cases import random_valid_cases
+store = open_store(sys.argv[1] or None, sys.argv[2] or None)
+rs = triage.default_ruleset()
+entries = [decision_entry("api", c, rs.evaluate(c)) for c in random_valid_cases(26, 20)]
+
+def writer(k):
+    i = k
+    while True:
+        record = store.append({**entries[i % len(entries)], "id": uuid.uuid4().hex})
+        os.write(1, f"{record.seq} {record.id}\\n".encode())    # answered: the record is committed
+        i += 8
+
+for k in range(8):
+    threading.Thread(target=writer, args=(k,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def test_a_writer_killed_during_a_burst_loses_no_answered_record(backend):  # noqa: F811
+    kind, store, options, _ = backend
+    path, dsn = (options[1], "") if kind == "sqlite" else ("", options[1])
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, path, dsn], stdout=subprocess.PIPE)
+    answered = {}
+    try:
+        assert proc.stdout is not None
+        while len(answered) < 300:
+            line = proc.stdout.readline()
+            assert line, "the writer stopped"
+            seq, rid = line.decode().split()
+            answered[rid] = int(seq)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)                      # in the middle of the burst
+        proc.wait(timeout=60)
+    with proc.stdout:
+        for line in proc.stdout.read().decode().splitlines():  # answered before the kill, read after it
+            seq, rid = line.split()
+            answered[rid] = int(seq)
+    store.close()
+    report = store.verify()
+    assert report.ok and report.count == report.head_seq >= len(answered)
+    kept = {r.id: r.seq for r in store.records()}
+    assert all(kept.get(rid) == seq for rid, seq in answered.items())   # every answered record, in its place
+    assert len(kept) == report.count                                   # none twice

@@ -1,0 +1,185 @@
+"""The decision record's values: the record format, its canonical JSON and hash, and what a store answers.
+
+Pure functions and frozen values, no store: the format is described in :mod:`triage._record`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import platform
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Sequence
+
+from ._case import validate_case
+from ._result import Result
+
+RECORD_FORMAT = 1
+GENESIS = "0" * 64
+CHANNELS = ("api", "cds", "form")
+
+
+def canonical(obj: Any) -> bytes:
+    """The canonical JSON form the chain hashes: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def record_hash(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def time_bound(value: str | dt.date | dt.datetime) -> str:
+    """A date or date-time (ISO 8601; naive means UTC) as the record's time format, for comparisons."""
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time") from None
+    elif isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        parsed = dt.datetime(value.year, value.month, value.day)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@functools.lru_cache(maxsize=1)
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("mscc-triage", "durable-rules", "pydantic"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:  # pragma: no cover - both are dependencies
+            found[package] = "unknown"
+    return found
+
+
+def _compact(node: Any) -> Any:
+    """The case without its nulls (it validates back to the same case)."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            value = _compact(value)
+            if value is not None and value != {}:
+                out[key] = value
+        return out
+    return node
+
+
+def recorded_case(case: Any) -> dict[str, Any]:
+    """The case as the record keeps it: validated as sent, nulls and ``case_id`` left out.
+
+    Not normalised: normalisation is part of the evaluation (replayed with it), and a rule may read
+    what the sender left out (``as_sent``: unable to walk with gait not recorded), which the
+    normalised case no longer shows."""
+    sent = validate_case(case).model_dump()
+    sent.pop("case_id", None)
+    compact: dict[str, Any] = _compact(sent)
+    return compact
+
+
+def recorded_result(result: Result | Mapping[str, Any]) -> dict[str, Any]:
+    data = result.model_dump(mode="json") if isinstance(result, Result) else dict(result)
+    data.pop("case_id", None)
+    return data
+
+
+@dataclass(frozen=True)
+class CdsContext:
+    """What a CDS Hooks call adds to its record: the hook instance, the cards' uuids, the caller."""
+
+    hook_instance: str
+    cards: Sequence[str] = ()
+    iss: Optional[str] = None
+    sub: Optional[str] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"hook_instance": self.hook_instance, "cards": list(self.cards)}
+        if self.iss is not None:
+            out["iss"] = self.iss
+        if self.sub is not None:
+            out["sub"] = self.sub
+        return out
+
+
+def decision_entry(channel: str, case: Any, result: Result, *, request_id: Optional[str] = None,
+                   cds: Optional[CdsContext] = None) -> dict[str, Any]:
+    """The body of a decision record, before the store gives it ``seq``, ``time`` and ``prev``."""
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}")
+    entry: dict[str, Any] = {
+        "record_format": RECORD_FORMAT, "kind": "decision", "id": request_id or uuid.uuid4().hex,
+        "channel": channel, "case": recorded_case(case), "result": recorded_result(result),
+        "ruleset": {"name": result.ruleset.name, "version": result.ruleset.version, "sha256": result.ruleset.sha256},
+        "versions": software_versions(),
+    }
+    if cds is not None:
+        entry["cds"] = cds.as_dict()
+    return entry
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored record: its position, its hash, and its body (the canonical JSON, parsed)."""
+
+    seq: int
+    hash: str
+    body: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.body["id"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.body["kind"])
+
+    @property
+    def time(self) -> str:
+        return str(self.body["time"])
+
+    def as_json_line(self) -> str:
+        """The export form: the body with its hash, canonical, one line."""
+        return canonical({**self.body, "hash": self.hash}).decode("utf-8")
+
+
+@dataclass(frozen=True)
+class Broken:
+    seq: int
+    id: Optional[str]
+    reason: str
+
+    def __str__(self) -> str:
+        return f"record {self.seq}" + (f" ({self.id})" if self.id else "") + f": {self.reason}"
+
+
+@dataclass(frozen=True)
+class Verification:
+    count: int
+    first_seq: Optional[int]
+    head_seq: int
+    head_hash: str
+    broken: Optional[Broken]
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    pruned: int
+    through_seq: Optional[int]
+    checkpoint: Optional[Record]
+    remaining: int = 0   # records in the chain up to and including the checkpoint (the new head)
+

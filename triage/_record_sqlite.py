@@ -1,0 +1,84 @@
+"""The SQLite record store: the embedded default, one file shared by the threads and processes of one host.
+
+WAL mode with ``synchronous = FULL``: a commit returns once the WAL is on disk (fsync), so a decision
+answered after its record was written survives a crash or a power cut. Group commit
+(:meth:`RecordStore.append`) shares that fsync among the threads of a process that record at once;
+``synchronous = NORMAL`` (no fsync per commit, records lost on a power cut) was measured and not
+chosen (README, the decision record).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ._record_format import GENESIS
+from ._record_store import RecordStore
+
+
+class SqliteStore(RecordStore):
+    """SQLite, WAL mode: the embedded default; safe for the threads and worker processes of one host."""
+
+    _ph = "?"
+
+    def __init__(self, path: str | os.PathLike[str]):
+        super().__init__()
+        self.path = Path(path)
+        self.url = f"sqlite:{self.path}"
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error, OSError)
+
+    _setup_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        # Switching a new file to WAL can answer "locked" at once (no busy wait) while another
+        # connection does the same: set-up is serialised in this process and retried across processes.
+        for attempt in range(5):
+            try:
+                with self._setup_lock:
+                    return self._open_connection()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open_connection(self) -> sqlite3.Connection:
+        # The record holds clinical findings: a folder of its own only its owner can enter (0700), a file
+        # only its owner can read (0600; SQLite gives its WAL and shared-memory files the same mode).
+        # A folder that already exists (chosen by the operator) keeps its mode.
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:   # another process made it first
+                pass
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+                         "time TEXT NOT NULL, channel TEXT NOT NULL, kind TEXT NOT NULL, cards TEXT, "
+                         "body TEXT NOT NULL, hash TEXT NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS records_time ON records (time)")
+            conn.execute("CREATE TABLE IF NOT EXISTS record_head (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                         "seq INTEGER NOT NULL, hash TEXT NOT NULL)")
+            conn.execute("INSERT OR IGNORE INTO record_head VALUES (1, 0, ?)", (GENESIS,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _begin_locked(self, conn: sqlite3.Connection) -> tuple[int, str]:
+        conn.execute("BEGIN IMMEDIATE")   # the database's write lock, held until commit: one writer at a time
+        seq, digest = conn.execute("SELECT seq, hash FROM record_head WHERE id = 1").fetchone()
+        return seq, digest
