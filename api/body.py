@@ -48,14 +48,25 @@ def read_body() -> bytes:
     """
     try:
         return _read_body()
-    except LimitRequestHeaders:
-        raise ApiProblem(431, "Request Header Fields Too Large",
-                         "The trailer section of the chunked body is too large.") from None
-    except ParseException as exc:
-        raise ApiProblem(400, "Malformed body",
-                         f"The body's chunked framing is not valid HTTP/1.1 ({type(exc).__name__}).") from None
-    except NoMoreData:
-        raise ApiProblem(400, "Malformed body", "The body ended before its framing said it would.") from None
+    except FRAMING_ERRORS as exc:
+        raise framing_problem(exc) from None
+
+
+FRAMING_ERRORS = (LimitRequestHeaders, ParseException, NoMoreData)
+
+
+def framing_problem(exc: BaseException) -> ApiProblem:
+    """The 4xx for a body whose framing the server could not read (one of ``FRAMING_ERRORS``).
+
+    Also used by the form, whose body werkzeug reads: a bad chunk there is the client's error too.
+    """
+    if isinstance(exc, LimitRequestHeaders):
+        return ApiProblem(431, "Request Header Fields Too Large",
+                          "The trailer section of the chunked body is too large.")
+    if isinstance(exc, NoMoreData):
+        return ApiProblem(400, "Malformed body", "The body ended before its framing said it would.")
+    return ApiProblem(400, "Malformed body",
+                      f"The body's chunked framing is not valid HTTP/1.1 ({type(exc).__name__}).")
 
 
 def _read_body() -> bytes:

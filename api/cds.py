@@ -107,7 +107,8 @@ def verify_jwt() -> Optional[dict[str, Any]]:
     for name in ("exp", "iat"):   # NumericDate (RFC 7519): a number; PyJWT would also read "exp": "9999999999"
         value = unverified.get(name)
         if name in unverified and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                   or not math.isfinite(value)):
+                                   or (isinstance(value, float) and not math.isfinite(value))
+                                   or abs(value) > 2 ** 53):   # an int of 400 digits: no date, and no 500
             raise _unauthorized(f"The JWT's {name!r} must be a number (seconds since the epoch).")
     url = current_app.config["PUBLIC_BASE_URL"] + request.path.lstrip("/")   # never the Host header
     audience = [url]

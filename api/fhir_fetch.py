@@ -3,9 +3,11 @@
 Only servers on the allow-list (``MSCC_TRIAGE_FHIR_SERVERS``, comma-separated base URLs, matched
 exactly after normalising scheme, host and port) are ever contacted; no list, no fetch. Every query
 of a call runs concurrently, each with its own timeout, all inside one total budget; redirects are
-never followed; a response larger than the cap is dropped; search results follow ``next`` links on
-the same server only, for a few pages. The access token (``fhirAuthorization.access_token``) is sent
-as ``Authorization: Bearer`` and nowhere else: never logged, stored or put in an error.
+never followed; a response larger than the cap is dropped; search results follow ``next`` links for a
+few pages, only under the server's base path once the link is normalised (:func:`within_base`: dot
+segments resolved, percent-encoding normalised, same scheme, host and port). The access token
+(``fhirAuthorization.access_token``) is sent as ``Authorization: Bearer`` and nowhere else: never
+logged, stored or put in an error.
 
 The error tree (each error has a stable ``code``; the CDS service answers every one with 412
 Precondition Failed naming the data that could not be had and why)::
@@ -281,6 +283,8 @@ def _sendable(url: str) -> bool:
 
 
 def _next_link(bundle: dict[str, Any], base: str) -> Optional[str]:
+    """The bundle's ``next`` link, normalised, when it stays under ``base``; None when there is none or
+    when it leads elsewhere (never followed); NotFhir when it is not a plain ASCII URL."""
     links = bundle.get("link")
     for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
@@ -288,14 +292,77 @@ def _next_link(bundle: dict[str, Any], base: str) -> Optional[str]:
             if not _sendable(url):
                 raise NotFhir("a search page's next link is not a plain ASCII URL; the pages after it were "
                               "not fetched")
-            if url.startswith("/"):   # a relative link: on the same server
-                parts = urllib.parse.urlsplit(base)
-                url = f"{parts.scheme}://{parts.netloc}{url}"
-            normalised = normalise_base(url.split("?", 1)[0])
-            if normalised == base or (normalised or "").startswith(base + "/"):
-                return url
-            return None   # a page elsewhere is never followed
+            inside = within_base(url, base)
+            if inside is None:   # another server, or a path outside the base: never followed
+                log.warning("a search page's next link leaves %s; the pages after it were not fetched", base)
+            return inside
     return None
+
+
+UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def normal_path(path: str) -> Optional[str]:
+    """A URL path normalised as RFC 3986 section 6.2.2 says: percent-encoded unreserved characters
+    decoded (``%2e`` is ``.``, ``%41`` is ``A``), other escapes in upper case, dot segments removed.
+
+    None when the path could mean something else to another server: an encoded ``/`` or ``\\``, a
+    backslash, a malformed escape, or a dot segment with parameters (``..;x``, which some servers
+    read as ``..``).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(path):
+        char = path[i]
+        if char == "%":
+            digits = path[i + 1:i + 3]
+            if len(digits) != 2 or not set(digits) <= HEX:
+                return None
+            decoded = chr(int(digits, 16))
+            if decoded in "/\\":
+                return None
+            out.append(decoded if decoded in UNRESERVED else "%" + digits.upper())
+            i += 3
+        elif char == "\\":
+            return None
+        else:
+            out.append(char)
+            i += 1
+    segments = "".join(out).split("/")
+    if any(";" in seg and seg.split(";", 1)[0] in (".", "..") for seg in segments):
+        return None
+    kept: list[str] = []
+    for n, seg in enumerate(segments):   # RFC 3986 section 5.2.4, segment by segment
+        last = n == len(segments) - 1
+        if seg in (".", ".."):
+            if seg == ".." and len(kept) > 1:
+                kept.pop()               # never the leading "" of an absolute path
+            if last:
+                kept.append("")
+            continue
+        kept.append(seg)
+    return "/".join(kept)
+
+
+def within_base(url: str, base: str) -> Optional[str]:
+    """``url`` (absolute, or relative to ``base``) normalised, when it is on ``base``'s server (same
+    scheme, host and port, no user name) and its path, dot segments resolved and percent-encoding
+    normalised, is ``base``'s path or under it; else None. The fragment is dropped."""
+    try:
+        parts = urllib.parse.urlsplit(urllib.parse.urljoin(base + "/", url))
+        here = urllib.parse.urlsplit(base)
+        same_server = (parts.scheme.lower() == here.scheme and (parts.hostname or "").lower() == here.hostname
+                       and (parts.port or (443 if parts.scheme.lower() == "https" else 80))
+                       == (here.port or (443 if here.scheme == "https" else 80)))
+    except ValueError:   # a port that is not a number, a malformed IPv6 host
+        return None
+    if not same_server or parts.username is not None or parts.password is not None:
+        return None
+    path, root = normal_path(parts.path or "/"), normal_path(here.path)
+    if path is None or root is None or not (path == root or path.startswith(root.rstrip("/") + "/")):
+        return None
+    return f"{here.scheme}://{here.netloc}{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 def _query(base: str, query: str, token: Optional[_Token], deadline: float,

@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from triage._case import set_path
+from triage import set_path
 
 from . import fhir_units
 from .fhir_record import Record, bad_prefetch, read_prefetch
@@ -65,7 +65,7 @@ class CodeMap:
     """The code map, indexed: (system family, code) -> what it means; checked against the case model."""
 
     def __init__(self, data: dict[str, Any]):
-        from triage._case import FIELDS
+        from triage import FIELDS
 
         def field(path: str, kind: str, value: Any = None) -> str:
             spec = FIELDS.get(path)
@@ -270,7 +270,7 @@ def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: 
 
 def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str],
                   now: dt.datetime) -> None:
-    from triage._case import FIELDS
+    from triage import FIELDS
 
     observed: dict[str, bool] = {}
     refused: list[str] = []

@@ -377,7 +377,10 @@ class BufferingWorker(ThreadWorker):
         if len(parts) < 3 or not parts[1].isdigit():
             return
         status, reason = int(parts[1]), parts[2]
+        if status == 501:   # an unknown transfer coding: RFC 9112 6.1 asks for 501; gunicorn says "Bad Request"
+            reason = "Not Implemented"
         detail = {400: "The request is not valid HTTP/1.1.", 414: "The request line is too long.",
+                  501: "The request's Transfer-Encoding is not one this server implements (chunked only).",
                   431: "A header field is too large (a bearer token, say), or there are too many.",
                   500: "The request could not be processed; no result was produced."}.get(
             status, "The request could not be processed.")

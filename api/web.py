@@ -27,10 +27,10 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 import triage
-from triage._case import FIELDS, set_path
-from triage._record import RecordUnavailable
+from triage import FIELDS, RecordUnavailable, set_path
 
 from . import record_hook
+from .body import FRAMING_ERRORS, framing_problem
 from .form_texts import Texts, load_texts
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
@@ -228,7 +228,7 @@ def cited_sources(result: Any, rules: dict[str, Any], lang: str, t: Texts) -> di
     Returns ``{"list": [citation, ...], "of": {source string: [numbers]}}``, so that an action or a
     rule refers to its sources by number instead of repeating them.
     """
-    from triage._result import source_rank
+    from triage import source_rank
 
     from .form_texts import source_parts
 
@@ -312,8 +312,15 @@ def new_fr():  # type: ignore[no-untyped-def]
 
 @bp.errorhandler(Exception)
 def _form_page_failed(exc: Exception):  # type: ignore[no-untyped-def]
-    """Any failure on a form page is a page in its language, never the API's JSON problem."""
-    status = (exc.code or 500) if isinstance(exc, HTTPException) else 500
+    """Any failure on a form page is a page in its language, never the API's JSON problem.
+
+    A body whose chunked framing cannot be read (werkzeug reads the form from it) is the client's
+    error: 400 (431 for an oversized trailer section), as on the JSON API, never a 500."""
+    if isinstance(exc, FRAMING_ERRORS):
+        status = framing_problem(exc).response.status_code
+        log.warning("form page: malformed body (%s) on %s %s", type(exc).__name__, request.method, request.path)
+    else:
+        status = (exc.code or 500) if isinstance(exc, HTTPException) else 500
     if status >= 500:
         log.error("form page failed: %s on %s %s", type(exc).__name__, request.method, request.path)
     lang = _lang_of_request()

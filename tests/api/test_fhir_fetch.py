@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -160,3 +161,154 @@ def test_unusable_authorizations_are_refused(auth):
 def test_the_token_never_shows_in_a_repr():
     t = token()
     assert localfhir.TOKEN not in repr(t) and localfhir.TOKEN not in repr({"t": t})
+
+
+# ------------------------------------------------------------------------------ next links (issue 19)
+
+class LinkServer:
+    """A FHIR server at ``/r4`` whose first search page links to ``next`` (any text, relative or not);
+    every other path answers a page with another entry and no link. It records each path requested,
+    as sent, so that a test sees which page was fetched and under what path."""
+
+    def __init__(self, next_url: str):
+        from http.server import BaseHTTPRequestHandler
+
+        outer = self
+        self.paths: list[str] = []
+        self.next_url = next_url
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:   # noqa: N802
+                outer.paths.append(self.path)
+                first = self.path == "/r4/Observation?patient=p1"
+                page = {"resourceType": "Bundle", "type": "searchset",
+                        "entry": [{"resource": {"resourceType": "Observation", "id": "first" if first else "second"}}]}
+                if first:
+                    page["link"] = [{"relation": "self", "url": "/r4/Observation?patient=p1"},
+                                    {"relation": "next", "url": outer.next_url.replace("{root}", outer.root)}]
+                localfhir.LocalFhir.send(self, 200, page)
+
+        self.httpd = localfhir.QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.root = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.base = self.root + "/r4"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "LinkServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+    def fetch(self) -> list[str]:
+        """The ids fetched for one search, all pages joined."""
+        s = ff.FetchSettings(servers=ff.parse_servers([self.base]), request_timeout_s=1.0, budget_s=1.5)
+        found = ff.fetch_all(self.base, None, {"observations": "Observation?patient=p1"}, s)
+        return [e["resource"]["id"] for e in found["observations"]["entry"]]
+
+
+@pytest.mark.parametrize("link, requested", [
+    ("{root}/r4/Observation?patient=p1&_page=2", "/r4/Observation?patient=p1&_page=2"),
+    ("/r4/./Observation?_page=2", "/r4/Observation?_page=2"),
+    ("/r4/x/../Observation?_page=2", "/r4/Observation?_page=2"),
+    ("{root}/r4/%4Fbservation?_page=2", "/r4/Observation?_page=2"),             # %4F is O (RFC 3986 6.2.2.2)
+    ("/%72%34/Observation?_page=2", "/r4/Observation?_page=2"),
+    ("Observation?_page=2", "/r4/Observation?_page=2"),                          # relative to the base
+    ("./Observation?_page=2#top", "/r4/Observation?_page=2"),                    # no fragment is sent
+    ("{root}/r4/Observation?_page=%2e%2e", "/r4/Observation?_page=%2e%2e"),      # the query is left as it is
+])
+def test_a_next_link_under_the_base_is_followed_normalised(link, requested):
+    with LinkServer(link) as server:
+        assert server.fetch() == ["first", "second"]
+    assert server.paths == ["/r4/Observation?patient=p1", requested]
+
+
+@pytest.mark.parametrize("link", [
+    "/r4/../admin/Observation",                      # dot segments out of the base path
+    "{root}/r4/Observation/../../admin/Observation",
+    "../admin/Observation",
+    "/r4/%2e%2e/admin/Observation",                  # percent-encoded dots
+    "/r4/%2E%2e/admin/Observation",
+    "/r4/.%2e/admin/Observation",
+    "/%72%34/../admin/Observation",
+    "/r4/..%2Fadmin/Observation",                    # an encoded slash or backslash: no telling what it means
+    "/r4/..%5Cadmin/Observation",
+    "/r4/..\\admin/Observation",
+    "/r4/..;x/admin/Observation",                    # a dot segment with parameters
+    "/r4/%zz/Observation",                           # a malformed escape
+    "/r4-other/Observation",                         # a sibling path sharing the prefix
+    "/R4/Observation",                               # paths are case-sensitive
+    "/admin/Observation",
+    "//fhir.elsewhere.example/r4/Observation",       # another host, scheme-relative
+    "https://{host}/r4/Observation",                 # another scheme (and port)
+    "http://user@{host}/r4/Observation",             # a user name
+    "http://127.0.0.1:1/r4/Observation",             # another port
+    "http://127.0.0.1:port/r4/Observation",          # a port that is not a number
+])
+def test_a_next_link_outside_the_base_path_is_never_followed(link, caplog):
+    with LinkServer(link) as server:
+        server.next_url = link.replace("{host}", server.root.split("//", 1)[1])
+        with caplog.at_level(logging.WARNING, logger="mscc_triage"):
+            assert server.fetch() == ["first"]
+    assert server.paths == ["/r4/Observation?patient=p1"]
+    assert "next link leaves" in caplog.text and "admin" not in caplog.text   # the base is named, not the link
+
+
+def test_the_base_path_check_is_segment_wise_and_normalises_both_sides():
+    base = "http://fhir.example.org/r4"
+    assert ff.within_base("http://FHIR.example.org:80/r4/Observation", base) == "http://fhir.example.org/r4/Observation"
+    assert ff.within_base("http://fhir.example.org/r4", base) == "http://fhir.example.org/r4"
+    assert ff.within_base("http://fhir.example.org/r4x/Observation", base) is None
+    assert ff.within_base("/anything/at/all", "http://fhir.example.org") == "http://fhir.example.org/anything/at/all"
+    assert ff.normal_path("/a/b/./c/../d%7e%41%2a") == "/a/b/d~A%2A"
+    assert ff.normal_path("/a/%2f") is None and ff.normal_path("/a/%5c") is None and ff.normal_path("/a/%4") is None
+
+
+class RawServer(LinkServer):
+    """Answers every GET with the same raw bytes as application/fhir+json."""
+
+    def __init__(self, body: bytes):
+        super().__init__("")
+        outer = self
+        handler = self.httpd.RequestHandlerClass
+
+        def do_get(h) -> None:
+            outer.paths.append(h.path)
+            h.send_response(200)
+            h.send_header("Content-Type", "application/fhir+json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+
+        handler.do_GET = do_get
+
+
+@pytest.mark.parametrize("body, outcome", [
+    (b'{"resourceType": "Bundle", "total": ' + b"9" * 4301 + b"}", "fhir-not-fhir"),          # Python's digit limit
+    (b'{"resourceType": "Bundle", "total": 1' + b"0" * 400 + b"}", "ok"),                       # a huge int is JSON
+    (b'{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "id": "\\ud800"}}]}', "ok"),
+    (b'{"resourceType": "\\ud800"}', "ok"),
+    (b'{"resourceType": "Bundle", "link": [{"relation": "next", "url": "\\ud800"}]}', "fhir-not-fhir"),
+    (b'{"resourceType": "Bundle", "link": [{"relation": "next", "url": 1' + b"0" * 400 + b"}]}", "ok"),
+    (b"\xff\xfe{}", "fhir-not-fhir"),
+    (b"[" * 5000 + b"]" * 5000, "fhir-not-fhir"),
+    (b'{"resourceType": "Bundle", "total": NaN}', "fhir-not-fhir"),
+])
+def test_a_hostile_answer_is_a_typed_error_or_data(body, outcome):
+    """What the mapping does with hostile data is the CDS fuzz tests' business; here: no untyped error."""
+    with RawServer(body) as server:
+        s = ff.FetchSettings(servers=ff.parse_servers([server.base]), request_timeout_s=1.0, budget_s=1.5)
+        try:
+            ff.fetch_all(server.base, None, {"observations": "Observation?patient=p1"}, s)
+            got = "ok"
+        except ff.FetchFailed as failed:
+            got = failed.errors[0].code
+    assert got == outcome
