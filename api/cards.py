@@ -421,7 +421,7 @@ def _citations(action: triage.ActionItem, ruleset: triage.Ruleset, words: CardWo
     Read from the sources of the rules that gave the action (``because``), each split where a ``;`` stands
     outside parentheses, so that a citation such as "NICE NG234 (immobilise ...; consider ...)" stays
     whole (the result's joined ``source`` string cuts it at every ``;``)."""
-    from triage._result import source_rank   # the order the result and the form use
+    from triage import source_rank   # the order the result and the form use
 
     rules = {r.id: r for r in ruleset.data.rules}
     sources = [rules[r].source or "" for r in action.because if r in rules] or [action.source]

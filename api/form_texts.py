@@ -40,7 +40,7 @@ import yaml
 
 import triage
 from triage import RulesetError
-from triage._case import FIELDS
+from triage import FIELDS
 
 FORM_FILE = "form.yaml"
 LABELS_FR_FILE = "labels.fr.yaml"
@@ -112,20 +112,9 @@ class Texts:
 
 
 def source_parts(source: str) -> list[str]:
-    """``"seed-003; NICE NG234 (scope; update)"`` -> ``["seed-003", "NICE NG234 (scope; update)"]``.
-
-    Parts are separated by ``;`` outside parentheses; empty parts are dropped.
-    """
-    parts, depth, current = [], 0, []
-    for char in source:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == ";" and depth <= 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return [p.strip() for p in parts if p.strip()]
+    """``"seed-003; NICE NG234 (scope; update)"`` -> ``["seed-003", "NICE NG234 (scope; update)"]``
+    (the core's reading of a rule's source: ``;`` separates citations outside parentheses)."""
+    return triage.source_parts(source)
 
 
 _NBSP = "\u00a0"
@@ -228,7 +217,7 @@ def _keyed(data: Mapping[Any, Any]) -> dict[str, Any]:
 def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = None) -> Texts:
     """Read and check the form's words of ``ruleset``'s folder against its case model and vocabulary.
 
-    ``fields`` is the case model's field table (``triage._case.FIELDS`` unless given, for tests).
+    ``fields`` is the case model's field table (``triage.FIELDS`` unless given, for tests).
     Raises :class:`triage.RulesetError` on the first problem: the file, the key and the reason.
     """
     fields = FIELDS if fields is None else fields

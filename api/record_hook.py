@@ -2,7 +2,7 @@
 
 A view calls :func:`record` after the evaluation and before building its response; the record's id
 (a uuid4 hex, also the request id) is returned in the ``X-Request-Id`` header. When the record cannot
-be written (store down, full, read-only), :class:`triage._record.RecordUnavailable` propagates and the
+be written (store down, full, read-only), :class:`triage.RecordUnavailable` propagates and the
 request is answered 503 (a problem document with the reason and ``Retry-After``): a decision is never
 returned unrecorded. Nothing is cached: when the store recovers, the next request is recorded.
 

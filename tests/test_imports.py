@@ -29,3 +29,16 @@ def test_the_core_has_no_import_circle():
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def test_the_edge_uses_the_public_core_only():
+    """api/ (installed as mscc_triage_api) reads the core through ``triage``'s public names, never a
+    private ``triage._*`` module."""
+    edge = Path(__file__).resolve().parents[1] / "api"
+    found = []
+    for path in sorted(edge.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{path.relative_to(edge.parent)}:{node.lineno} {n}" for n in names if n.startswith("triage._")]
+    assert not found, found

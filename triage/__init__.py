@@ -16,6 +16,7 @@ from ._errors import (
 )
 from ._result import (
     RESULT_FORMAT, ActionItem, FiredRule, FlagItem, Hold, Result, RulesetRef, Scores, SinsScore, Unknown, WithheldItem,
+    source_parts, source_rank,
 )
 from ._record import CdsContext, Record, RecordStore, open_store
 from ._sins import sins_category, sins_total
@@ -65,6 +66,8 @@ __all__ = [
     "parse_case",
     "set_path",
     "sins_category",
+    "source_parts",
+    "source_rank",
     "sins_total",
     "validate_case",
 ]
