@@ -128,6 +128,8 @@ COMMANDS = {
     ".venv/bin/triage impact candidate-rules/ [--since DATE]": RUN,
     ".venv/bin/triage audit prune --before 2025-01-01": RUN,
     "benchmarks/record_bench.py": not_run("a benchmark (10,000 and 100,000 records), minutes"),
+    "benchmarks/record_bench.py writes [--evaluate] [--sync]": not_run("a benchmark of record writes by 1, 4 "
+                                                                       "and 16 threads on disk and tmpfs, minutes"),
     # Vignette suites
     ".venv/bin/pytest tests/vignettes": WITH_WHEEL,
     ".venv/bin/pytest tests/vignettes --ruleset /path/to/rules": WITH_WHEEL,
