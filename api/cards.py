@@ -1,7 +1,9 @@
 """The CDS Hooks 2.0 card: built from the result, with draft orders, override reasons and links.
 
-- ``detail``: the actions with timing, the flags, the unknowns, what was mapped from which resource,
-  and where each part of the record came from (sent, fetched, not available).
+- ``detail``: the actions with timing, the flags, the unknowns, what was mapped from which resource
+  ("From the record": each :class:`~.fhir_map.Mapped` entry with the form's label and choice words, then
+  the record's evidence: resource, display, code system and code, its own value, and why), and where each
+  part of the record came from (sent, fetched, not available).
 - ``suggestions``: for each action the result holds that can be ordered, FHIR R4 ``ServiceRequest`` /
   ``MedicationRequest`` drafts (status ``draft``, intent ``proposal``, the patient as subject, text
   always, a code only where we are sure of one). Nothing the result does not hold is ever suggested
@@ -27,10 +29,11 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import triage
 
+from .fhir_map import Evidence, Mapped
 from .fhir_record import TEMPLATES, Record
 from .form_texts import Texts, french_typography, source_parts
 
@@ -181,6 +184,43 @@ PHRASES: dict[str, tuple[str, str]] = {
     "present": ("present", "oui"),     # "Faiblesse ... : oui": no agreement to get wrong
     "absent": ("absent", "non"),
 }
+# The record's resources as the card names them (api/fhir_map.py's Evidence.resource): (English, French).
+RESOURCE_WORDS: dict[str, tuple[str, str]] = {
+    "Patient": ("date of birth", "date de naissance"),
+    "Condition": ("condition", "problème"),
+    "Observation": ("observation", "observation"),
+    "MedicationRequest": ("prescription", "prescription"),
+    "MedicationStatement": ("medication statement", "traitement déclaré"),
+    "Procedure": ("procedure", "acte"),
+}
+# Code systems by their readable names (the code map's system families).
+SYSTEM_NAMES = {"snomed": "SNOMED CT", "icd10": "ICD-10", "loinc": "LOINC", "rxnorm": "RxNorm", "atc": "ATC"}
+# Why a finding was set or left unknown (api/fhir_map.py's WHY keys), in the card's words: (English, French).
+WHY_WORDS: dict[str, tuple[str, str]] = {
+    "unit_not_converted": ("unit “{unit}” not converted", "unité « {unit} » non convertie"),
+    "no_usable_value": ("no usable value", "pas de valeur utilisable"),
+    "outside_limits": ("{number} is outside the limits the triage accepts",
+                       "{number} est hors des limites admises par le triage"),
+    "no_start": ("no start date, so neither this episode nor long-term",
+                 "pas de date de début : ni cet épisode ni au long cours"),
+    "future_start": ("its start date is in the future", "sa date de début est dans le futur"),
+    "long_term": ("started {ago} days ago, more than {days}: long-term",
+                  "débuté il y a {ago} jours, plus de {days} : au long cours"),
+    "renewal": ("a renewal: when the steroid itself began is not known",
+                "un renouvellement : le début de la corticothérapie n'est pas connu"),
+    "this_episode": ("started {ago} days ago, within {days}: this episode",
+                     "débuté il y a {ago} jours, dans les {days} jours : cet épisode"),
+    "dual_antiplatelet": ("dual antiplatelet therapy", "double antiagrégation plaquettaire"),
+    "one_antiplatelet": ("one antiplatelet only: not dual antiplatelet therapy",
+                         "un seul antiagrégant plaquettaire : pas de double antiagrégation"),
+    "fever": ("temperature {celsius} °C within {hours} hours", "température {celsius} °C dans les {hours} heures"),
+    "procedure": ("{status}, within {days} days", "{status}, dans les {days} jours"),
+}
+# A procedure's FHIR status, in words.
+STATUS_WORDS = {"completed": ("done", "réalisé"), "in-progress": ("in progress", "en cours")}
+# The code map's own reasons (fhir_codemap.yaml, ``leave_unknown``), in French; English is the map's text.
+NOTES_FR = {"a heparin or fondaparinux: prophylactic or therapeutic dose cannot be told from the code":
+            "héparine ou fondaparinux : dose préventive ou curative impossible à déduire du code"}
 # Where each part of the record came from (api/fhir_record.py), and the prefetch keys, in French.
 ORIGINS_FR = {"sent": "envoyé", "sent empty (null)": "envoyé vide (null)", "sent under another key":
               "envoyé sous une autre clé", "fetched from the FHIR server": "lu sur le serveur FHIR"}
@@ -254,6 +294,17 @@ class CardWords:
 
     def choice(self, value: str) -> str:
         return self._form("choices", value, value)
+
+    def form_word(self, section: str, key: str, fallback: str) -> str:
+        """A word of the form's files in the card's language (English too): ``choices``, ``words``."""
+        if self.texts is None:
+            return fallback
+        table: Mapping[str, Mapping[str, str]] = getattr(self.texts, section)
+        return table.get(key, {}).get(self.lang, fallback)
+
+    def number(self, text: str) -> str:
+        """A decimal number as the language writes it (2,61 in French)."""
+        return re.sub(r"(?<=\d)\.(?=\d)", ",", text) if self.fr else text
 
     def disclaimer(self, english: str) -> str:
         return self._form("words", "disclaimer", english)
@@ -358,32 +409,76 @@ _AGE = re.compile(r"^age (?P<age>\d+) years(?P<rest>.*)$")
 _CANCER = re.compile(r"^cancer (?P<code>\S+) -> (?P<level>\w+)(?:, (?P<primary>\w+))?$")
 
 
-def _mapped_line(line: str, words: CardWords) -> str:
-    """One "From the record" part in French: the field's label, the value in words (the part in
-    parentheses is the record's own: its codes, displays and units). English lines are left as they are."""
-    if not words.fr:
-        return line
+def _from_line(line: str) -> Mapped | str:
+    """A machine line (the older form of what was mapped) as a :class:`Mapped`, its parenthesis kept as the note."""
     if match := _AGE.match(line):
-        return words.phrase("age", age=match["age"]) + match["rest"]
+        return Mapped("patient.age_years", int(match["age"]), line, (Evidence("Patient"),))
     if match := _CANCER.match(line):
-        primary = f", {words.choice(match['primary']).lower()}" if match["primary"] else ""
-        return f"{words.phrase('cancer')} {match['code']} -> {words.choice(match['level']).lower()}{primary}"
+        return Mapped("patient.cancer.history", match["level"], line, (Evidence("Condition", code=match["code"]),),
+                      primary=match["primary"] or "")
     match = _MAPPED.match(line)
-    if match and match["path"] in triage.FIELDS:
-        value = match["value"]
-        if match["unknown"]:
-            said = words.phrase("left_unknown")
-        elif value in ("true", "false", "present", "absent"):
-            said = words.phrase(value)
-        else:
-            said = value.replace(".", ",") if re.fullmatch(r"-?\d+\.\d+", value) else value
-        return f"{_label(match['path'], words.labels)}: {said}{match['rest']}"
-    return line
+    if not match or match["path"] not in triage.FIELDS:
+        return line
+    raw = match["value"]
+    value: Any = None if match["unknown"] else raw in ("true", "present") if raw in ("true", "false", "present", "absent") \
+        else float(raw) if re.fullmatch(r"-?\d+(\.\d+)?", raw) else raw
+    return Mapped(match["path"], value, line, note=match["rest"].strip().removeprefix("(").removesuffix(")"))
 
 
-def _from_record(mapped: Iterable[str], words: CardWords = ENGLISH) -> str:
-    """The "From the record" line: what was mapped, each part escaped (it holds the record's codes and units)."""
-    parts = [escape(_mapped_line(line, words)) for line in mapped]
+def _value_words(entry: Mapped, words: CardWords) -> str:
+    """The value as the form shows it: Yes / No / Not known, the choice's label, a number."""
+    value = entry.value
+    if value is None:
+        return words.form_word("words", "not_known", "Not known")
+    if value is True or value is False:
+        return words.form_word("words", "yes" if value else "no", "Yes" if value else "No")
+    if isinstance(value, (int, float)):
+        return words.number(f"{round(value, 2):g}")
+    return words.form_word("choices", str(value), str(value).replace("_", " ").capitalize())
+
+
+def _evidence_words(evidence: Evidence, words: CardWords) -> str:
+    """One piece of the record: what kind it is, its display and code, its own value (escaped: the record's)."""
+    kind = RESOURCE_WORDS.get(evidence.resource, (evidence.resource, evidence.resource))[1 if words.fr else 0]
+    code = " ".join(p for p in (SYSTEM_NAMES.get(evidence.system, evidence.system), evidence.code) if p)
+    named = ", ".join(p for p in (escape(evidence.display), escape(code)) if p)
+    text = f"{kind} {named}" if named else kind
+    return text + (f": {escape(words.number(evidence.value))}" if evidence.value and evidence.resource != "Patient" else "")
+
+
+def _why_words(entry: Mapped, words: CardWords) -> str:
+    if entry.why in WHY_WORDS:
+        params = dict(entry.params)
+        if "status" in params:
+            params["status"] = STATUS_WORDS.get(params["status"], (params["status"],) * 2)[1 if words.fr else 0]
+        if "celsius" in params:
+            params["celsius"] = words.number(str(params["celsius"]))
+        return escape(WHY_WORDS[entry.why][1 if words.fr else 0].format(**params))
+    if entry.why:
+        return escape(entry.reason)
+    return escape(NOTES_FR.get(entry.note, entry.note) if words.fr else entry.note)
+
+
+def _mapped_words(entry: Mapped | str, words: CardWords) -> str:
+    """One "From the record" part: the form's label, the value in the form's words, then in parentheses the
+    record's evidence (resource, display, code system and code, its own value) and why, escaped."""
+    if isinstance(entry, str):
+        entry = _from_line(entry)
+        if isinstance(entry, str):
+            return escape(entry)
+    said = f"{_label(entry.path, words.labels, words)}: {_value_words(entry, words)}"
+    if entry.path == "patient.cancer.history" and entry.primary:
+        said += f", {_label('patient.cancer.primary', words.labels, words)}: " \
+                f"{words.form_word('choices', entry.primary, entry.primary.capitalize())}"
+    details = [_evidence_words(e, words) for e in entry.evidence]
+    if why := _why_words(entry, words):
+        details.append(why)
+    return said + (f" ({'; '.join(details)})" if details else "")
+
+
+def _from_record(mapped: Iterable[Mapped | str], words: CardWords = ENGLISH) -> str:
+    """The "From the record" line: what was mapped, in the form's words (the record's own parts escaped)."""
+    parts = [_mapped_words(entry, words) for entry in mapped]
     return f"**{words.phrase('from_record')}**: " + ("; ".join(parts) if parts else words.phrase("nothing_mapped"))
 
 
@@ -475,7 +570,7 @@ def _actions_and_flags(result: triage.Result, ruleset: triage.Ruleset, words: Ca
     return lines
 
 
-def _record_and_sources(mapped: list[str], record: Optional[Record], sources: list[str],
+def _record_and_sources(mapped: Sequence[Mapped | str], record: Optional[Record], sources: list[str],
                         words: CardWords = ENGLISH) -> list[str]:
     """What was read from the record and where it came from, then the numbered sources."""
     lines = [_from_record(mapped, words), *_record_lines(record, words), ""]
@@ -514,7 +609,7 @@ def _withheld_lines(result: triage.Result, words: CardWords = ENGLISH) -> list[s
     return [f"**{words.phrase('withheld')}**", *lines, ""] if lines else []
 
 
-def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: list[str], root: str,
+def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: Sequence[Mapped | str], root: str,
              record: Optional[Record] = None, patient_id: Optional[str] = None,
              form_token: Optional[str] = None, labels: Optional[Mapping[str, str]] = None,
              cite: Optional[Cite] = None, words: Optional[CardWords] = None) -> dict[str, Any]:
@@ -562,7 +657,7 @@ def _label(path: str, labels: Mapping[str, str], words: CardWords = ENGLISH) -> 
     return " ".join(words_of_path[-2:]).replace("_", " ").capitalize() or ("Élément" if words.fr else "Finding")
 
 
-def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[str, str], mapped: list[str],
+def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[str, str], mapped: Sequence[Mapped | str],
               root: str, record: Optional[Record] = None, patient_id: Optional[str] = None,
               form_token: Optional[str] = None, cite: Optional[Cite] = None,
               words: Optional[CardWords] = None) -> dict[str, Any]:

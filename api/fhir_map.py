@@ -16,13 +16,17 @@ was mapped and from which resource, for the card. Anything not mapped stays unkn
   unknown, with a note); only ever set, never cleared.
 - Procedure (completed or in-progress, performed within 7 days): recent neuraxial procedure; only ever set.
 - What the map cannot map, or refuses (a unit it does not convert, a steroid without a start date, a
-  heparin), is listed with the reason among the mapped lines ("... left unknown: ..."), for the card.
+  heparin), is listed with the reason among the mapped entries (value ``None``), for the card.
+
+What was mapped is a list of :class:`Mapped` values (field, value, the FHIR evidence, a reason key): the
+card puts them in the form's words; ``str()`` of one is its machine line, with the field path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -39,6 +43,62 @@ FHIR_DATE = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)
 PREFIX_FAMILIES = ("icd10", "atc")
 HISTORY_RANK = {"current": 3, "suspected": 2, "past": 1}
 LAB_STATUSES = ("final", "amended", "corrected", "preliminary")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One piece of the record behind a mapped finding: the resource kind, the code (system family,
+    code, display) and the record's own value with its unit, each as the record gives it."""
+
+    resource: str
+    system: str = ""
+    code: str = ""
+    display: str = ""
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """What the map set (or left unknown) in the case, and from what: a value for the card to put in words.
+
+    ``path``: the case field; ``value``: what the case now holds (``None``: left unknown); ``primary``:
+    the cancer's primary beside its history; ``evidence``: the record's resources and codes; ``why``: a
+    reason key (``WHY``) with its ``params``; ``note``: a reason in the code map's own words. ``line`` is
+    the machine form (field paths, for logs and tests); the card never shows it."""
+
+    path: str
+    value: Any
+    line: str
+    evidence: tuple[Evidence, ...] = ()
+    why: str = ""
+    params: tuple[tuple[str, Any], ...] = ()
+    primary: str = ""
+    note: str = ""
+
+    def __str__(self) -> str:
+        return self.line
+
+    @property
+    def reason(self) -> str:
+        """The reason in English (the card puts it in its own language from ``why`` and ``params``)."""
+        return WHY[self.why].format(**dict(self.params)) if self.why else self.note
+
+
+# Why a finding was set or left unknown, in English (api/cards.py has them in French): key -> template.
+WHY: dict[str, str] = {
+    "unit_not_converted": "unit {unit!r} not converted",
+    "no_usable_value": "no usable value",
+    "outside_limits": "{number} outside the case's limits",
+    "no_start": "no start date (authoredOn / effective start), so neither this episode nor long-term",
+    "future_start": "its start date is in the future",
+    "long_term": "started {ago} days ago, more than {days}: long-term",
+    "renewal": "a renewal (priorPrescription): when the steroid itself began is not known",
+    "this_episode": "started {ago} days ago, within {days}: this episode",
+    "dual_antiplatelet": "dual antiplatelet therapy",
+    "one_antiplatelet": "one antiplatelet only: not dual antiplatelet therapy",
+    "fever": "temperature {celsius} °C within {hours} h",
+    "procedure": "{status}, within {days} days",
+}
 
 
 class CodeMapError(ValueError):
@@ -158,6 +218,15 @@ def default_codemap() -> CodeMap:
 
 # ------------------------------------------------------------------------------------ helpers
 
+def _display(concept: Any, family: str, code: str) -> str:
+    """The display the record gives a coding (or the concept's text), for the card."""
+    for coding in _coding_list(concept):
+        if isinstance(coding, dict) and str(coding.get("code")) == code and isinstance(coding.get("display"), str):
+            return str(coding["display"])
+    text = concept.get("text") if isinstance(concept, dict) else None
+    return text if isinstance(text, str) else ""
+
+
 def _status(concept: Any) -> Optional[str]:
     for coding in _coding_list(concept):
         if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"]:
@@ -228,15 +297,16 @@ def _when(obs: dict[str, Any], issued: bool = True) -> Optional[dt.datetime]:
 
 # ------------------------------------------------------------------------------------ rooms of the record
 
-def _patient(record: Record, case: dict[str, Any], mapped: list[str], today: dt.date) -> None:
+def _patient(record: Record, case: dict[str, Any], mapped: list[Mapped], today: dt.date) -> None:
     for patient in record.of("Patient")[:1]:
         age = _age(patient.get("birthDate"), today)
         if age is not None:
             set_path(case, "patient.age_years", age)
-            mapped.append(f"age {age} years (Patient.birthDate)")
+            mapped.append(Mapped("patient.age_years", age, f"age {age} years (Patient.birthDate)",
+                                 (Evidence("Patient", value=str(patient.get("birthDate"))),)))
 
 
-def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str]) -> None:
+def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[Mapped]) -> None:
     history: Optional[str] = None
     primary: Optional[str] = None
     for condition in record.of("Condition"):
@@ -256,25 +326,31 @@ def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: 
                     if history is None or HISTORY_RANK[level] > HISTORY_RANK[history] or (
                             level == history and primary in (None, "unknown")):
                         history, primary = level, entry_primary if entry_primary != "unknown" else primary
-                    mapped.append(f"cancer {code} -> {level}{', ' + entry_primary if entry_primary != 'unknown' else ''}")
+                    shown = entry_primary if entry_primary != "unknown" else ""
+                    evidence = (Evidence("Condition", family, code, _display(condition.get("code"), family, code)),)
+                    mapped.append(Mapped("patient.cancer.history", level,
+                                         f"cancer {code} -> {level}{', ' + shown if shown else ''}",
+                                         evidence, primary=shown))
             if clinical in (None, "active", "recurrence", "relapse"):
                 for entry_family, entry_code, path in codemap.condition_findings:
                     if codemap.matches(family, code, entry_family, entry_code):
                         set_path(case, path, True)
-                        mapped.append(f"{path} = true (Condition {code})")
+                        mapped.append(Mapped(path, True, f"{path} = true (Condition {code})", (Evidence(
+                            "Condition", family, code, _display(condition.get("code"), family, code)),)))
     if history:
         set_path(case, "patient.cancer.history", history)
         if primary:
             set_path(case, "patient.cancer.primary", primary)
 
 
-def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str],
+def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[Mapped],
                   now: dt.datetime) -> None:
     from triage import FIELDS
 
     observed: dict[str, bool] = {}
-    refused: list[str] = []
-    latest: dict[str, tuple[Optional[dt.datetime], float, str]] = {}
+    seen: dict[str, list[Evidence]] = {}
+    refused: list[Mapped] = []
+    latest: dict[str, tuple[Optional[dt.datetime], float, str, Evidence]] = {}
     fever_at: Optional[float] = None
     for obs in record.of("Observation"):
         if obs.get("status") in ("cancelled", "entered-in-error"):
@@ -290,6 +366,10 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                 value = True if answers & codemap.present else False if answers & codemap.absent else None
             if value is not None:
                 observed[path] = observed.get(path, False) or value  # present wins
+                hit = next(c for c in codes if c in codemap.observations)
+                evidence = Evidence("Observation", *hit, _display(obs.get("code"), *hit))
+                if evidence not in seen.setdefault(path, []):
+                    seen[path].append(evidence)
         lab = next((codemap.labs[c] for c in codes if c in codemap.labs), None)
         if lab is not None and obs.get("status") in LAB_STATUSES:
             path, kind = lab
@@ -298,16 +378,21 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
             if number is None or spec.minimum is None or spec.maximum is None or not spec.minimum <= number <= spec.maximum:
                 quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
                 unit = quantity.get("code") or quantity.get("unit")
-                why = (f"unit {str(unit)[:20]!r} not converted" if number is None and fhir_units.unit_known(quantity, kind) is False
-                       else "no usable value" if number is None else f"{number:g} outside the case's limits")
-                refused.append(f"{path} left unknown (Observation {codes[0][1]}: {why})")
+                why, params = (("unit_not_converted", (("unit", str(unit)[:20]),))
+                               if number is None and fhir_units.unit_known(quantity, kind) is False
+                               else ("no_usable_value", ()) if number is None
+                               else ("outside_limits", (("number", f"{number:g}"),)))
+                line = f"{path} left unknown (Observation {codes[0][1]}: {WHY[why].format(**dict(params))})"
+                refused.append(Mapped(path, None, line, (Evidence("Observation", *codes[0], _display(
+                    obs.get("code"), *codes[0])),), why, params))
             else:
                 when = _when(obs)
                 held = latest.get(path)
                 if held is None or (when is not None and (held[0] is None or when > held[0])):
                     quantity = obs["valueQuantity"]
-                    latest[path] = (when, number, f"Observation {codes[0][1]}: {quantity.get('value')} "
-                                                  f"{quantity.get('code') or quantity.get('unit')}")
+                    said = f"{quantity.get('value')} {quantity.get('code') or quantity.get('unit')}"
+                    latest[path] = (when, number, f"Observation {codes[0][1]}: {said}",
+                                    Evidence("Observation", *codes[0], _display(obs.get("code"), *codes[0]), said))
         if codemap.fever is not None and set(codes) & codemap.fever[3] and obs.get("status") in LAB_STATUSES:
             when = _when(obs, issued=False)   # a fever must be placed in time by when it was measured
             celsius = fhir_units.convert(obs.get("valueQuantity"), "temperature_celsius")
@@ -316,14 +401,22 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                 fever_at = max(fever_at or celsius, celsius)
     for path, value in observed.items():
         set_path(case, path, value)
-        mapped.append(f"{path} = {'present' if value else 'absent'} (Observation)")
-    for path, (_, number, source) in latest.items():
+        mapped.append(Mapped(path, value, f"{path} = {'present' if value else 'absent'} (Observation)",
+                             tuple(seen.get(path, ()))))
+    for path, (_, number, source, evidence) in latest.items():
         set_path(case, path, number)
-        mapped.append(f"{path} = {number:g} ({source})")
-    mapped += [line for line in dict.fromkeys(refused) if line.split(" ", 1)[0] not in latest]
+        mapped.append(Mapped(path, number, f"{path} = {number:g} ({source})", (evidence,)))
+    lines = {m.line for m in mapped}
+    for m in refused:
+        if m.path not in latest and m.line not in lines:
+            mapped.append(m)
+            lines.add(m.line)
     if fever_at is not None and codemap.fever is not None:
         set_path(case, codemap.fever[0], True)
-        mapped.append(f"{codemap.fever[0]} = true (temperature {fever_at:.1f} °C within {codemap.fever[2]:g} h)")
+        fever_params = (("celsius", f"{fever_at:.1f}"), ("hours", f"{codemap.fever[2]:g}"))
+        mapped.append(Mapped(codemap.fever[0], True,
+                             f"{codemap.fever[0]} = true ({WHY['fever'].format(**dict(fever_params))})",
+                             (Evidence("Observation"),), "fever", fever_params))
 
 
 def _medication_concept(resource: dict[str, Any], record: Record) -> Any:
@@ -352,29 +445,37 @@ def _started(resource: dict[str, Any]) -> Optional[dt.date]:
     return _day(resource.get("authoredOn"))
 
 
-def _steroid_field(resource: dict[str, Any], codemap: CodeMap, now: dt.datetime) -> tuple[Optional[str], str]:
+Why = tuple[str, tuple[tuple[str, Any], ...]]   # a key of WHY, and its parameters
+
+
+def _steroid_field(resource: dict[str, Any], codemap: CodeMap, now: dt.datetime) -> tuple[Optional[str], Why]:
     """Which corticosteroid field an active corticosteroid sets (None: neither, with why), by when it started."""
     assert codemap.corticosteroid_start is not None
     episode, long_term, days = codemap.corticosteroid_start
     started = _started(resource)
     if started is None:
-        return None, "no start date (authoredOn / effective start), so neither this episode nor long-term"
+        return None, ("no_start", ())
     ago = (now.date() - started).days
     if ago < 0:
-        return None, "its start date is in the future"
+        return None, ("future_start", ())
     if ago > days:
-        return long_term, f"started {ago} days ago, more than {days}: long-term"
+        return long_term, ("long_term", (("ago", ago), ("days", days)))
     if resource.get("resourceType") == "MedicationRequest" and resource.get("priorPrescription") is not None:
-        return None, "a renewal (priorPrescription): when the steroid itself began is not known"
-    return episode, f"started {ago} days ago, within {days}: this episode"
+        return None, ("renewal", ())
+    return episode, ("this_episode", (("ago", ago), ("days", days)))
 
 
-def _medications(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str],
+def _why(why: Why) -> str:
+    return WHY[why[0]].format(**dict(why[1]))
+
+
+def _medications(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[Mapped],
                  now: Optional[dt.datetime] = None) -> None:
     now = now or dt.datetime.now(dt.timezone.utc)
-    found: dict[str, tuple[Any, str]] = {}
-    unknown: dict[str, list[str]] = {}
-    antiplatelets: dict[str, str] = {}   # drug -> where from
+    # field -> (value, where from (machine line), evidence, why)
+    found: dict[str, tuple[Any, str, tuple[Evidence, ...], Optional[Why]]] = {}
+    unknown: dict[str, list[tuple[str, Evidence, Optional[Why], str]]] = {}   # line part, evidence, why, note
+    antiplatelets: dict[str, tuple[str, Evidence]] = {}   # drug -> where from
     for resource in record.of("MedicationRequest") + record.of("MedicationStatement"):
         if resource.get("status") != "active":
             continue
@@ -384,41 +485,54 @@ def _medications(record: Record, codemap: CodeMap, case: dict[str, Any], mapped:
                 if not codemap.matches(family, code, entry_family, entry_code):
                     continue
                 if value is None:
-                    unknown.setdefault(path, []).append(f"{kind} {display} ({family} {code})")
+                    name, _, note = display.partition(": ")
+                    unknown.setdefault(path, []).append((f"{kind} {display} ({family} {code})",
+                                                         Evidence(kind, family, code, name), None, note))
                     continue
+                evidence = Evidence(kind, family, code, display or code)
                 if codemap.corticosteroid_start is not None and path == codemap.corticosteroid_start[0]:
                     placed, why = _steroid_field(resource, codemap, now)
                     if placed is None:
-                        unknown.setdefault(path, []).append(f"{kind} {display or code} ({family} {code}): {why}")
+                        unknown.setdefault(path, []).append(
+                            (f"{kind} {display or code} ({family} {code}): {_why(why)}", evidence, why, ""))
                         continue
-                    found[placed] = (True, f"{kind} {display or code} ({family} {code}), {why}")
+                    found[placed] = (True, f"{kind} {display or code} ({family} {code}), {_why(why)}", (evidence,), why)
                     continue
                 if path in found and found[path][0] == "denosumab":
                     continue   # denosumab is kept over a bisphosphonate
-                found[path] = (value, f"{kind} {display or code} ({family} {code})")
+                found[path] = (value, f"{kind} {display or code} ({family} {code})", (evidence,), None)
             if codemap.antiplatelets is not None:
                 for entry_family, entry_code, drug, display in codemap.antiplatelets[2]:
                     if codemap.matches(family, code, entry_family, entry_code):
-                        antiplatelets.setdefault(drug, f"{kind} {display or code} ({family} {code})")
+                        antiplatelets.setdefault(drug, (f"{kind} {display or code} ({family} {code})",
+                                                        Evidence(kind, family, code, display or code)))
     if codemap.antiplatelets is not None and antiplatelets:
         path, at_least, _ = codemap.antiplatelets
-        sources = "; ".join(antiplatelets[d] for d in sorted(antiplatelets))
+        sources = "; ".join(antiplatelets[d][0] for d in sorted(antiplatelets))
+        drugs = tuple(antiplatelets[d][1] for d in sorted(antiplatelets))
         if len(antiplatelets) >= at_least:
             if path not in found:
-                found[path] = (True, f"dual antiplatelet therapy: {sources}")
+                found[path] = (True, f"dual antiplatelet therapy: {sources}", drugs, ("dual_antiplatelet", ()))
         else:
-            unknown.setdefault(path, []).append(f"one antiplatelet only ({sources}): not dual antiplatelet therapy")
-    for path, (value, source) in found.items():
+            unknown.setdefault(path, []).append((f"one antiplatelet only ({sources}): not dual antiplatelet therapy",
+                                                 drugs[0], ("one_antiplatelet", ()), ""))
+    for path, (value, source, proof, reason) in found.items():
         set_path(case, path, value)
-        mapped.append(f"{path} = {str(value).lower()} ({source})")
+        mapped.append(Mapped(path, value, f"{path} = {str(value).lower()} ({source})", proof,
+                             *(reason or ("", ()))))
     steroid_fields = codemap.corticosteroid_start[:2] if codemap.corticosteroid_start else ()
-    for path, sources in unknown.items():
+    for path, entries in unknown.items():
         if path in found or (path in steroid_fields and any(f in found for f in steroid_fields)):
             continue
-        mapped.append(f"{path} left unknown ({'; '.join(dict.fromkeys(sources))})")
+        parts = list(dict.fromkeys(entries))
+        line = f"{path} left unknown ({'; '.join(dict.fromkeys(p[0] for p in parts))})"
+        first = next((p[2] for p in parts if p[2]), None)
+        note = next((p[3] for p in parts if p[3]), "")
+        mapped.append(Mapped(path, None, line, tuple(dict.fromkeys(p[1] for p in parts)), *(first or ("", ())),
+                             note=note))
 
 
-def _procedures(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[str], now: dt.datetime) -> None:
+def _procedures(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[Mapped], now: dt.datetime) -> None:
     if codemap.procedures is None:
         return
     path, days, statuses, codes = codemap.procedures
@@ -441,15 +555,18 @@ def _procedures(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: 
         if _within(when, now, days):
             set_path(case, path, True)
             family, code = hits[0]
-            mapped.append(f"{path} = true (Procedure {codes[hits[0]] or code} ({family} {code}), {status}, "
-                          f"within {days:g} days)")
+            params = (("status", status), ("days", f"{days:g}"))
+            mapped.append(Mapped(path, True, f"{path} = true (Procedure {codes[hits[0]] or code} ({family} {code}), "
+                                             f"{WHY['procedure'].format(**dict(params))})",
+                                 (Evidence("Procedure", family, code, codes[hits[0]] or code),), "procedure", params))
             return
 
 
-def case_from_record(record: Record, codemap: CodeMap, now: dt.datetime) -> tuple[dict[str, Any], list[str]]:
-    """A case (case-format 2.2) from the record, and what was mapped from which resource (for the card)."""
+def case_from_record(record: Record, codemap: CodeMap, now: dt.datetime) -> tuple[dict[str, Any], list[Mapped]]:
+    """A case (case-format 2.2) from the record, and what was mapped from which resource (for the card):
+    :class:`Mapped` values, put in words by the card (``str()`` of one is its machine line)."""
     case: dict[str, Any] = {}
-    mapped: list[str] = []
+    mapped: list[Mapped] = []
     rooms: list[tuple[str, Callable[[], None]]] = [
         ("Patient", lambda: _patient(record, case, mapped, now.date())),
         ("Condition", lambda: _conditions(record, codemap, case, mapped)),
@@ -494,7 +611,7 @@ def findings(case: dict[str, Any]) -> list[str]:
     return out
 
 
-def case_from_prefetch(prefetch: dict[str, Any], codemap: CodeMap, today: dt.date) -> tuple[dict[str, Any], list[str]]:
+def case_from_prefetch(prefetch: dict[str, Any], codemap: CodeMap, today: dt.date) -> tuple[dict[str, Any], list[Mapped]]:
     """The case from prefetch alone (no fetching), at noon UTC of ``today``."""
     record, _ = read_prefetch(prefetch)
     now = dt.datetime.combine(today, dt.time(12), tzinfo=dt.timezone.utc)

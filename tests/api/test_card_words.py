@@ -3,6 +3,9 @@ path or a raw source key (they stay in the machine-readable parts); checked over
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -11,6 +14,8 @@ import pytest
 
 import triage
 from mscc_triage_api import cards
+from mscc_triage_api.fhir_map import case_from_record, default_codemap, findings
+from mscc_triage_api.fhir_record import read_prefetch
 from mscc_triage_api.form_texts import load_texts
 from triage._vignettes import load_suite
 
@@ -167,9 +172,10 @@ def test_a_french_card_reads_as_the_french_form_does(ruleset, french):
     held = detail.split("**Non proposé, et pourquoi**")[1].split("\n\n")[0]
     assert texts.actions["dexamethasone_16mg"]["fr"] in held
     record = detail.split("**D'après le dossier**")[1].split("\n")[0]
-    assert f"{texts.fields['presentation.weakness.present']['fr']}\u00a0: oui (Condition 26544005)" in record
-    assert "âge 70 ans" in record and "cancer 118600007 -> suspecté, lymphome" in record
-    assert "\u00a0: 2,61 (Observation 29265-6" in record
+    assert f"{texts.fields['presentation.weakness.present']['fr']}\u00a0: Oui (Condition 26544005)" in record
+    assert "Âge (ans)\u00a0: 70 (date de naissance)" in record
+    assert "Antécédent de cancer\u00a0: Suspecté, Cancer primitif\u00a0: Lymphome (problème 118600007)" in record
+    assert "Calcémie corrigée (mmol/L)\u00a0: 2,61 (Observation 29265-6" in record
     assert card["links"][1]["url"] == "https://mscc.example/fr/"            # the French form first
     assert card["links"][1]["label"].startswith("Ouvrir le formulaire")
     assert [r["code"] for r in card["overrideReasons"]] == [r["code"] for r in cards.OVERRIDE_REASONS]
@@ -205,3 +211,115 @@ def test_the_card_language_is_a_setting(tmp_path, monkeypatch):
     assert card["indicator"] == "warning"
     assert card["summary"] == "Pas assez d'éléments dans le dossier pour trier\u00a0: ouvrir le formulaire"
     assert "**Dossier**\u00a0: patient\u00a0: envoyé" in card["detail"]
+
+
+# ------------------------------------------------------------------------------------ cards from real FHIR records
+
+FHIR = Path(__file__).with_name("fhir")
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+FIELD_PATH = re.compile(r"\b(patient|presentation|assessment|labs)\.[a-z_.]+")
+
+
+def _resource(name: str) -> dict:
+    return json.loads((FHIR / f"{name}.json").read_text())
+
+
+def _fhir_records() -> list[tuple[str, dict]]:
+    """Prefetches of real FHIR records: the captured CDS Hooks requests (a matched record, HealthChain's own
+    request, a thin one), every FHIR fixture alone beside the Patient and all together, and the records the
+    map refuses a part of (a unit it does not convert, a value past the limits, an undated steroid, a
+    heparin, one antiplatelet only), so that every kind of "From the record" entry is worded."""
+    records = []
+    for name in ("breast-bone-mets-weakness", "healthchain-patient-view", "thin-record"):
+        records.append((name, json.loads((FHIR / "requests" / f"{name}.json").read_text())["prefetch"]))
+    resources = {p.stem: json.loads(p.read_text()) for p in sorted([*FHIR.glob("*.json"), *FHIR.glob("v22/*.json")])}
+    calcium, platelets = copy.deepcopy(resources["observation-calcium-mmol"]), copy.deepcopy(resources["observation-platelets"])
+    calcium["valueQuantity"] = {"value": 3.1, "unit": "furlong", "system": "http://unitsofmeasure.org", "code": "furlong"}
+    platelets["valueQuantity"]["value"] = 1e9
+    variants = {"calcium-unit-not-converted": calcium, "platelets-beyond-limits": platelets}
+    patient = resources["patient"]
+    for name, resource in [*resources.items(), *variants.items()]:
+        entries = [resource] if name == "patient" else [patient, resource]
+        records.append((name, {"r": {"resourceType": "Bundle", "entry": [{"resource": r} for r in entries]}}))
+    records.append(("everything", {"r": {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources.values()]}}))
+    return records
+
+
+def _record_parts(line: str) -> list[str]:
+    """The parts of a "From the record" line, split at the semicolons outside parentheses."""
+    parts, depth, current = [], 0, ""
+    for i, char in enumerate(line):
+        escaped = i > 0 and line[i - 1] == "\\"
+        depth += (char == "(" and not escaped) - (char == ")" and not escaped)
+        if char == ";" and depth == 0 and not escaped:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [p for p in [*parts, current.strip()] if p]
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_every_card_from_a_real_fhir_record_speaks_in_the_form_s_words(ruleset, lang):
+    """Issue 20: a card built from a real FHIR record names what it read with the form's labels and choice
+    words (English and French), never a field path or a rule, action or flag id; the field paths stay in
+    the machine lines (``str()`` of each mapped entry)."""
+    texts = load_texts(ruleset)
+    words = cards.CardWords.of(texts, lang)
+    colon = "\u00a0: " if lang == "fr" else ": "
+    ids = [r.id for r in ruleset.data.rules] + list(ruleset.data.actions) + list(ruleset.data.flags)
+    id_pattern = re.compile(r"(?<![\w.-])(" + "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
+                            + r")(?![\w.-])")
+    values = {texts.words[w][lang] for w in ("yes", "no", "not_known")} | {c[lang] for c in texts.choices.values()}
+    kinds = Counter()
+    for name, prefetch in _fhir_records():
+        record, _ = read_prefetch(prefetch)
+        case, mapped = case_from_record(record, default_codemap(), NOW)
+        assert all(m.path in texts.fields for m in mapped), (name, [m.path for m in mapped if m.path not in texts.fields])
+        assert any(FIELD_PATH.search(str(m)) or str(m).startswith(("age ", "cancer ")) for m in mapped) or not mapped
+        result = ruleset.evaluate(case)
+        if findings(case):
+            card = cards.card_for(result, ruleset, mapped, "https://mscc.example/", record, "p1", words=words)
+        else:
+            card = cards.thin_card(result, ruleset, words.labels, mapped, "https://mscc.example/", record, "p1",
+                                   words=words)
+        shown = "\n".join(_shown_everywhere(card))
+        assert not FIELD_PATH.search(shown), (name, FIELD_PATH.findall(shown)[:5])
+        assert not id_pattern.search(shown), (name, id_pattern.findall(shown)[:5])
+        heading = f"**{words.phrase('from_record')}**{colon}"
+        line = next(line for line in card["detail"].splitlines() if line.startswith(heading))[len(heading):]
+        parts = _record_parts(line) if mapped else []
+        assert len(parts) == len(mapped), (name, parts)
+        for part, entry in zip(parts, mapped, strict=True):
+            label = texts.fields[entry.path][lang]
+            assert part.startswith(label + colon), (name, part)
+            said = part[len(label + colon):].split(" (")[0].split(",")[0].strip()
+            assert said in values or re.fullmatch(r"\d+([.,]\d+)?", said), (name, part)
+            kinds[entry.why or ("unknown" if entry.value is None else type(entry.value).__name__)] += 1
+        if lang == "fr":   # the card's own words about the record are French; the record's displays are its own
+            assert not re.search(r"\b(started|days ago|left unknown|not converted|no usable value|Yes|No|Not known|"
+                                 r"medication statement|date of birth|within)\b", line), (name, line)
+    # every kind of entry was worded: findings, numbers, choices, unknowns and each reason the map gives
+    assert {"bool", "int", "float", "str", "unknown", "this_episode", "long_term", "no_start", "unit_not_converted",
+            "outside_limits", "one_antiplatelet", "fever", "procedure"} <= set(kinds), kinds
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_service_s_card_from_a_real_record_names_what_it_read_in_words(tmp_path, monkeypatch, lang):
+    """The same, through the CDS Hooks service (api/cds.py passes what it mapped to the card)."""
+    from mscc_triage_api import create_app
+
+    monkeypatch.setenv("MSCC_CDS_CARD_LANGUAGE", lang)
+    client = create_app({"TESTING": True, "CDS_STORE_PATH": str(tmp_path / "cds.sqlite3"),
+                         "CDS_ALLOW_UNAUTHENTICATED": True}).test_client()
+    body = json.loads((FHIR / "requests" / "breast-bone-mets-weakness.json").read_text())
+    card = client.post("/cds-services/mscc-triage", json=body).get_json()["cards"][0]
+    detail = card["detail"]
+    assert not FIELD_PATH.search(detail), FIELD_PATH.findall(detail)
+    if lang == "en":
+        assert "**From the record**: " in detail and "Limb weakness: Yes (observation " in detail
+        assert "Cancer history: Current, Primary cancer: Breast (condition " in detail
+    else:
+        assert "**D'après le dossier**\u00a0: " in detail
+        assert "Faiblesse d'un ou plusieurs membres\u00a0: Oui (observation " in detail
+        assert "Antécédent de cancer\u00a0: En cours, Cancer primitif\u00a0: Sein (problème " in detail

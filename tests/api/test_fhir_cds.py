@@ -70,7 +70,7 @@ def test_done_when_no_prefetch_everything_is_fetched_and_the_card_is_critical_wi
     card = response.get_json()["cards"][0]
     assert card["indicator"] == "critical"
     assert fetched_paths(fhir) == ["Condition", "MedicationRequest", "MedicationStatement", "Observation", "Patient", "Procedure"]
-    assert "labs.corrected_calcium_mmol_l = 3.6" in card["detail"]
+    assert "Corrected calcium (mmol/L): 3.6 (observation " in card["detail"]
     assert "observations: fetched from the FHIR server" in card["detail"]
     resources = [a["resource"] for s in card["suggestions"] for a in s["actions"]]
     mri = [r for r in resources if r["resourceType"] == "ServiceRequest" and "whole spine" in r["code"]["text"]]
@@ -164,7 +164,7 @@ def test_healthchain_patient_view_with_its_own_keys(client, fhir):
     response = client.post(SERVICE, json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     detail = response.get_json()["cards"][0]["detail"]
-    assert "cancer 399068003 -> current, prostate" in detail
+    assert "Cancer history: Current, Primary cancer: Prostate (condition " in detail and "SNOMED CT 399068003" in detail
     assert "conditions: sent under another key" in detail and "patient: sent" in detail
     # only what HealthChain did not send was fetched: never its Conditions again
     assert fetched_paths(fhir) == ["MedicationRequest", "MedicationStatement", "Observation", "Procedure"]

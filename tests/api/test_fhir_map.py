@@ -37,7 +37,8 @@ def res(name: str) -> dict:
 
 def case_of(*resources: dict, now: dt.datetime = NOW) -> tuple[dict, list[str]]:
     record, _ = read_prefetch({"r": {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}})
-    return case_from_record(record, default_codemap(), now)
+    case, mapped = case_from_record(record, default_codemap(), now)
+    return case, [str(m) for m in mapped]   # the machine lines (the card words them: test_card_words.py)
 
 
 def quantity_obs(code: str, value, unit: str, when: str = "2026-11-28T08:00:00Z", **extra) -> dict:

@@ -83,9 +83,9 @@ def test_done_when_no_prefetch_the_record_is_fetched_from_sekmet_and_the_card_is
     detail = card["detail"]
     for key in ("patient", "conditions", "observations", "medicationRequests", "medicationStatements"):
         assert f"{key}: fetched from the FHIR server" in detail
-    assert "labs.corrected_calcium_mmol_l = 3.6" in detail
-    assert "cancer 399068003 -> current, prostate" in detail
-    assert "patient.cancer.bone_metastases" in detail and "presentation.weakness.present" in detail
+    assert "Corrected calcium (mmol/L): 3.6 (observation " in detail
+    assert "Cancer history: Current, Primary cancer: Prostate (condition " in detail and "SNOMED CT 399068003" in detail
+    assert "Known bone metastases: Yes (condition " in detail and "Limb weakness: Yes (observation " in detail
     mri, dex = orders(card)
     assert len(mri) == 1 and len(dex) == 1
     assert card["suggestions"][0]["isRecommended"] is True and "whole spine" in card["suggestions"][0]["label"]
@@ -126,7 +126,7 @@ def test_full_prefetch_from_sekmet_searches_gives_the_same_card(client, fhir):
     assert response.status_code == 200, response.get_data(as_text=True)
     card = response.get_json()["cards"][0]
     assert card["indicator"] == "critical" and "fetched from the FHIR server" not in card["detail"]
-    assert "labs.corrected_calcium_mmol_l = 3.6" in card["detail"]
+    assert "Corrected calcium (mmol/L): 3.6 (observation " in card["detail"]
     mri, dex = orders(card)
     assert len(mri) == 1 and len(dex) == 1
 
@@ -152,7 +152,7 @@ def test_null_keys_are_not_refetched(client, fhir):
 
 def test_calcium_in_mg_per_dl_is_converted(client, fhir):
     card = client.post(SERVICE, json=call(fhir, patient="mscc-2")).get_json()["cards"][0]
-    assert "labs.corrected_calcium_mmol_l = 3.59" in card["detail"]   # 14.4 mg/dL x 0.2495
+    assert "Corrected calcium (mmol/L): 3.59 (observation " in card["detail"]   # 14.4 mg/dL x 0.2495
     assert card["indicator"] == "critical"
     assert "Patient/mscc-2" in str(card["suggestions"])
 

@@ -54,7 +54,7 @@ def call(client, procedures) -> dict:
 
 def test_the_anticoagulant_reaches_the_card_and_the_onset_is_asked(client):
     card = call(client, None)
-    assert "patient.treatments.anticoagulant = true (MedicationRequest apixaban" in card["detail"]
+    assert "On anticoagulation (or dual antiplatelet therapy): Yes (prescription apixaban" in card["detail"]
     assert "- Limb weakness (Weakness began (hours ago)): if present, emergency" in card["detail"]
     assert "procedures: sent empty (null)" in card["detail"]
 
@@ -65,7 +65,7 @@ def test_anticoagulated_with_weakness_after_a_lumbar_puncture_is_a_possible_epid
     lp["performedDateTime"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).isoformat(timespec="seconds")
     card = call(client, {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": lp}]})
     assert card["indicator"] == "critical"
-    assert "presentation.recent_neuraxial_procedure = true (Procedure Lumbar puncture" in card["detail"]
+    assert "Spinal procedure in the last 7 days: Yes (procedure Lumbar puncture" in card["detail"]
     assert rs.data.flags["consider_epidural_haematoma"].label in card["detail"]
     assert "Stop anticoagulants" in card["detail"]   # anticoagulation_review_now
     texts = [a["resource"].get("medicationCodeableConcept", a["resource"].get("code"))["text"]

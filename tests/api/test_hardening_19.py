@@ -91,7 +91,7 @@ def test_a_lab_value_beyond_a_float_is_left_unknown_not_a_crash(client):
     response = post_raw(client, SERVICE, text)
     assert response.status_code == 200, response.get_data(as_text=True)
     detail = response.get_json()["cards"][0]["detail"]
-    assert "labs.corrected_calcium_mmol_l left unknown" in detail and "no usable value" in detail
+    assert "Corrected calcium (mmol/L): Not known (observation " in detail and "no usable value" in detail
 
 
 @pytest.mark.parametrize("value", ["tökén-€", "token with space", "tok\u2028en", "\ud800", "tok\x00en"])

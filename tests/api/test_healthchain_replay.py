@@ -73,7 +73,7 @@ def test_the_matched_record_gets_its_emergency_card(server):
     [card] = answer["cards"]
     assert card["indicator"] == "critical"
     assert card["summary"].startswith("Suspected metastatic spinal cord compression")
-    assert "cancer 254837009 -> current, breast" in card["detail"]
+    assert "Cancer history: Current, Primary cancer: Breast (condition " in card["detail"] and "254837009" in card["detail"]
     assert any(s["isRecommended"] and s["label"].startswith("MRI") for s in card["suggestions"])
 
 
@@ -83,5 +83,6 @@ def test_the_matched_record_in_french(tmp_path):
     [card] = client.post(SERVICE, json=captured("matched-patient")).get_json()["cards"]
     assert card["indicator"] == "critical"
     assert card["summary"].startswith("Compression médullaire métastatique suspectée")
-    assert "cancer 254837009 -> en cours, sein" in card["detail"]
+    assert "Antécédent de cancer\u00a0: En cours, Cancer primitif\u00a0: Sein (problème " in card["detail"]
+    assert "254837009" in card["detail"]
     assert client.post(SERVICE, json=captured("default-random-patient")).status_code == 412
