@@ -51,7 +51,54 @@ class DateParam(click.ParamType):  # type: ignore[type-arg]
 
 DATE = DateParam()
 JOBS_OPTION = click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None,
-                           help="Worker processes (default: every core).")
+                           help="Worker processes (default: every core); the report is the same for any number.")
+PROGRESS_OPTION = click.option("--progress-every", "progress_every", type=click.FloatRange(0), default=5.0,
+                               show_default=True, metavar="SECONDS",
+                               help="A progress line on stderr this often (records done of the total, rate, "
+                                    "time left), and a last one when done; 0: none. Runs shorter than this "
+                                    "print nothing.")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """The progress of a long run, one line on stderr every ``every`` seconds: records done of the total
+    (``total``: an upper bound, the store's record count, or ``None`` when unknown), rate, time left."""
+
+    def __init__(self, what: str, total: Optional[int], every: float) -> None:
+        self.what, self.total, self.every = what, total, every
+        self.started = self.last = time.monotonic()
+        self.shown = False
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.every or now - self.last < self.every:
+            return
+        self.last, self.shown = now, True
+        rate = done / max(now - self.started, 1e-9)
+        line = f"{self.what}: {done:,}"
+        if self.total:
+            left = max(self.total - done, 0)
+            line += f"/{self.total:,} records ({100 * done / self.total:.0f}%), {rate:,.0f} records/s, " \
+                    f"about {_duration(left / rate) if rate else '?'} left"
+        else:
+            line += f" records, {rate:,.0f} records/s"
+        click.echo(line, err=True)
+
+    def finish(self, done: int) -> None:
+        if self.shown:
+            elapsed = time.monotonic() - self.started
+            click.echo(f"{self.what}: {done:,} records in {_duration(elapsed)}, "
+                       f"{done / max(elapsed, 1e-9):,.0f} records/s", err=True)
+
+
+def _progress(what: str, store: RecordStore, since: Optional[str], every: float) -> Progress:
+    # the store counts every record (a few prune checkpoints too) but not those since a date: then unknown
+    return Progress(what, store.count() if since is None and every else None, every)
 
 
 @click.group()
@@ -127,26 +174,27 @@ def export(since: Optional[str], all_kinds: bool, store_path: Optional[Path], ds
                    "offered. Records are matched to rulesets by sha256.")
 @click.option("--since", type=DATE, default=None)
 @JOBS_OPTION
+@PROGRESS_OPTION
 @_store_options
 @handle_errors
-def replay(rulesets: tuple[Path, ...], since: Optional[str], jobs: Optional[int], store_path: Optional[Path],
-           dsn: Optional[str]) -> None:
+def replay(rulesets: tuple[Path, ...], since: Optional[str], jobs: Optional[int], progress_every: float,
+           store_path: Optional[Path], dsn: Optional[str]) -> None:
     """Re-evaluate recorded cases with the ruleset each was recorded under; any difference exits 1."""
     from ._reevaluate import replay as run_replay
 
     paths: dict[str, Optional[str]] = {load_ruleset_data(None).sha256: None}
     for folder in rulesets:
         paths[load_ruleset_data(folder).sha256] = str(folder)
-    report = run_replay(_open(store_path, dsn).bodies(since=since), paths, jobs)
-    missing = sorted({detail for _, _, kind, detail in report.failures if kind == "missing"})
+    store = _open(store_path, dsn)
+    progress = _progress("replay", store, since, progress_every)
+    report = run_replay(store.bodies(since=since), paths, jobs, progress)
+    progress.finish(report.checked)
     for seq, rid, kind, detail in report.failures:
-        if kind != "missing":
-            click.echo(f"record {seq} ({rid}): {'error' if kind == 'error' else 'not reproduced'}: {detail}", err=True)
-    for sha in missing:
-        n = sum(1 for f in report.failures if f[2] == "missing" and f[3] == sha)
+        click.echo(f"record {seq} ({rid}): {'error' if kind == 'error' else 'not reproduced'}: {detail}", err=True)
+    for sha, n in sorted(report.missing.items()):
         click.echo(f"{n} records were recorded under ruleset sha256 {sha}: give it with --ruleset PATH", err=True)
     if not report.ok:
-        click.echo(f"replayed {report.checked} records: {len(report.failures)} reproducibility failures", err=True)
+        click.echo(f"replayed {report.checked} records: {report.failed} reproducibility failures", err=True)
         sys.exit(1)
     click.echo(f"replayed {report.checked} records: 0 differences")
 
@@ -191,17 +239,22 @@ def prune(before: Optional[str], store_path: Optional[Path], dsn: Optional[str])
 @click.option("--limit", type=click.IntRange(0), default=50, show_default=True,
               help="Changed records listed (text format); the counts cover all.")
 @JOBS_OPTION
+@PROGRESS_OPTION
 @_store_options
 @handle_errors
-def impact(new_rules: Path, since: Optional[str], fmt: str, limit: int, jobs: Optional[int],
+def impact(new_rules: Path, since: Optional[str], fmt: str, limit: int, jobs: Optional[int], progress_every: float,
            store_path: Optional[Path], dsn: Optional[str]) -> None:
     """Re-triage the recorded cases under the ruleset NEW_RULES: what would change (urgency down first)."""
     from ._reevaluate import impact as run_impact
 
     data = load_ruleset_data(new_rules)   # a broken candidate stops here (exit 3), before any work
+    store = _open(store_path, dsn)
+    progress = _progress("impact", store, since, progress_every)
     started = time.perf_counter()
-    report = run_impact(_open(store_path, dsn).bodies(since=since), new_rules, jobs)
+    # the text report lists at most --limit changes: only those are kept (memory stays flat)
+    report = run_impact(store.bodies(since=since), new_rules, jobs, progress, keep=None if fmt == "json" else limit)
     elapsed = time.perf_counter() - started
+    progress.finish(report.total)
     summary = report.summary()
     if fmt == "json":
         click.echo(json.dumps({"candidate": {"name": data.name, "version": data.version, "sha256": data.sha256},
@@ -227,7 +280,7 @@ def impact(new_rules: Path, since: Optional[str], fmt: str, limit: int, jobs: Op
                 parts.append(f"{sign}{label} {','.join(items)}")
         click.echo(f"{'DOWN' if change.direction == 'down' else change.direction:>4}  record {change.seq} "
                    f"({change.id}, {change.channel}, {change.time}): " + "; ".join(parts))
-    for seq, rid, error in report.errors[:limit]:
+    for seq, rid, error in report.errors[:limit]:  # the first ones
         click.echo(f"error record {seq} ({rid}): {error}", err=True)
 
 

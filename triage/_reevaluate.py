@@ -5,6 +5,13 @@ chunks; each worker process (started with ``spawn``: it inherits no engine state
 it needs once, parses, evaluates and compares, and sends back only what differs. The parent never
 evaluates anything.
 
+Memory stays flat whatever the size of the record: the store is read in batches, at most a few chunks
+are in flight (the pool's input pipe blocks the reader while the workers are busy), and the reports
+keep counts, not records: replay keeps the records recorded under a ruleset not given as a count per
+sha256, impact keeps only the first ``keep`` changes in report order (``None``: all, for the JSON
+report). Results come back in record order, so a report is the same whatever the number of workers.
+``progress`` (if given) is called with the number of records done after each chunk.
+
 - replay: each record is evaluated with the ruleset it was recorded under (matched by sha256); the
   result must equal the recorded one exactly (``case_id`` aside, which is never recorded).
 - impact: each record is evaluated with a candidate ruleset; urgency, action ids and flag ids are
@@ -19,7 +26,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ._conditions import URGENCY_RANK
 from ._record import recorded_result
@@ -49,8 +56,8 @@ def _ruleset(sha: str) -> Any:
     return found
 
 
-def _replay_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str, str]]:
-    """(seq, id, kind, detail) for every record that does not replay identically."""
+def _replay_chunk(chunk: list[tuple[int, str]]) -> tuple[int, list[tuple[int, str, str, str]]]:
+    """The chunk's size and (seq, id, kind, detail) for every record that does not replay identically."""
     out = []
     for seq, text in chunk:
         body = json.loads(text)
@@ -65,7 +72,7 @@ def _replay_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str, str
             continue
         if again != body["result"]:
             out.append((seq, body["id"], "differs", _describe(body["result"], again)))
-    return out
+    return len(chunk), out
 
 
 def _describe(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -148,14 +155,20 @@ def _run(func: Any, rows: Iterable[tuple[int, str]], paths: dict[str, Optional[s
 @dataclass
 class ReplayReport:
     checked: int = 0
-    failures: list[tuple[int, str, str, str]] = field(default_factory=list)
+    failures: list[tuple[int, str, str, str]] = field(default_factory=list)   # (seq, id, kind, detail)
+    missing: Counter[str] = field(default_factory=Counter)     # records per ruleset sha256 not given
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.missing
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures) + sum(self.missing.values())
 
 
-def replay(rows: Iterable[tuple[int, str]], paths: dict[str, Optional[str]], jobs: Optional[int] = None) -> ReplayReport:
+def replay(rows: Iterable[tuple[int, str]], paths: dict[str, Optional[str]], jobs: Optional[int] = None,
+           progress: Optional[Callable[[int], None]] = None) -> ReplayReport:
     """Re-evaluate each record with its own ruleset (``paths``: sha256 -> ruleset folder)."""
     report = ReplayReport()
 
@@ -164,45 +177,74 @@ def replay(rows: Iterable[tuple[int, str]], paths: dict[str, Optional[str]], job
             report.checked += 1
             yield row
 
-    for failures in _run(_replay_chunk, counted(), paths, None, jobs):
-        report.failures.extend(failures)
-    report.failures.sort()
+    done = 0
+    for size, failures in _run(_replay_chunk, counted(), paths, None, jobs):
+        for failure in failures:
+            if failure[2] == "missing":
+                report.missing[failure[3]] += 1
+            else:
+                report.failures.append(failure)
+        done += size
+        if progress is not None:
+            progress(done)
     return report
+
+
+def _order(change: Change) -> tuple[int, int, int]:
+    """Report order: urgency down first (largest drop first), then up, then the same urgency; by seq within."""
+    drop = URGENCY_RANK[change.new_urgency] - URGENCY_RANK[change.old_urgency] if change.direction == "down" else 0
+    return ({"down": 0, "up": 1, "same": 2}[change.direction], drop, change.seq)
 
 
 @dataclass
 class ImpactReport:
+    """Counts over every record; the changes and errors themselves only up to ``keep`` (``None``: all)."""
+
+    keep: Optional[int] = None
     total: int = 0
     changes: list[Change] = field(default_factory=list)
     errors: list[tuple[int, str, str]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, total: int, changes: list[Change], errors: list[tuple[int, str, str]]) -> None:
+        self.total += total
+        self.counts["changed"] += len(changes)
+        self.counts["errors"] += len(errors)
+        for c in changes:
+            self.counts[c.direction] += 1
+            self.counts["actions"] += bool(c.added_actions or c.removed_actions)
+            self.counts["flags"] += bool(c.added_flags or c.removed_flags)
+        self.changes.extend(changes)
+        self.errors.extend(errors)
+        if self.keep is not None:
+            del self.errors[self.keep:]                    # they arrive in seq order: the first ones
+            if len(self.changes) > 2 * self.keep + CHUNK:  # the best ``keep`` so far, sorted now and then
+                self.changes = sorted(self.changes, key=_order)[:self.keep]
 
     def summary(self) -> dict[str, int]:
-        directions = Counter(c.direction for c in self.changes)
         return {
             "records": self.total,
-            "changed": len(self.changes),
-            "urgency_down": directions["down"],
-            "urgency_up": directions["up"],
-            "actions_changed": sum(1 for c in self.changes if c.added_actions or c.removed_actions),
-            "flags_changed": sum(1 for c in self.changes if c.added_flags or c.removed_flags),
-            "unchanged": self.total - len(self.changes) - len(self.errors),
-            "errors": len(self.errors),
+            "changed": self.counts["changed"],
+            "urgency_down": self.counts["down"],
+            "urgency_up": self.counts["up"],
+            "actions_changed": self.counts["actions"],
+            "flags_changed": self.counts["flags"],
+            "unchanged": self.total - self.counts["changed"] - self.counts["errors"],
+            "errors": self.counts["errors"],
         }
 
     def ordered(self) -> list[Change]:
         """Urgency down first (largest drop first), then up, then the same urgency; by seq within."""
-        order = {"down": 0, "up": 1, "same": 2}
-        return sorted(self.changes, key=lambda c: (order[c.direction],
-                                                   URGENCY_RANK[c.new_urgency] - URGENCY_RANK[c.old_urgency]
-                                                   if c.direction == "down" else 0, c.seq))
+        return sorted(self.changes, key=_order)[:self.keep]
 
 
-def impact(rows: Iterable[tuple[int, str]], candidate: Path | str, jobs: Optional[int] = None) -> ImpactReport:
+def impact(rows: Iterable[tuple[int, str]], candidate: Path | str, jobs: Optional[int] = None,
+           progress: Optional[Callable[[int], None]] = None, keep: Optional[int] = None) -> ImpactReport:
     """Re-triage the recorded cases under the candidate ruleset folder; compare with what was recorded."""
-    report = ImpactReport()
+    report = ImpactReport(keep=keep)
     key = "candidate"
     for total, changes, errors in _run(_impact_chunk, rows, {key: str(candidate)}, key, jobs):
-        report.total += total
-        report.changes.extend(changes)
-        report.errors.extend(errors)
+        report.add(total, changes, errors)
+        if progress is not None:
+            progress(report.total)
     return report
