@@ -37,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Union
 
+from . import outbound
+
 log = logging.getLogger("mscc_triage.api.fhir")
 ENV = "MSCC_TRIAGE_FHIR_SERVERS"
 FHIR_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -205,22 +207,12 @@ def _get(url: str, token: Optional[_Token], deadline: float, settings: FetchSett
             raise FetchTimeout(f"no answer within {settings.request_timeout_s * 1000:.0f} ms")
         return remaining
 
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=left(),
-                                           context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=left())
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"Accept": "application/fhir+json", "User-Agent": "mscc-triage"}
     if token is not None:
         headers["Authorization"] = token.header()
+    conn = outbound.connection(parts, left)
     try:
-        conn.connect()
-        sock = conn.sock
-        conn.request("GET", path, headers=headers)
-        sock.settimeout(left())
-        response = conn.getresponse()
+        response, sock = outbound.get(conn, parts, headers, left)
         status = response.status
         if status in (401, 403):
             raise AuthorizationFailed(f"the FHIR server answered {status} (the access token was refused)")
@@ -232,22 +224,12 @@ def _get(url: str, token: Optional[_Token], deadline: float, settings: FetchSett
             raise Unreachable(f"the FHIR server failed ({status})")
         if status != 200:
             raise NotFhir(f"the FHIR server answered {status}")
-        ctype = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        ctype = outbound.content_type(response)
         if ctype not in FHIR_TYPES:
             raise NotFhir(f"the answer is {ctype or 'untyped'}, not FHIR JSON")
-        length = response.getheader("Content-Length")
-        if length and length.isdigit() and int(length) > settings.max_bytes:
+        body = outbound.read_capped(sock, response, left, settings.max_bytes)
+        if body is None:
             raise NotFhir(f"the answer is larger than {settings.max_bytes} bytes")
-        chunks, size = [], 0
-        while True:
-            sock.settimeout(left())
-            chunk = response.read1(65536)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > settings.max_bytes:
-                raise NotFhir(f"the answer is larger than {settings.max_bytes} bytes")
-            chunks.append(chunk)
     except (socket.timeout, TimeoutError):
         raise FetchTimeout(f"no answer within {settings.request_timeout_s * 1000:.0f} ms") from None
     except (ssl.SSLError, ssl.CertificateError) as exc:
@@ -258,7 +240,7 @@ def _get(url: str, token: Optional[_Token], deadline: float, settings: FetchSett
         raise NotFhir("the request could not be sent (a URL or header that is not ASCII)") from None
     finally:
         conn.close()
-    return _resource(b"".join(chunks))
+    return _resource(body)
 
 
 def _reject_constant(name: str) -> Any:

@@ -36,6 +36,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
+from . import outbound
+
 log = logging.getLogger("mscc_triage.api.jwks")
 
 TIMEOUT_S = 2.0          # one fetch of a set: connect, send, every read, all within this
@@ -134,40 +136,20 @@ def fetch_jwks(url: str, timeout_s: float = TIMEOUT_S, max_bytes: int = MAX_BYTE
             raise JwksError(f"no answer within {timeout_s:g} s")
         return remaining
 
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=left(),
-                                           context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=left())
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn = outbound.connection(parts, left)
     try:
-        conn.connect()
-        sock = conn.sock
-        conn.request("GET", path, headers={"Accept": "application/jwk-set+json, application/json",
-                                           "User-Agent": "mscc-triage"})
-        sock.settimeout(left())
-        response = conn.getresponse()
+        response, sock = outbound.get(conn, parts, {"Accept": "application/jwk-set+json, application/json",
+                                              "User-Agent": "mscc-triage"}, left)
         if 300 <= response.status < 400:
             raise JwksError(f"the JWK Set URL answered a redirect ({response.status}), which is not followed")
         if response.status != 200:
             raise JwksError(f"the JWK Set URL answered {response.status}")
-        ctype = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        ctype = outbound.content_type(response)
         if ctype not in JWKS_TYPES:
             raise JwksError(f"the JWK Set URL answered {ctype or 'untyped content'}, not JSON")
-        length = response.getheader("Content-Length")
-        if length and length.isdigit() and int(length) > max_bytes:
+        body = outbound.read_capped(sock, response, left, max_bytes)
+        if body is None:
             raise JwksError(f"the JWK Set is larger than {max_bytes} bytes")
-        chunks, size = [], 0
-        while True:
-            sock.settimeout(left())
-            chunk = response.read1(65536)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > max_bytes:
-                raise JwksError(f"the JWK Set is larger than {max_bytes} bytes")
-            chunks.append(chunk)
     except (socket.timeout, TimeoutError):
         raise JwksError(f"no answer within {timeout_s:g} s") from None
     except (ssl.SSLError, ssl.CertificateError) as exc:
@@ -177,7 +159,7 @@ def fetch_jwks(url: str, timeout_s: float = TIMEOUT_S, max_bytes: int = MAX_BYTE
     finally:
         conn.close()
     try:
-        data = json.loads(b"".join(chunks).decode("utf-8"))
+        data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise JwksError("the JWK Set URL's answer is not JSON") from None
     keys = data.get("keys") if isinstance(data, dict) else None
