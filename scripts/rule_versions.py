@@ -4,7 +4,7 @@
     python scripts/rule_versions.py --write    # record the current rules (after bumping the versions)
 
 A rule's meaning is everything in its entry but its version, title, rationale and source (wording
-changes need no new version). tests/test_rule_versions.py runs the comparison.
+changes need no new version), with the scan words of the vocabulary's ``scans`` table written out. tests/test_rule_versions.py runs the comparison.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
+from triage._ruleset import expanded_rule_entries
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
@@ -23,13 +23,11 @@ WORDING = ("version", "title", "rationale", "source")
 
 
 def fingerprints(rules: Path = RULES) -> dict[str, dict[str, str]]:
-    manifest = yaml.safe_load((rules / "ruleset.yaml").read_text(encoding="utf-8"))
     found: dict[str, dict[str, str]] = {}
-    for name in manifest["rule_files"]:
-        for entry in yaml.safe_load((rules / name).read_text(encoding="utf-8"))["rules"]:
-            meaning = {k: v for k, v in entry.items() if k not in WORDING}
-            digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()[:16]
-            found[entry["id"]] = {"version": str(entry["version"]), "meaning": digest}
+    for _file, entry in expanded_rule_entries(rules):   # scan words written out: a rule means its expansion
+        meaning = {k: v for k, v in entry.items() if k not in WORDING}
+        digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()[:16]
+        found[entry["id"]] = {"version": str(entry["version"]), "meaning": digest}
     return found
 
 

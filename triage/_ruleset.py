@@ -28,6 +28,7 @@ from ._conditions import (
 )
 from ._hints import did_you_mean
 from ._errors import RulesetError
+from ._scans import ScanTable, expand_rule, load_scan_table
 from .settings import load_settings
 
 TIMINGS = ("immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine")
@@ -89,6 +90,7 @@ class FlagDef(_Strict):
 class _VocabularyFile(_Strict):
     actions: list[ActionDef]
     flags: list[FlagDef]
+    scans: Any = None   # the scan, named once (triage/_scans.py); checked by load_scan_table
 
 
 class _ConceptEntry(_Strict):
@@ -317,10 +319,16 @@ def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData
         concepts[entry.id] = Concept(entry.id, entry.meaning,
                                      _condition(entry.when, manifest.concepts, None, f"concept {entry.id}.when"))
 
+    scans = load_scan_table(vocab.scans, manifest.vocabulary)
+    for scan_action in sorted(scans.actions() if scans else ()):
+        if scan_action not in actions:
+            raise RulesetError(manifest.vocabulary, f"scans: '{scan_action}' is not an action of the vocabulary",
+                               hint=_hint(scan_action, list(actions)))
+
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     for file in manifest.rule_files:
-        data = _read_yaml(folder, file)
+        data = _expanded(_read_yaml(folder, file), scans, file)
         parsed = _validate(_RulesFile, file, data, "rules")
         for entry in parsed.rules:
             if entry.id in seen:
@@ -336,6 +344,28 @@ def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData
     )
     _check_references(data, manifest.concepts)
     return data  # type: ignore[no-any-return]
+
+
+def _expanded(data: Any, scans: Optional[ScanTable], file: str) -> Any:
+    """A rule file's data with the scan words (``triage/_scans.py``) written out in the plain language."""
+    if isinstance(data, dict) and isinstance(data.get("rules"), list):
+        return {**data, "rules": [expand_rule(entry, scans, file) for entry in data["rules"]]}
+    return data
+
+
+def expanded_rule_entries(folder: Path) -> list[tuple[str, Any]]:
+    """Every rule entry of a ruleset folder (file, entry) as the engine reads it: scan words written out.
+
+    Used to fingerprint a rule's meaning (``scripts/rule_versions.py``): a rule means what its expansion
+    says, so a change in the scans table changes the meaning of every rule that names the scan."""
+    manifest = _validate(_ManifestFile, "ruleset.yaml", _read_yaml(folder, "ruleset.yaml"))
+    vocab = _validate(_VocabularyFile, manifest.vocabulary, _read_yaml(folder, manifest.vocabulary))
+    scans = load_scan_table(vocab.scans, manifest.vocabulary)
+    out: list[tuple[str, Any]] = []
+    for file in manifest.rule_files:
+        data = _expanded(_read_yaml(folder, file), scans, file)
+        out.extend((file, entry) for entry in (data.get("rules") or []))
+    return out
 
 
 def _build_rule(entry: _RuleEntry, file: str, order: int, actions: dict[str, ActionDef],
