@@ -67,7 +67,7 @@ def test_two_thousand_evaluations_leave_no_engine_state(ruleset):
         case = cases[i % len(cases)]
         assert ruleset.evaluate(case).to_json() == reference[case["case_id"]]
     last_sid = next(_engine._SIDS)
-    engines = [ruleset._full, *(engine for engine, _ in ruleset._what_if.values())]
+    engines = [ruleset._full, *(engine for engine, _ in [*ruleset._what_if.values(), *ruleset._uncut.values()])]
     handles = [e._handle for e in engines if e._handle is not None]
     assert handles
     for sid in range(first_sid, last_sid + 1):

@@ -215,11 +215,38 @@ def test_partial_evaluation_gives_the_unknowns_of_the_full_program(ruleset, monk
     import triage._triage as engine_module
     assert len(ruleset._what_if) > 50 and all(k[0] == "program" for k in ruleset._what_if), "cut programs were used"
     assert len(ruleset._what_if) <= engine_module.MAX_WHAT_IF_PROGRAMS
+    assert ruleset._uncut, "a pattern met once on a frequent combination is answered by the uncut program"
     monkeypatch.setattr(engine_module, "MAX_WHAT_IF_PROGRAMS", 0)   # every what-if on the uncut program
     general = triage.load_ruleset(ruleset.path)
     for case, expected in zip(cases, pruned):
         assert general.evaluate(case).unknowns == expected, case
-    assert all(k[0] != "program" for k in general._what_if)
+    assert not general._what_if and general._uncut   # every what-if on an uncut program
+
+
+def test_remembered_what_if_answers_equal_fresh_ones(ruleset, monkeypatch):
+    """The what-if's answers kept by what they depend on (the program, the fields it reads, the trials)
+    equal the answers computed afresh, for cases in another order, near-duplicates included; a result
+    changed by its caller does not change the next one."""
+    import random
+
+    import triage._triage as engine_module
+    cases = _all_cases() + list(random_valid_cases(seed=21, n=200, density=0.5))
+    remembered = triage.load_ruleset(ruleset.path)
+    first = [remembered.evaluate(case).unknowns for case in cases]
+    assert len(remembered._answers) < len(cases)      # cases that differ in what the what-if ignores share one
+    shuffled = list(range(len(cases)))
+    random.Random(3).shuffle(shuffled)
+    again = {i: remembered.evaluate(cases[i]) for i in shuffled}
+    for result in again.values():
+        for unknown in result.unknowns:
+            unknown.would_add_flags.append("tampered")
+    monkeypatch.setattr(engine_module, "MAX_WHAT_IF_ANSWERS", 0)
+    fresh = triage.load_ruleset(ruleset.path)
+    for i, case in enumerate(cases):
+        expected = fresh.evaluate(case).unknowns
+        assert first[i] == expected, case
+        assert remembered.evaluate(case).unknowns == expected, case   # after the tampering
+    assert not fresh._answers
 
 
 def test_the_fast_cut_is_the_partial_evaluation(ruleset):

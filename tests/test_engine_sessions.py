@@ -87,14 +87,19 @@ def test_a_session_that_failed_is_not_reused(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_what_if_programs_are_freed_past_their_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stream of new patients keeps at most MAX_WHAT_IF_PROGRAMS cut programs loaded; a program
-    freed while a thread still holds it is loaded again for that run and freed after it."""
+    """A stream of patients keeps at most MAX_WHAT_IF_PROGRAMS cut programs (patterns met again) and
+    MAX_UNCUT_PROGRAMS uncut ones (patterns met once) loaded; a program freed while a thread still
+    holds it is loaded again for that run and freed after it."""
     import triage._triage as triage_module
 
     monkeypatch.setattr(triage_module, "MAX_WHAT_IF_PROGRAMS", 64)
+    monkeypatch.setattr(triage_module, "MAX_UNCUT_PROGRAMS", 4)
     ruleset = triage.load_ruleset()
     cases = list(random_valid_cases(seed=2209, n=400, density=0.6))
+    first = [ruleset.evaluate(case).model_dump() for case in cases]
+    assert len(ruleset._uncut) == 4 and not ruleset._what_if   # each pattern met once: uncut programs
     answers = [ruleset.evaluate(case).model_dump() for case in cases]
+    assert answers == first
     assert len(ruleset._what_if) == 64      # the stream met more than 64 programs: some were freed
     engine, _ = next(iter(ruleset._what_if.values()))
     engine.close()
