@@ -15,11 +15,11 @@ some of them; the README's settings table is the reference):
   default a new private folder per app, shared by the workers of one server (loaded before they fork).
 - ``MSCC_CDS_ISSUERS_FILE`` -> ``CDS_TRUSTED_ISSUERS``: a JSON file ``{"<iss>": {"keys": [JWK, ...]}}``
   or ``{"<iss>": {"jku": "https://..."}}`` of the EHRs allowed to call CDS Hooks, with their public keys
-  or the one JWK Set URL each may use (``api/jwks.py``).
+  or the one JWK Set URL each may use (``api/cds/jwks.py``).
 - ``MSCC_CDS_JWT_MAX_LIFETIME_S`` -> ``CDS_JWT_MAX_LIFETIME_S``: the longest a CDS Hooks JWT may live,
   ``exp`` minus ``iat`` in seconds (default 300, as CDS Hooks recommends; at most 3600).
 - ``MSCC_CDS_CARD_LANGUAGE`` -> ``CDS_CARD_LANGUAGE``: ``en`` (default) or ``fr``, the language of the
-  CDS Hooks cards (the form's own French words, ``api/cards.py``).
+  CDS Hooks cards (the form's own French words, ``api/cds/cards.py``).
 - ``MSCC_CDS_ALLOW_UNAUTHENTICATED=1`` -> ``CDS_ALLOW_UNAUTHENTICATED``: development only. Without
   trusted issuers and without this, every CDS Hooks service call answers 401.
 - ``MSCC_RECORD_PATH`` -> ``RECORD_PATH`` and ``MSCC_RECORD_DSN`` -> ``RECORD_DSN``: the decision record
@@ -39,7 +39,7 @@ import triage
 
 from triage.settings import SettingsError, load_settings
 
-if TYPE_CHECKING:   # Flask is imported by create_app: api.form_texts (used by the CLI) stays Flask-free
+if TYPE_CHECKING:   # Flask is imported by create_app, never when the package is imported
     from flask import Flask, Response
 
 EXTENSION = "mscc_triage"
@@ -124,10 +124,10 @@ def _issuers_from_file(path: Optional[str]) -> dict[str, Any]:
             data = json.load(handle)
     except (OSError, ValueError) as exc:
         raise ApiConfigError(f"MSCC_CDS_ISSUERS_FILE {path}: cannot be read as JSON ({exc})") from None
-    from .jwks import parse_issuers
+    from .cds.jwks import parse_issuers
 
     try:
-        parse_issuers(data)   # keys inline or a JWK Set URL (api/jwks.py); checked again, from the config, by cds
+        parse_issuers(data)   # keys inline or a JWK Set URL (api/cds/jwks.py); checked again, from the config, by cds
     except ValueError as exc:
         raise ApiConfigError(f"MSCC_CDS_ISSUERS_FILE {path}: {exc}") from None
     return data

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import triage
 
-from .cards import ORDERABLE, PRIORITY, _draft
+from .cds.cards import ORDERABLE, PRIORITY, _draft
 
 SYSTEM = "urn:mscc-triage"
 

@@ -10,8 +10,9 @@ from flask import Blueprint, Flask, Response, current_app, render_template_strin
 
 import triage
 
-from . import cds, problems, record_hook
+from . import problems, record_hook
 from .body import read_json_body
+from .cds import service as cds
 from .limits import MAX_JSON_DEPTH
 from .problems import ApiProblem
 

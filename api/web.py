@@ -4,7 +4,7 @@ The form layer translates its own widgets (radio buttons, selects, number inputs
 engine receives real JSON booleans and numbers. A value the form cannot read is a field error shown
 next to the field, never dropped. Every word shown comes from ``rules/form.yaml``,
 ``rules/vocabulary.yaml`` (English labels) and ``rules/labels.fr.yaml`` (French labels), loaded and
-checked when the app starts (:mod:`api.form_texts`): a broken file stops the start, never a request.
+checked when the app starts (``triage.load_form_texts``): a broken file stops the start, never a request.
 If the engine fails, the page says so in its own language, keeps the answers and asks for triage
 by clinical judgement meanwhile (503); any other failure of a form page is an HTML page too, never JSON.
 
@@ -27,19 +27,18 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 import triage
-from triage import FIELDS, RecordUnavailable, set_path
+from triage import FIELDS, FormTexts, RecordUnavailable, load_form_texts, set_path, source_parts
 
 from . import record_hook
 from .body import FRAMING_ERRORS, framing_problem
-from .form_texts import Texts, load_texts
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
 LANGUAGES = ("en", "fr")
-TEXTS = "mscc_form_texts"   # app.extensions key of the checked Texts
+TEXTS = "mscc_form_texts"   # app.extensions key of the checked FormTexts
 log = logging.getLogger("mscc_triage.web")
 
 
-def texts() -> Texts:
+def texts() -> FormTexts:
     """The form's words, loaded and checked when the app started."""
     return current_app.extensions[TEXTS]
 
@@ -100,7 +99,7 @@ def form_values(case: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def message_for(problem: triage.Problem, lang: str, t: Texts) -> str:
+def message_for(problem: triage.Problem, lang: str, t: FormTexts) -> str:
     """A core problem in the page's language, built from its code (the core's reasons are English)."""
     template = t.messages.get(problem.code, t.messages["invalid_value"])[lang]
     other = ""
@@ -142,7 +141,7 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     if request.method == "POST":
         values = {k: v for k, v in request.form.items() if k in FIELDS}
     elif request.args.get("from"):
-        from .cds import prefilled_answers
+        from .cds.service import prefilled_answers
 
         answers = prefilled_answers(current_app, request.args["from"])
         if answers is not None:
@@ -204,7 +203,7 @@ def symptoms_asked(values: dict[str, str]) -> bool:
     return any(path.startswith(prefixes) and (raw or "").strip() for path, raw in values.items())
 
 
-def not_assessed(values: dict[str, str], result: Any, t: Texts) -> list[str]:
+def not_assessed(values: dict[str, str], result: Any, t: FormTexts) -> list[str]:
     """The symptom questions left unanswered, in the form's order, for the note (what was not examined).
 
     The questions of the presentation's groups that are asked on their own (a follow-up only when its
@@ -222,15 +221,13 @@ def not_assessed(values: dict[str, str], result: Any, t: Texts) -> list[str]:
     return out
 
 
-def cited_sources(result: Any, rules: dict[str, Any], lang: str, t: Texts) -> dict[str, Any]:
+def cited_sources(result: Any, rules: dict[str, Any], lang: str, t: FormTexts) -> dict[str, Any]:
     """The result's sources, each once, numbered: current national guidance first (``source_rank``).
 
     Returns ``{"list": [citation, ...], "of": {source string: [numbers]}}``, so that an action or a
     rule refers to its sources by number instead of repeating them.
     """
     from triage import source_rank
-
-    from .form_texts import source_parts
 
     strings = [a.source or "" for a in result.actions] + [rules[r.id].source or "" for r in result.fired_rules if r.id in rules]
     parts: list[str] = []
@@ -258,7 +255,7 @@ def _raising(result: Any) -> Optional[str]:
     return top if URGENCY_RANK[top] > URGENCY_RANK[result.urgency] else None
 
 
-def display_values(values: dict[str, str], lang: str, t: Texts) -> list[tuple[str, str]]:
+def display_values(values: dict[str, str], lang: str, t: FormTexts) -> list[tuple[str, str]]:
     """The answers given, in the form's order, as (label, answer) in the page's language."""
     shown = []
     for group in t.groups:
@@ -332,7 +329,7 @@ def init_app(app: Flask) -> None:
     """Register the form blueprint; its words are loaded and checked now, like the rules."""
     from . import ruleset_of
 
-    loaded = load_texts(ruleset_of(app))
+    loaded = load_form_texts(ruleset_of(app))
     for note in loaded.unused:
         log.warning("form texts: %s", note)
     app.extensions[TEXTS] = loaded

@@ -417,8 +417,12 @@ def test_the_wheel_carries_the_rules_form_texts_and_labels(clone):
     names = zipfile.ZipFile(wheel).namelist()
     for name in [p.name for p in (ROOT / "rules").iterdir() if p.is_file()]:
         assert f"triage/rules/{name}" in names
-    assert "mscc_triage_api/templates/triage_form.html" in names and "mscc_triage_api/fhir_codemap.yaml" in names
+    assert "mscc_triage_api/templates/triage_form.html" in names and "mscc_triage_api/fhir/codemap.yaml" in names
     assert not any(n.startswith("api/") for n in names)   # no top-level package named 'api'
+    edge = ROOT / "api"   # every module of the service, its rooms (fhir/, cds/) included
+    missing = [str(p.relative_to(edge)) for p in edge.rglob("*.py") if "__pycache__" not in p.parts
+               and f"mscc_triage_api/{p.relative_to(edge).as_posix()}" not in names]
+    assert not missing, missing
     assert any(n.endswith("licenses/LICENSE") for n in names)
 
 

@@ -53,7 +53,7 @@ def test_a_missing_folder_is_called_missing():
 
 
 # What a user reads: the package, the service, its templates, the docs and the README.
-_USER_FACING = [*ROOT.glob("triage/*.py"), *ROOT.glob("api/*.py"), *ROOT.glob("api/templates/*.html"),
+_USER_FACING = [*ROOT.glob("triage/*.py"), *ROOT.glob("api/**/*.py"), *ROOT.glob("api/templates/*.html"),
                 *ROOT.glob("docs/*.md"), ROOT / "README.md", ROOT / "rules" / "form.yaml"]
 _STALE = re.compile(r"case-format (v1|v2|2\.1)\b|result-format (v1|v2|2)\b(?!\.)|case format (v1|2\.1)\b")
 

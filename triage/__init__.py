@@ -20,6 +20,7 @@ from ._result import (
 )
 from ._record import CdsContext, Record, RecordStore, open_store
 from ._sins import sins_category, sins_total
+from ._texts import FormGroup, FormTexts, french_typography, load_form_texts
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
 
 try:  # the package's version lives in one place, pyproject.toml
@@ -40,6 +41,8 @@ __all__ = [
     "FieldSpec",
     "FiredRule",
     "FlagItem",
+    "FormGroup",
+    "FormTexts",
     "Hold",
     "Problem",
     "RESULT_FORMAT",
@@ -61,6 +64,8 @@ __all__ = [
     "__version__",
     "default_ruleset",
     "evaluate",
+    "french_typography",
+    "load_form_texts",
     "load_ruleset",
     "open_store",
     "parse_case",

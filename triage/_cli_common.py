@@ -16,6 +16,7 @@ import click
 import yaml
 
 from ._errors import CaseValidationError, Problem, TriageError, VignetteFormatError
+from ._texts import load_form_texts
 from ._triage import Ruleset, load_ruleset
 
 RULESET_OPTION = click.option(
@@ -62,16 +63,10 @@ def load_for_cli(ruleset_path: Optional[Path], *, with_form: bool = False) -> Ru
 def check_form_texts(ruleset: Ruleset) -> None:
     """The web form's words (form.yaml, labels.fr.yaml) belong to the ruleset: check them too.
 
-    ``api.form_texts`` imports no Flask; it raises RulesetError (exit 3) naming the file, the key and
-    the reason. Entries the ruleset does not know are printed as notes.
+    The core checks them (``_texts``): RulesetError (exit 3) naming the file, the key and the reason.
+    Entries the ruleset does not know are printed as notes.
     """
-    try:
-        from mscc_triage_api.form_texts import load_texts
-    except ModuleNotFoundError as exc:  # the api package is not installed: there is no form to check
-        if exc.name not in ("mscc_triage_api", "mscc_triage_api.form_texts"):
-            raise
-        return
-    for note in load_texts(ruleset).unused:
+    for note in load_form_texts(ruleset).unused:
         click.echo(f"note: {note}", err=True)
 
 

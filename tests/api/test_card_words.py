@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import triage
-from mscc_triage_api import cards
-from mscc_triage_api.fhir_map import case_from_record, default_codemap, findings
-from mscc_triage_api.fhir_record import read_prefetch
-from mscc_triage_api.form_texts import load_texts
+from mscc_triage_api.cds import cards
+from mscc_triage_api.fhir.map import case_from_record, default_codemap, findings
+from mscc_triage_api.fhir.record import read_prefetch
+from triage import load_form_texts
 from triage._vignettes import load_suite
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ SUITES = [ROOT / "tests" / "vignettes"] + ([ROOT.parent / "shared" / "vignettes"
 
 @pytest.fixture(scope="module")
 def words(ruleset):
-    texts = load_texts(ruleset)
+    texts = load_form_texts(ruleset)
     labels = {path: text["en"] for path, text in texts.fields.items()}
     return labels, (lambda source: "; ".join(texts.citations(source, "en")))
 
@@ -103,7 +103,7 @@ def _tokens(texts) -> set[str]:
 def french(ruleset):
     """The French card words, and the English-only words: every word of the English texts a card can
     show that no French text uses ("within", "spine", "MRI"); a French card must hold none of them."""
-    texts = load_texts(ruleset)
+    texts = load_form_texts(ruleset)
     sections = [texts.fields, texts.actions, texts.flags, texts.headlines, texts.titles, texts.reasons,
                 texts.sources, texts.words, texts.choices]
     english = [t["en"] for section in sections for t in section.values()]
@@ -264,7 +264,7 @@ def test_every_card_from_a_real_fhir_record_speaks_in_the_form_s_words(ruleset, 
     """Issue 20: a card built from a real FHIR record names what it read with the form's labels and choice
     words (English and French), never a field path or a rule, action or flag id; the field paths stay in
     the machine lines (``str()`` of each mapped entry)."""
-    texts = load_texts(ruleset)
+    texts = load_form_texts(ruleset)
     words = cards.CardWords.of(texts, lang)
     colon = "\u00a0: " if lang == "fr" else ": "
     ids = [r.id for r in ruleset.data.rules] + list(ruleset.data.actions) + list(ruleset.data.flags)
@@ -306,7 +306,7 @@ def test_every_card_from_a_real_fhir_record_speaks_in_the_form_s_words(ruleset, 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_the_service_s_card_from_a_real_record_names_what_it_read_in_words(tmp_path, monkeypatch, lang):
-    """The same, through the CDS Hooks service (api/cds.py passes what it mapped to the card)."""
+    """The same, through the CDS Hooks service (api/cds/service.py passes what it mapped to the card)."""
     from mscc_triage_api import create_app
 
     monkeypatch.setenv("MSCC_CDS_CARD_LANGUAGE", lang)

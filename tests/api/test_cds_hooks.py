@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import triage
 from mscc_triage_api import create_app
-from mscc_triage_api.cds import CODEMAP_PATH, case_from_prefetch, default_codemap, recorded_feedback
+from mscc_triage_api.cds.service import CODEMAP_PATH, case_from_prefetch, default_codemap, recorded_feedback
 
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"

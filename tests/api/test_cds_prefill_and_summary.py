@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mscc_triage_api import cds as cds_module
+from mscc_triage_api.cds import service as cds_module
 from mscc_triage_api import create_app
 
 SERVICE = "/cds-services/mscc-triage"

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_record_pgserver import PgServer, pg_dsn, pg_server  # noqa: E402,F401 - fixtures
 
 from mscc_triage_api import create_app  # noqa: E402
-from mscc_triage_api.cds import feedback_summary, recorded_feedback  # noqa: E402
+from mscc_triage_api.cds.service import feedback_summary, recorded_feedback  # noqa: E402
 from mscc_triage_api.record_hook import store_of  # noqa: E402
 
 SERVICE = "/cds-services/mscc-triage"

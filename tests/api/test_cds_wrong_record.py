@@ -164,7 +164,7 @@ def test_without_a_context_patient_id_no_resource_naming_a_patient_is_used(clien
 
 def test_nothing_is_recorded_or_remembered_for_a_refused_call(app, client):
     never_a_card(client.post(SERVICE, json=request("healthchain-random-patient")))
-    from mscc_triage_api.cds import feedback_summary
+    from mscc_triage_api.cds.service import feedback_summary
 
     assert feedback_summary(app)["cardsIssued"] == {}
 
@@ -239,7 +239,7 @@ def test_every_thin_record_asks_for_the_form_never_reassures(client, change):
 
 
 def test_findings_are_every_mapped_field_but_the_age():
-    from mscc_triage_api.fhir_map import findings
+    from mscc_triage_api.fhir.map import findings
 
     assert findings({}) == [] and findings({"patient": {"age_years": 70, "cancer": {}}}) == []
     assert findings({"patient": {"age_years": 70, "cancer": {"history": "past"}}}) == ["patient.cancer.history"]

@@ -17,7 +17,7 @@ import pytest
 
 import triage
 from mscc_triage_api import ApiConfigError, create_app
-from mscc_triage_api.cds import recorded_feedback
+from mscc_triage_api.cds.service import recorded_feedback
 
 SERVICE = "/cds-services/mscc-triage"
 HERE = Path(__file__).parent

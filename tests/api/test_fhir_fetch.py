@@ -1,4 +1,4 @@
-"""The fetch room alone (api/fhir_fetch.py), against a real local HTTP FHIR-like server: every failure kind.
+"""The fetch room alone (api/fhir/fetch.py), against a real local HTTP FHIR-like server: every failure kind.
 
 No mock of the HTTP client: the server in tests/api/fhir/localfhir.py listens on 127.0.0.1 and
 answers each base path with one behaviour (good, 401, 403, 404, 500, slow, dripping, HTML, not JSON,
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mscc_triage_api import fhir_fetch as ff
+from mscc_triage_api.fhir import fetch as ff
 
 _spec = importlib.util.spec_from_file_location("localfhir", Path(__file__).with_name("fhir") / "localfhir.py")
 localfhir = importlib.util.module_from_spec(_spec)

@@ -20,9 +20,10 @@ import yaml
 
 import triage
 from triage._vignettes import load_suite
-from mscc_triage_api import cards, fhir_units
-from mscc_triage_api.fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_record, default_codemap
-from mscc_triage_api.fhir_record import Record, read_prefetch
+from mscc_triage_api.cds import cards
+from mscc_triage_api.fhir import units as fhir_units
+from mscc_triage_api.fhir.map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_record, default_codemap
+from mscc_triage_api.fhir.record import Record, read_prefetch
 
 FHIR = Path(__file__).with_name("fhir")
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)

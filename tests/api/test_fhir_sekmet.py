@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mscc_triage_api import create_app
-from mscc_triage_api.cds import recorded_feedback
+from mscc_triage_api.cds.service import recorded_feedback
 
 HERE = Path(__file__).parent
 if "sekmet_fixture" not in sys.modules:

@@ -1,7 +1,7 @@
 """Issue 21, end to end through CDS Hooks: an anticoagulated patient with bone metastases and new weakness.
 
 The map cannot yet say when weakness began (an Observation gives when it was examined, not the onset; see
-``unmapped`` in api/fhir_codemap.yaml), so "weakness that began 6 hours ago" cannot come from the record.
+``unmapped`` in api/fhir/codemap.yaml), so "weakness that began 6 hours ago" cannot come from the record.
 Two calls instead: (1) apixaban + bone metastases + weakness: the anticoagulant is mapped and shown on the
 card, and the weakness onset is listed as not yet assessed (it would make the card an emergency); (2) the
 same with a lumbar puncture two days ago: the epidural-haematoma result (flag consider_epidural_haematoma,

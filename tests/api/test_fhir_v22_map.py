@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mscc_triage_api.fhir_map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_record, default_codemap
-from mscc_triage_api.fhir_record import TEMPLATES, discovery_prefetch, read_prefetch
+from mscc_triage_api.fhir.map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_record, default_codemap
+from mscc_triage_api.fhir.record import TEMPLATES, discovery_prefetch, read_prefetch
 
 V22 = Path(__file__).with_name("fhir") / "v22"
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)

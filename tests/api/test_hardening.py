@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import triage
 from mscc_triage_api import ApiConfigError, create_app
-from mscc_triage_api import cds_store
-from mscc_triage_api.cds import recorded_feedback
+from mscc_triage_api.cds import store as cds_store
+from mscc_triage_api.cds.service import recorded_feedback
 
 SERVICE = "/cds-services/mscc-triage"
 FEEDBACK = SERVICE + "/feedback"

@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import triage
 from mscc_triage_api import ApiConfigError, create_app
-from mscc_triage_api import fhir_fetch as ff
-from mscc_triage_api import fhir_map, fhir_units
-from mscc_triage_api.cards import escape
-from mscc_triage_api.cds import recorded_feedback
+from mscc_triage_api.cds.cards import escape
+from mscc_triage_api.cds.service import recorded_feedback
+from mscc_triage_api.fhir import fetch as ff
+from mscc_triage_api.fhir import map as fhir_map
+from mscc_triage_api.fhir import units as fhir_units
 
 SERVICE = "/cds-services/mscc-triage"
 FEEDBACK = SERVICE + "/feedback"

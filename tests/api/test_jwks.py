@@ -20,7 +20,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mscc_triage_api import ApiConfigError, create_app
-from mscc_triage_api import cds, jwks
+from mscc_triage_api.cds import jwks
+from mscc_triage_api.cds import service as cds
 
 ISS = "https://ehr.example.org"
 AUD = "http://localhost/cds-services/mscc-triage"

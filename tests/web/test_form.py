@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import triage
-from mscc_triage_api.form_texts import load_texts
+from triage import load_form_texts
 from mscc_triage_api.web import case_from_form
 from triage._case import FIELDS
 
@@ -21,7 +21,7 @@ RULES = Path(triage.load_ruleset().path)   # the ruleset the app serves by defau
 
 @pytest.fixture(scope="module")
 def texts():
-    return load_texts(triage.load_ruleset(RULES))
+    return load_form_texts(triage.load_ruleset(RULES))
 
 
 def test_every_vocabulary_id_has_a_label_in_both_languages(texts):
@@ -276,7 +276,7 @@ def test_a_broken_form_file_names_file_key_and_reason(tmp_path, file, edit, expe
     else:
         folder = _broken_copy(tmp_path, file, edit)
     with pytest.raises(triage.RulesetError) as info:
-        load_texts(triage.load_ruleset(folder))
+        load_form_texts(triage.load_ruleset(folder))
     message = str(info.value)
     for word in expected:
         assert word in message, (word, message)
@@ -290,7 +290,7 @@ def test_a_broken_form_file_names_file_key_and_reason(tmp_path, file, edit, expe
 def test_an_entry_the_ruleset_does_not_know_is_listed_with_a_hint_not_refused(tmp_path):
     folder = _broken_copy(tmp_path, "labels.fr.yaml", lambda t: t.replace(
         "  analgesia:", "  analgesia_now: Antalgie\n  analgesia:", 1))
-    unused = load_texts(triage.load_ruleset(folder)).unused
+    unused = load_form_texts(triage.load_ruleset(folder)).unused
     assert any("actions.analgesia_now: not an id of the vocabulary" in note for note in unused), unused
 
 
@@ -339,7 +339,7 @@ def test_any_other_failure_of_a_form_page_is_html_never_json(client, monkeypatch
 
 def test_form_texts_module_imports_without_flask():
     # The command line (triage rules check, triage serve) checks the form's words with it.
-    code = ("import sys, api.form_texts; "
+    code = ("import sys, triage; triage.load_form_texts(triage.load_ruleset()); "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug')); "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -408,7 +408,7 @@ def test_clinicians_see_readable_citations_never_internal_references(client, tex
 
 
 def test_a_source_part_in_parentheses_keeps_its_semicolon():
-    from mscc_triage_api.form_texts import source_parts
+    from triage import source_parts
 
     assert source_parts("seed-003; NHS MSCC pathways (a; b); NICE NG234") == [
         "seed-003", "NHS MSCC pathways (a; b)", "NICE NG234"]
@@ -507,7 +507,7 @@ BROKEN_13 = [
 def test_a_broken_title_citation_or_follow_up_stops_the_start(tmp_path, file, edit, expected):
     folder = _broken_copy(tmp_path, file, edit)
     with pytest.raises(triage.RulesetError) as info:
-        load_texts(triage.load_ruleset(folder))
+        load_form_texts(triage.load_ruleset(folder))
     for word in expected:
         assert word in str(info.value), (word, str(info.value))
 

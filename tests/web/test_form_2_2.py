@@ -17,8 +17,8 @@ import yaml
 from markupsafe import escape
 
 import triage
-from mscc_triage_api.form_texts import TIMINGS, load_texts
 from mscc_triage_api.web import case_from_form
+from triage import load_form_texts
 from triage._case import FIELDS
 from triage._ruleset import TIMINGS as ENGINE_TIMINGS
 
@@ -43,7 +43,7 @@ def ruleset():
 
 @pytest.fixture(scope="module")
 def texts(ruleset):
-    return load_texts(ruleset)
+    return load_form_texts(ruleset)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,6 @@ def test_every_region_names_its_levels_and_thoracolumbar_the_conus(texts, pages)
 
 
 def test_every_timing_has_its_words_within_48h_included(texts):
-    assert TIMINGS == ENGINE_TIMINGS
     for timing in ENGINE_TIMINGS:
         assert texts.words[timing]["en"] and texts.words[timing]["fr"], timing
     assert "48" in texts.words["within_48h"]["en"] and "48" in texts.words["within_48h"]["fr"]
@@ -320,12 +319,13 @@ def test_a_changed_english_headline_leaves_its_french_missing_with_a_hint(tmp_pa
     folder = tmp_path / "rules"
     shutil.copytree(RULES, folder)
     mscc = folder / "mscc.yaml"
-    old = "Weakness of all four limbs: whole-spine CT within 4 hours, spinal surgeon now"
+    template = "Weakness of all four limbs: {scan}, spinal surgeon now"   # one variant per scan route
+    old = "Weakness of all four limbs: whole-spine MRI within 4 hours, spinal surgeon now"   # the first missing
     text = mscc.read_text(encoding="utf-8")
-    assert old in text
-    mscc.write_text(text.replace(old, old.replace("surgeon now", "surgeon at once")), encoding="utf-8")
+    assert template in text
+    mscc.write_text(text.replace(template, template.replace("surgeon now", "surgeon at once")), encoding="utf-8")
     with pytest.raises(triage.RulesetError) as info:
-        load_texts(triage.load_ruleset(folder))
+        load_form_texts(triage.load_ruleset(folder))
     message = str(info.value)
     assert "labels.fr.yaml" in message and "surgeon at once" in message and "missing" in message
     assert "mscc.tetraparesis" in message and old in message   # did you mean the old text?
@@ -340,6 +340,6 @@ def test_french_headlines_by_rule_id_are_still_read_for_older_rulesets(tmp_path)
     del data["headlines"]["texts"][english]
     data["headlines"]["rules"] = {"mscc.suspected_spinal_metastases": "Douleur évocatrice : équipe CMM dans les 24 heures"}
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    loaded = load_texts(triage.load_ruleset(folder))
+    loaded = load_form_texts(triage.load_ruleset(folder))
     assert loaded.headlines[english]["fr"] == "Douleur évocatrice\u00a0: équipe CMM dans les 24 heures"
     assert loaded.unused == ()

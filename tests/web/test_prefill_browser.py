@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.serving import make_server
 
-from mscc_triage_api import cds as cds_module
+from mscc_triage_api.cds import service as cds_module
 from mscc_triage_api import create_app
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"

@@ -1,14 +1,14 @@
 """HL7 CDS Hooks 2.0: discovery, the ``mscc-triage`` service on ``patient-view``, feedback, security.
 
 A call travels through small rooms, each testable alone: check the caller (:func:`verify_jwt`, here)
--> gather the record (:mod:`.fhir_record`: prefetch read liberally, then what is missing fetched by
-:mod:`.fhir_fetch` from an allow-listed FHIR server) -> map FHIR to a case (:mod:`.fhir_map`, the
-declarative ``api/fhir_codemap.yaml``; units converted only in :mod:`.fhir_units`) ->
+-> gather the record (:mod:`..fhir.record`: prefetch read liberally, then what is missing fetched by
+:mod:`..fhir.fetch` from an allow-listed FHIR server) -> map FHIR to a case (:mod:`..fhir.map`, the
+declarative ``api/fhir/codemap.yaml``; units converted only in :mod:`..fhir.units`) ->
 ``triage.evaluate`` -> the card, its suggestions and override reasons (:mod:`.cards`).
 
 Never a reassuring card for the wrong record: resources about another patient than
-``context.patientId`` answer 412 (:func:`.fhir_record.other_patient_problem`), and a record read for
-this patient that held no finding (:func:`.fhir_map.findings`) gets the warning
+``context.patientId`` answer 412 (:func:`..fhir.record.other_patient_problem`), and a record read for
+this patient that held no finding (:func:`..fhir.map.findings`) gets the warning
 :func:`.cards.thin_card` ("Not enough in the record to triage: open the form"), never an info card.
 
 When trusted issuers are configured (``CDS_TRUSTED_ISSUERS``: ``{issuer: {"keys": [JWK, ...]}}`` or
@@ -39,13 +39,17 @@ from typing import Any, Optional
 import jwt
 from flask import Blueprint, Flask, Response, current_app, request
 
-from . import cards, fhir_fetch, jwks, record_hook
-from .body import read_json_body
-from .fhir_map import (CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap,
-                       findings)
-from .fhir_record import discovery_prefetch, gather
-from .cds_store import Duplicate, StoreUnavailable, store, store_health
-from .problems import ApiProblem
+from triage import load_form_texts
+
+from .. import record_hook
+from ..body import read_json_body
+from ..fhir import fetch as fhir_fetch
+from ..fhir.map import (CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch, case_from_record, default_codemap,
+                        findings)
+from ..fhir.record import discovery_prefetch, gather
+from ..problems import ApiProblem
+from . import cards, jwks
+from .store import Duplicate, StoreUnavailable, store, store_health
 
 __all__ = ["CODEMAP_PATH", "CodeMap", "case_from_prefetch", "default_codemap", "feedback_summary",
            "recorded_feedback", "store", "store_health", "verify_jwt", "init_app"]
@@ -208,7 +212,7 @@ def discovery() -> Response:
 
 @bp.post(f"/cds-services/{SERVICE_ID}")
 def service() -> Response:
-    from . import ruleset_of
+    from .. import ruleset_of
 
     claims = verify_jwt() or {}
     body = read_json_body()
@@ -239,13 +243,11 @@ def service() -> Response:
 
 def _texts(rs: Any) -> Any:
     """The form's words (``rules/form.yaml``, checked when the app started): labels and citations."""
-    from .web import TEXTS
+    from ..web import TEXTS
 
     loaded = current_app.extensions.get(TEXTS)
     if loaded is None:   # an app without the form (never in create_app): load the words once
-        from .form_texts import load_texts
-
-        loaded = current_app.extensions[TEXTS] = load_texts(rs)
+        loaded = current_app.extensions[TEXTS] = load_form_texts(rs)
     return loaded
 
 
@@ -388,7 +390,7 @@ def recorded_feedback(app: Flask) -> list[dict[str, Any]]:
 
 def fetch_settings(app: Flask) -> fhir_fetch.FetchSettings:
     """The outbound FHIR settings, from the app config or the environment; ApiConfigError when unusable."""
-    from . import ApiConfigError
+    from .. import ApiConfigError
 
     config = app.config
     servers = config.get("FHIR_SERVERS")   # MSCC_TRIAGE_FHIR_SERVERS, read with every setting by create_app
@@ -409,12 +411,12 @@ def fetch_settings(app: Flask) -> fhir_fetch.FetchSettings:
 
 
 def init_app(app: Flask) -> None:
-    from . import ApiConfigError
+    from .. import ApiConfigError
 
     try:
         default_codemap()  # a broken code map stops the start, like a broken rule file
     except CodeMapError as exc:
-        raise ApiConfigError(f"api/fhir_codemap.yaml cannot be used: {exc}") from None
+        raise ApiConfigError(f"api/fhir/codemap.yaml cannot be used: {exc}") from None
     app.extensions[FETCH] = fetch_settings(app)
     configured = app.config.get("CDS_TRUSTED_ISSUERS") or {}
     try:

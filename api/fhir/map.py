@@ -1,14 +1,14 @@
-"""FHIR R4 -> case-format 2.2, through the declarative code map ``api/fhir_codemap.yaml``.
+"""FHIR R4 -> case-format 2.2, through the declarative code map ``api/fhir/codemap.yaml``.
 
 The map is read and checked when the app starts (every field it names exists in the case with the
 right kind, every unit kind exists, every system is known): a broken map stops the start. Mapping
-reads a :class:`~.fhir_record.Record` (resources by type) and returns the case and the list of what
+reads a :class:`~.record.Record` (resources by type) and returns the case and the list of what
 was mapped and from which resource, for the card. Anything not mapped stays unknown (null).
 
 - Patient: age from ``birthDate`` (a partial date takes its latest possible day: age never overstated).
 - Condition: cancer history and primary (clinicalStatus, verificationStatus), metastases, infection.
 - Observation: findings from ``valueBoolean`` or a present/absent ``valueCodeableConcept`` (present
-  wins); labs from ``valueQuantity`` in any unit :mod:`.fhir_units` converts (the latest wins); a
+  wins); labs from ``valueQuantity`` in any unit :mod:`.units` converts (the latest wins); a
   temperature of 38 °C or more within 24 hours sets ``infection_suspected``.
 - MedicationRequest / MedicationStatement (active): corticosteroids (this episode, or long-term by
   when they started: more than 14 days ago is long-term), checkpoint inhibitor, bone-modifying agent,
@@ -35,10 +35,10 @@ import yaml
 
 from triage import set_path
 
-from . import fhir_units
-from .fhir_record import Record, bad_prefetch, read_prefetch
+from . import units
+from .record import Record, bad_prefetch, read_prefetch
 
-CODEMAP_PATH = Path(__file__).with_name("fhir_codemap.yaml")
+CODEMAP_PATH = Path(__file__).with_name("codemap.yaml")
 FHIR_DATE = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$")
 PREFIX_FAMILIES = ("icd10", "atc")
 HISTORY_RANK = {"current": 3, "suspected": 2, "past": 1}
@@ -84,7 +84,7 @@ class Mapped:
         return WHY[self.why].format(**dict(self.params)) if self.why else self.note
 
 
-# Why a finding was set or left unknown, in English (api/cards.py has them in French): key -> template.
+# Why a finding was set or left unknown, in English (api/cds/cards.py has them in French): key -> template.
 WHY: dict[str, str] = {
     "unit_not_converted": "unit {unit!r} not converted",
     "no_usable_value": "no usable value",
@@ -130,7 +130,7 @@ class CodeMap:
         def field(path: str, kind: str, value: Any = None) -> str:
             spec = FIELDS.get(path)
             if spec is None or spec.kind != kind or (kind == "enum" and value not in spec.values):
-                raise CodeMapError(f"fhir_codemap.yaml: {path} is not a {kind} field of the case"
+                raise CodeMapError(f"fhir/codemap.yaml: {path} is not a {kind} field of the case"
                                    + (f" taking {value!r}" if kind == "enum" else ""))
             return path
 
@@ -170,12 +170,12 @@ class CodeMap:
         self.unmapped: dict[str, str] = {}
         for e in data.get("unmapped", []):
             if e["field"] not in FIELDS:
-                raise CodeMapError(f"fhir_codemap.yaml: unmapped: {e['field']} is not a field of the case")
+                raise CodeMapError(f"fhir/codemap.yaml: unmapped: {e['field']} is not a field of the case")
             self.unmapped[e["field"]] = " ".join(str(e["reason"]).split())
         self.labs: dict[tuple[str, str], tuple[str, str]] = {}
         for e in data.get("labs", []):
-            if e["unit"] not in fhir_units.CONVERSIONS:
-                raise CodeMapError(f"fhir_codemap.yaml: lab {e['code']}: unknown unit kind {e['unit']!r}")
+            if e["unit"] not in units.CONVERSIONS:
+                raise CodeMapError(f"fhir/codemap.yaml: lab {e['code']}: unknown unit kind {e['unit']!r}")
             self.labs[_entry(e)] = (field(e["field"], "number"), e["unit"])
         fever = data.get("fever")
         self.fever = None if not fever else (field(fever["field"], "tristate"), float(fever["at_least_celsius"]),
@@ -186,7 +186,7 @@ class CodeMap:
             {c[0] for c in (self.antiplatelets[2] if self.antiplatelets else [])} | \
             {k[0] for k in (self.procedures[3] if self.procedures else {})}
         if used - families:
-            raise CodeMapError(f"fhir_codemap.yaml: unknown system families {sorted(used - families)}")
+            raise CodeMapError(f"fhir/codemap.yaml: unknown system families {sorted(used - families)}")
 
     def codings(self, concept: Any) -> list[tuple[str, str]]:
         out = []
@@ -213,7 +213,7 @@ def default_codemap() -> CodeMap:
     except (yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, CodeMapError):
             raise
-        raise CodeMapError(f"fhir_codemap.yaml: {type(exc).__name__}: {exc}") from None
+        raise CodeMapError(f"fhir/codemap.yaml: {type(exc).__name__}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -373,13 +373,13 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
         lab = next((codemap.labs[c] for c in codes if c in codemap.labs), None)
         if lab is not None and obs.get("status") in LAB_STATUSES:
             path, kind = lab
-            number = fhir_units.convert(obs.get("valueQuantity"), kind)
+            number = units.convert(obs.get("valueQuantity"), kind)
             spec = FIELDS[path]
             if number is None or spec.minimum is None or spec.maximum is None or not spec.minimum <= number <= spec.maximum:
                 quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
                 unit = quantity.get("code") or quantity.get("unit")
                 why, params = (("unit_not_converted", (("unit", str(unit)[:20]),))
-                               if number is None and fhir_units.unit_known(quantity, kind) is False
+                               if number is None and units.unit_known(quantity, kind) is False
                                else ("no_usable_value", ()) if number is None
                                else ("outside_limits", (("number", f"{number:g}"),)))
                 line = f"{path} left unknown (Observation {codes[0][1]}: {WHY[why].format(**dict(params))})"
@@ -395,7 +395,7 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                                     Evidence("Observation", *codes[0], _display(obs.get("code"), *codes[0]), said))
         if codemap.fever is not None and set(codes) & codemap.fever[3] and obs.get("status") in LAB_STATUSES:
             when = _when(obs, issued=False)   # a fever must be placed in time by when it was measured
-            celsius = fhir_units.convert(obs.get("valueQuantity"), "temperature_celsius")
+            celsius = units.convert(obs.get("valueQuantity"), "temperature_celsius")
             if when is not None and celsius is not None and \
                     dt.timedelta(0) <= now - when <= dt.timedelta(hours=codemap.fever[2]) and celsius >= codemap.fever[1]:
                 fever_at = max(fever_at or celsius, celsius)

@@ -1,9 +1,10 @@
 """The form's words (``form.yaml``, ``labels.fr.yaml``), loaded and checked like the rules.
 
-Flask-free on purpose: the app factory calls :func:`load_texts` when it starts, and so can the
-command line (``triage rules check``, ``triage serve``) without importing a web framework. A broken
-file never reaches a request: anything wrong raises :class:`triage.RulesetError` (exit 3 on the
-command line) naming the file, the key and the reason, with a "did you mean" hint where one helps:
+They are ruleset data (shipped with the rules), so the core checks them: the command line
+(``triage rules check``, ``triage serve``) and the HTTP app (``mscc_triage_api``, when it starts)
+both call :func:`load_form_texts`, public as ``triage.load_form_texts``. A broken file never
+reaches a request: anything wrong raises :class:`triage.RulesetError` (exit 3 on the command line)
+naming the file, the key and the reason, with a "did you mean" hint where one helps:
 
 - a file that is missing, is not YAML, or repeats a key;
 - a section or an entry of the wrong shape (each text is ``{en: ..., fr: ...}``, both non-empty);
@@ -23,7 +24,7 @@ space before ``: ; ! ? %`` and inside « », so that the files stay plain to edi
 
 Entries the ruleset does not know (a label for a field the case model lacks, a French label for an
 id the vocabulary lacks, a headline for a rule that does not exist) are not shown anywhere; they
-are listed in :attr:`Texts.unused` (with a hint) rather than refused, so that the form's files can
+are listed in :attr:`FormTexts.unused` (with a hint) rather than refused, so that the form's files can
 run ahead of the case model and the rules while those change. A test keeps the shipped files free of them.
 """
 
@@ -38,19 +39,19 @@ from typing import Any, Iterable, Mapping, Optional
 
 import yaml
 
-import triage
-from triage import RulesetError
-from triage import FIELDS
+from ._case import FIELDS
+from ._errors import RulesetError
+from ._result import source_parts
+from ._ruleset import SEVERITIES
+from ._triage import Ruleset
 
 FORM_FILE = "form.yaml"
 LABELS_FR_FILE = "labels.fr.yaml"
 LANGUAGES = ("en", "fr")
 URGENCIES = ("emergency", "urgent", "routine")
-TIMINGS = ("immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine")
-SEVERITIES = ("critical", "warning", "info")
 SINS_CATEGORIES = ("stable", "potentially_unstable", "unstable")
 
-# Every word the page uses (api/templates/*), by key of ``words``.
+# Every word the page uses (the HTTP app's templates, mscc_triage_api/templates/*), by key of ``words``.
 PAGE_WORDS = (
     "yes", "no", "not_assessed", "not_known", "title", "intro", "new_or_worse", "submit", "reset", "switch",
     "result", "actions", "flags", "still_to_ask", "would_raise", "colon", "semicolon", "sins_score", "why", "ruleset",
@@ -75,7 +76,9 @@ FIELD_KEYS = frozenset({*LANGUAGES, "help"})
 
 
 @dataclass(frozen=True)
-class Group:
+class FormGroup:
+    """A group of the form: its label and the case fields it asks."""
+
     id: str
     label: Mapping[str, str]
     fields: tuple[str, ...]
@@ -84,10 +87,10 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Texts:
+class FormTexts:
     """Every word the form shows, in both languages, checked complete."""
 
-    groups: tuple[Group, ...]
+    groups: tuple[FormGroup, ...]
     fields: Mapping[str, Mapping[str, str]]            # case field -> {en, fr}
     help: Mapping[str, Mapping[str, str]]              # case field -> {en, fr}, for some fields
     choices: Mapping[str, Mapping[str, str]]
@@ -109,12 +112,6 @@ class Texts:
             if text not in out:
                 out.append(text)
         return out
-
-
-def source_parts(source: str) -> list[str]:
-    """``"seed-003; NICE NG234 (scope; update)"`` -> ``["seed-003", "NICE NG234 (scope; update)"]``
-    (the core's reading of a rule's source: ``;`` separates citations outside parentheses)."""
-    return triage.source_parts(source)
 
 
 _NBSP = "\u00a0"
@@ -214,7 +211,7 @@ def _keyed(data: Mapping[Any, Any]) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
-def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = None) -> Texts:
+def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None) -> FormTexts:
     """Read and check the form's words of ``ruleset``'s folder against its case model and vocabulary.
 
     ``fields`` is the case model's field table (``triage.FIELDS`` unless given, for tests).
@@ -246,7 +243,7 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
     help_texts = {p: h for p, h in help_texts.items() if p in fields}
 
     # groups: every case field asked exactly once
-    groups: list[Group] = []
+    groups: list[FormGroup] = []
     seen_ids: set[str] = set()
     placed: dict[str, str] = {}
     for index, raw in enumerate(form.section("groups", list)):
@@ -274,7 +271,7 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
                 shown.append(path)
             else:
                 unused.append(f"{FORM_FILE}: {where}.fields: {path}: not a field of the case model")
-        groups.append(Group(gid, label, tuple(shown), _follow_ups(form, raw, where, tuple(shown), fields)))
+        groups.append(FormGroup(gid, label, tuple(shown), _follow_ups(form, raw, where, tuple(shown), fields)))
     for path in fields:
         if path not in placed:
             raise form.fail("groups", f"{path} is asked in no group: add it to one")
@@ -417,7 +414,7 @@ def load_texts(ruleset: triage.Ruleset, fields: Optional[Mapping[str, Any]] = No
             reasons[text] = {"en": text, "fr": fr.label(raw_reasons[text], key)}
     unused += [f"{LABELS_FR_FILE}: reasons.{text}: no rule gives this reason" for text in raw_reasons if text not in reasons]
 
-    return Texts(tuple(groups), labels, help_texts, choices, words, messages, actions, flags, headlines,
+    return FormTexts(tuple(groups), labels, help_texts, choices, words, messages, actions, flags, headlines,
                  titles, sources, tuple(unused), reasons)
 
 
@@ -481,7 +478,3 @@ def _check_placeholders(file: _File, key: str, template: str, allowed: frozenset
 def _suffix(hint: Optional[str]) -> str:
     return f" ({hint})" if hint else ""
 
-
-def check_ruleset_texts(ruleset_path: Optional[Path | str] = None) -> Texts:
-    """For the command line: load the ruleset (as ``triage.load_ruleset``) and check its form files."""
-    return load_texts(triage.load_ruleset(ruleset_path))

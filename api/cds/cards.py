@@ -1,7 +1,7 @@
 """The CDS Hooks 2.0 card: built from the result, with draft orders, override reasons and links.
 
 - ``detail``: the actions with timing, the flags, the unknowns, what was mapped from which resource
-  ("From the record": each :class:`~.fhir_map.Mapped` entry with the form's label and choice words, then
+  ("From the record": each :class:`~..fhir.map.Mapped` entry with the form's label and choice words, then
   the record's evidence: resource, display, code system and code, its own value, and why), and where each
   part of the record came from (sent, fetched, not available).
 - ``suggestions``: for each action the result holds that can be ordered, FHIR R4 ``ServiceRequest`` /
@@ -11,7 +11,7 @@
 - ``overrideReasons``: Codings of this project's code system ``urn:mscc-triage:override-reason``;
   feedback records the code against the card's uuid, no patient data.
 - ``links``: the rules and their sources, and the triage form (``/`` and ``/fr/``) with ``?from=<token>``:
-  a random token naming what the record said, kept server-side for 30 minutes (``cds.PREFILL_SECONDS``);
+  a random token naming what the record said, kept server-side for 30 minutes (``service.PREFILL_SECONDS``);
   the link carries no finding, and once expired it opens an empty form.
 
 A record read for the right patient but holding no finding (nothing mapped but the age) never gets a
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import triage
+from triage import FormTexts, french_typography, source_parts
 
-from .fhir_map import Evidence, Mapped
-from .fhir_record import TEMPLATES, Record
-from .form_texts import Texts, french_typography, source_parts
+from ..fhir.map import Evidence, Mapped
+from ..fhir.record import TEMPLATES, Record
 
 INDICATOR = {"emergency": "critical", "urgent": "warning", "routine": "info"}
 TIMING_WORDS = {"immediately": "Now", "within_4h": "Within 4 hours", "within_24h": "Within 24 hours",
@@ -184,7 +184,7 @@ PHRASES: dict[str, tuple[str, str]] = {
     "present": ("present", "oui"),     # "Faiblesse ... : oui": no agreement to get wrong
     "absent": ("absent", "non"),
 }
-# The record's resources as the card names them (api/fhir_map.py's Evidence.resource): (English, French).
+# The record's resources as the card names them (api/fhir/map.py's Evidence.resource): (English, French).
 RESOURCE_WORDS: dict[str, tuple[str, str]] = {
     "Patient": ("date of birth", "date de naissance"),
     "Condition": ("condition", "problème"),
@@ -195,7 +195,7 @@ RESOURCE_WORDS: dict[str, tuple[str, str]] = {
 }
 # Code systems by their readable names (the code map's system families).
 SYSTEM_NAMES = {"snomed": "SNOMED CT", "icd10": "ICD-10", "loinc": "LOINC", "rxnorm": "RxNorm", "atc": "ATC"}
-# Why a finding was set or left unknown (api/fhir_map.py's WHY keys), in the card's words: (English, French).
+# Why a finding was set or left unknown (api/fhir/map.py's WHY keys), in the card's words: (English, French).
 WHY_WORDS: dict[str, tuple[str, str]] = {
     "unit_not_converted": ("unit “{unit}” not converted", "unité « {unit} » non convertie"),
     "no_usable_value": ("no usable value", "pas de valeur utilisable"),
@@ -218,10 +218,10 @@ WHY_WORDS: dict[str, tuple[str, str]] = {
 }
 # A procedure's FHIR status, in words.
 STATUS_WORDS = {"completed": ("done", "réalisé"), "in-progress": ("in progress", "en cours")}
-# The code map's own reasons (fhir_codemap.yaml, ``leave_unknown``), in French; English is the map's text.
+# The code map's own reasons (fhir/codemap.yaml, ``leave_unknown``), in French; English is the map's text.
 NOTES_FR = {"a heparin or fondaparinux: prophylactic or therapeutic dose cannot be told from the code":
             "héparine ou fondaparinux : dose préventive ou curative impossible à déduire du code"}
-# Where each part of the record came from (api/fhir_record.py), and the prefetch keys, in French.
+# Where each part of the record came from (api/fhir/record.py), and the prefetch keys, in French.
 ORIGINS_FR = {"sent": "envoyé", "sent empty (null)": "envoyé vide (null)", "sent under another key":
               "envoyé sous une autre clé", "fetched from the FHIR server": "lu sur le serveur FHIR"}
 TEMPLATE_NAMES_FR = {"patient": "patient", "conditions": "problèmes et diagnostics", "observations": "observations",
@@ -241,10 +241,10 @@ class CardWords:
     lang: str = "en"
     labels: Mapping[str, str] = field(default_factory=dict)
     cite: Cite = _plain_cite
-    texts: Optional[Texts] = None
+    texts: Optional[FormTexts] = None
 
     @classmethod
-    def of(cls, texts: Texts, lang: str) -> "CardWords":
+    def of(cls, texts: FormTexts, lang: str) -> "CardWords":
         """The words of ``lang`` from the form's checked files."""
         if lang not in LANGUAGES:
             raise ValueError(f"card language must be one of {', '.join(LANGUAGES)}, not {lang!r}")

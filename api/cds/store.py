@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from flask import Flask
 
-from .problems import ApiProblem, unavailable
+from ..problems import ApiProblem, unavailable
 
 log = logging.getLogger("mscc_triage.api")
 

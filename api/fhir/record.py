@@ -11,7 +11,7 @@ which type were set aside and why, never a card (a card from another patient's r
 is left of this one, could wrongly reassure). Nothing about the other patient (ids, names, values)
 is echoed or logged. Without a ``context.patientId``, every resource naming a patient is set aside.
 
-What is still missing is fetched from ``fhirServer`` (see :mod:`.fhir_fetch`), when the server is on
+What is still missing is fetched from ``fhirServer`` (see :mod:`.fetch`), when the server is on
 the allow-list. A required template (patient, conditions, observations) that cannot be had answers
 412 naming it and why; an optional one (medications, procedures) that cannot be had stays unknown, and
 the card says so (a record without medication scopes still gets its triage).
@@ -28,8 +28,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .fhir_fetch import (CannotFetch, FetchFailed, FetchSettings, FhirFetchError, allowed_base, fetch_all, token_of)
-from .problems import ApiProblem
+from ..problems import ApiProblem
+from .fetch import (CannotFetch, FetchFailed, FetchSettings, FhirFetchError, allowed_base, fetch_all, token_of)
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")   # a prefetch key echoed in a problem only when it looks like one

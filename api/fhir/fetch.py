@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Union
 
-from . import outbound
+from .. import outbound
 
 log = logging.getLogger("mscc_triage.api.fhir")
 ENV = "MSCC_TRIAGE_FHIR_SERVERS"

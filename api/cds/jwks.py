@@ -36,7 +36,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from . import outbound
+from .. import outbound
 
 log = logging.getLogger("mscc_triage.api.jwks")
 
