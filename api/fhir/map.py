@@ -24,6 +24,7 @@ card puts them in the form's words; ``str()`` of one is its machine line, with t
 
 from __future__ import annotations
 
+from decimal import Decimal
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -218,6 +219,18 @@ def default_codemap() -> CodeMap:
 
 # ------------------------------------------------------------------------------------ helpers
 
+def plain_number(number: float) -> str:
+    """A number as a clinician writes it: never in exponent form (``1e+09`` reads as 1000000000),
+    at most 24 characters (past that, the exponent form is the readable one)."""
+    text = f"{number:g}"
+    if "e" not in text:
+        return text
+    plain = format(Decimal(repr(number)), "f")
+    if "." in plain:
+        plain = plain.rstrip("0").rstrip(".")
+    return plain if len(plain) <= 24 else text
+
+
 def _display(concept: Any, family: str, code: str) -> str:
     """The display the record gives a coding (or the concept's text), for the card."""
     for coding in _coding_list(concept):
@@ -381,7 +394,7 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                 why, params = (("unit_not_converted", (("unit", str(unit)[:20]),))
                                if number is None and units.unit_known(quantity, kind) is False
                                else ("no_usable_value", ()) if number is None
-                               else ("outside_limits", (("number", f"{number:g}"),)))
+                               else ("outside_limits", (("number", plain_number(number)),)))
                 line = f"{path} left unknown (Observation {codes[0][1]}: {WHY[why].format(**dict(params))})"
                 refused.append(Mapped(path, None, line, (Evidence("Observation", *codes[0], _display(
                     obs.get("code"), *codes[0])),), why, params))
@@ -405,7 +418,7 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                              tuple(seen.get(path, ()))))
     for path, (_, number, source, evidence) in latest.items():
         set_path(case, path, number)
-        mapped.append(Mapped(path, number, f"{path} = {number:g} ({source})", (evidence,)))
+        mapped.append(Mapped(path, number, f"{path} = {plain_number(number)} ({source})", (evidence,)))
     lines = {m.line for m in mapped}
     for m in refused:
         if m.path not in latest and m.line not in lines:

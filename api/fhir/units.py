@@ -78,4 +78,9 @@ def convert(quantity: Any, kind: str) -> Optional[float]:
     if converter is None:
         return None
     converted = converter(number)
-    return round(converted, 3) if math.isfinite(converted) else None
+    if not math.isfinite(converted):
+        return None
+    rounded = round(converted, 3)
+    # A value that rounding would carry across zero (-0.0000001 -> -0.0, which passes a limit of 0)
+    # keeps its sign: the limits, not the rounding, decide whether it is usable.
+    return converted if rounded == 0 and converted != 0 else rounded

@@ -120,6 +120,8 @@ def test_platelets_by_the_other_loinc_code():
     ({"value": 42, "unit": "g/L", "system": UCUM, "code": "g/L"}, "unit 'g/L' not converted"),
     ({"value": 42, "unit": "10*3/uL", "system": UCUM, "code": "10*3/uL", "comparator": "<"}, "no usable value"),
     ({"value": 4200, "unit": "10*9/L", "system": UCUM, "code": "10*9/L"}, "4200 outside the case's limits"),
+    ({"value": 1e9, "unit": "10*9/L", "system": UCUM, "code": "10*9/L"}, "1000000000 outside the case's limits"),
+    ({"value": -0.0000001, "unit": "10*9/L", "system": UCUM, "code": "10*9/L"}, "-0.0000001 outside the case's limits"),
 ])
 def test_platelets_in_other_units_are_refused_with_a_reason(quantity, why):
     obs = dict(res("observation-platelets"), valueQuantity=quantity)
