@@ -4,6 +4,9 @@ The app is loaded in the master (rules parsed and checked once, so a broken rule
 start), then the workers fork; durable-rules state is created lazily in each worker on its first
 evaluation, so the master evaluates nothing and workers share no engine state.
 
+Load: each worker has a listening socket of its own (``reuse_port``), so the kernel spreads new
+connections over the workers instead of the busiest one taking nearly all of them (issue 26).
+
 Slow clients: the worker class is :class:`mscc_triage_api.gunicorn_worker.BufferingWorker` (gthread that gives a
 connection to a thread only once its request is complete; 408 after ``MSCC_REQUEST_READ_TIMEOUT``
 seconds, 413/431 past the limits), so clients trickling bytes cost a buffer each, not a thread.
@@ -11,9 +14,12 @@ Control socket: ``MSCC_CONTROL_SOCKET`` (``triage serve`` gives each instance it
 store); without it, none, so two servers on one host never share gunicorn's default socket.
 """
 
+import errno
 import logging
 import multiprocessing
+import socket
 import sys
+from typing import Any
 
 from triage.settings import load_settings
 
@@ -23,6 +29,11 @@ workers = settings.workers or multiprocessing.cpu_count()
 threads = settings.threads
 worker_class = "mscc_triage_api.gunicorn_worker.BufferingWorker"
 worker_connections = settings.worker_connections   # open connections per worker
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections
+# over them. With one socket shared by all workers, the worker that wins the first accepts keeps
+# winning (its loop is awake, the others wait for a CPU), and kept-alive connections stay where they
+# were accepted: one process served nearly everything while the other idled (issue 26).
+reuse_port = True
 preload_app = True
 timeout = 30
 graceful_timeout = 10
@@ -40,6 +51,34 @@ if settings.control_socket:
 else:
     control_socket_disable = True
 
+
+def on_starting(server: Any) -> None:
+    """Refuse to start on an address in use, as gunicorn does without ``reuse_port``.
+
+    With ``reuse_port`` the master binds nothing (each worker binds its own socket), so a busy port
+    would only show as workers failing to boot, over and over; and another server of the same user
+    listening with SO_REUSEPORT would silently share the port. A plain bind (no SO_REUSEPORT)
+    fails in both cases. Skipped when gunicorn re-executes itself (USR2), whose old workers listen.
+    """
+    if server.master_pid:
+        return
+    for address in server.cfg.address:
+        if not isinstance(address, tuple):
+            continue                       # a unix socket path: gunicorn's own checks apply
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address[:2])
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise RuntimeError(f"Connection in use: {address[0]}:{address[1]}") from None
+                raise RuntimeError(f"Cannot listen on {address[0]}:{address[1]}: {exc.strerror}") from None
+
+
+def when_ready(server: Any) -> None:
+    """gunicorn's "Listening at:" names no address with ``reuse_port`` (the master listens on none)."""
+    server.log.info("Workers listen at: http://%s, each on a socket of its own (SO_REUSEPORT)", bind)
 
 
 def _app_logging() -> None:

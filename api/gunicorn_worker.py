@@ -19,8 +19,10 @@ all answered as problem details (RFC 9457) from the event loop, without a thread
 A refused connection is closed gracefully ("lingering close", RFC 9112 section 9.6): the answer is
 sent, the sending side shut, and what the client still sends is read and discarded for at most
 ``LINGER_SECONDS`` (and ``LINGER_BYTES``) before the socket is closed, so that the client reads the
-answer instead of a reset. Each connection leaves the poller exactly once, and an unexpected error
-while buffering costs that connection only, never the worker process.
+answer instead of a reset. Any connection the worker ends after an answer ("Connection: close") is
+closed the same way, from the poller: gthread's own lingering close blocked its event loop. Each
+connection leaves the poller exactly once, and an unexpected error while buffering costs that
+connection only, never the worker process.
 
 gunicorn's own error pages (a header field over ``limit_request_field_size``, a malformed request
 line, ...) are answered as problem details too, with gunicorn's status. TLS or HTTP/2 prior
@@ -184,22 +186,59 @@ class BufferingWorker(ThreadWorker):
         self.lingering: dict[TConn, list[float]] = {}   # refused, answered: [deadline, bytes discarded]
         super().init_process()
 
+    # -------------------------------------------------------------- a listening socket of its own
+    #
+    # With ``reuse_port`` (gunicorn_conf.py) each worker listens on a socket of its own (SO_REUSEPORT)
+    # and the kernel spreads new connections over them. A stopping worker takes in what is queued on
+    # its socket and closes it at once, rather than at the end of its graceful stop: the kernel then
+    # sends new connections to the other workers' sockets instead of queueing them on one that no
+    # longer accepts (and resets them when it closes).
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive and self.cfg.reuse_port:
+            self._drain_and_close_listeners()
+
+    def _drain_and_close_listeners(self) -> None:
+        for listener in self.sockets:
+            if getattr(listener, "sock", listener) is None:
+                continue               # closed already (gunicorn's socket wrapper)
+            try:
+                listener.setblocking(False)
+                for _ in range(max(1, self.cfg.backlog)):   # what is queued now, never more
+                    if not self._accept_one(listener):
+                        break
+            except Exception:
+                self.log.exception("Error while taking in the queued connections of a stopping worker")
+            finally:
+                try:
+                    listener.close()
+                except OSError:
+                    pass
+
     # -------------------------------------------------------------- where connections come in
 
     def accept(self, listener: socket.socket) -> None:
+        self._accept_one(listener)
+
+    def _accept_one(self, listener: socket.socket) -> bool:
+        """Accept one connection and start buffering its request; False if none was waiting."""
         try:
             client_sock, client_addr = listener.accept()
         except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+            if e.errno == errno.ECONNABORTED:
+                return True            # that one is gone; others may be waiting
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                 raise
-            return
+            return False
         self.nr_conns += 1
         conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
         if self.cfg.is_ssl or negotiation.prior_knowledge_allowed(self.cfg, client_addr):
             client_sock.setblocking(True)
             self.enqueue_req(conn)
-            return
+            return True
         self._start_buffering(conn)
+        return True
 
     def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
         """A kept-alive connection has a new request coming: buffer it too."""
@@ -211,7 +250,14 @@ class BufferingWorker(ThreadWorker):
             self._start_buffering(conn)
 
     def finish_request(self, conn: TConn, fs: Any) -> None:
-        """As gthread, but bytes read ahead (a pipelined request) are buffered, not handed on."""
+        """As gthread, but bytes read ahead (a pipelined request) are buffered, not handed on, and a
+        connection to close lingers on the poller, not in this loop.
+
+        gthread closes such a connection ("Connection: close", an error) with a lingering close that
+        blocks the event loop until the client closes too, up to 2 s a connection: a client that
+        reads its answer but keeps its socket open stalled every other connection of the worker
+        (64 such clients at once: a worker timeout, and its connections reset).
+        """
         try:
             result = fs.result() if not fs.cancelled() else False
         except Exception:
@@ -219,6 +265,9 @@ class BufferingWorker(ThreadWorker):
         if (result and result is not _DEFER and self.alive and conn.parser is not None
                 and not conn.is_http2 and not self.cfg.is_ssl and conn.parser.unreader.buf.getvalue()):
             self._start_buffering(conn, conn.parser.unreader.take_buffered())
+            return
+        if not result and not self.cfg.is_ssl:
+            self._linger(conn)
             return
         super().finish_request(conn, fs)
 
@@ -299,7 +348,16 @@ class BufferingWorker(ThreadWorker):
         self.log.warning("Refused request from ip=%s: %s %s", (conn.client or ("",))[0], status, reason)
         self.buffering.pop(conn, None)
         self._send(conn, problem_bytes(status, reason, detail))
+        self._linger(conn)
+
+    def _linger(self, conn: TConn) -> None:
+        """Close gracefully without blocking: shut our side, discard what still comes, then close."""
+        if conn.sock.fileno() < 0:     # closed already (by the request's thread): count it out
+            self.buffering.pop(conn, None)
+            self.nr_conns -= 1
+            return
         try:
+            conn.sock.setblocking(False)
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:                # the client is gone already
             self._close(conn)
@@ -312,7 +370,7 @@ class BufferingWorker(ThreadWorker):
             self._close(conn)
 
     def _on_lingering_readable(self, conn: TConn, client: socket.socket) -> None:
-        """A refused connection: discard what the client still sends, until it closes or time is up."""
+        """A closing connection: discard what the client still sends, until it closes or time is up."""
         entry = self.lingering.get(conn)
         if entry is None:
             self._unwatch(conn)
