@@ -71,7 +71,7 @@ def serve(host: str, port: int, workers: Optional[int], threads: int, public_url
     if dev:
         argv = [sys.executable, "-m", "flask", "--app", "mscc_triage_api.wsgi:app", "run", "--host", host, "--port", str(port)]
     else:
-        argv = [sys.executable, "-m", "gunicorn", "-c", "python:mscc_triage_api.gunicorn_conf",
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:mscc_triage_api.server.gunicorn_conf",
                 "mscc_triage_api.wsgi:app"]
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)

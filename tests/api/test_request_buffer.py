@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mscc_triage_api.gunicorn_worker import (BODY_TOO_LARGE, COMPLETE, HAND_OVER, HEAD_TOO_LARGE, INCOMPLETE, RequestBuffer,
+from mscc_triage_api.server.worker import (BODY_TOO_LARGE, COMPLETE, HAND_OVER, HEAD_TOO_LARGE, INCOMPLETE, RequestBuffer,
                                  problem_bytes)
 
 HEAD = b"POST /v1/triage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -7,7 +7,7 @@ evaluation, so the master evaluates nothing and workers share no engine state.
 Load: each worker has a listening socket of its own (``reuse_port``), so the kernel spreads new
 connections over the workers instead of the busiest one taking nearly all of them (issue 26).
 
-Slow clients: the worker class is :class:`mscc_triage_api.gunicorn_worker.BufferingWorker` (gthread that gives a
+Slow clients: the worker class is :class:`mscc_triage_api.server.worker.BufferingWorker` (gthread that gives a
 connection to a thread only once its request is complete; 408 after ``MSCC_REQUEST_READ_TIMEOUT``
 seconds, 413/431 past the limits), so clients trickling bytes cost a buffer each, not a thread.
 Control socket: ``MSCC_CONTROL_SOCKET`` (``triage serve`` gives each instance its own, beside its CDS
@@ -27,7 +27,7 @@ settings = load_settings()   # every setting, read once, when gunicorn starts
 bind = f"{settings.host}:{settings.port}"
 workers = settings.workers or multiprocessing.cpu_count()
 threads = settings.threads
-worker_class = "mscc_triage_api.gunicorn_worker.BufferingWorker"
+worker_class = "mscc_triage_api.server.worker.BufferingWorker"
 worker_connections = settings.worker_connections   # open connections per worker
 # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections
 # over them. With one socket shared by all workers, the worker that wins the first accepts keeps

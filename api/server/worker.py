@@ -45,7 +45,7 @@ from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 
 from triage.settings import load_settings
 
-from .limits import MAX_HEAD_BYTES, max_body_bytes
+from ..limits import MAX_HEAD_BYTES, max_body_bytes
 LINGER_SECONDS = 2.0          # a refused connection: how long its unread bytes are discarded
 LINGER_BYTES = 1024 * 1024    # ... and how many at most, before the socket is closed anyway
 PROBLEM = "application/problem+json"
