@@ -124,6 +124,24 @@ def test_a_rule_that_reads_and_removes_the_same_action_is_told_about_replaces(tm
     assert "reads an outcome it produces itself" in str(info.value) and "replaces:" in str(info.value)
 
 
+def test_two_rules_that_can_replace_the_same_action_in_one_case_are_refused(tmp_path):
+    """Which swap wins must be written, not left to file order (an MRI route placed before the CT swap
+    ordered an MRI for someone whose MRI is contraindicated)."""
+    folder = _rules_copy(tmp_path)
+    _add_rules(folder, [_rule("mscc.other_route", when={"field": "assessment.vertebral_fracture", "is": True},
+                              replaces={"mri_whole_spine_within_24h": "mri_whole_spine_within_4h"}, reason="sooner")])
+    with pytest.raises(triage.RulesetError) as info:
+        triage.load_ruleset(folder)
+    assert info.value.rule_id == "mscc.other_route"
+    assert "which mscc.ct_when_mri_contraindicated also replaces" in info.value.reason
+    guarded = _rules_copy(tmp_path / "guarded")
+    _add_rules(guarded, [_rule("mscc.other_route", when={"all": [
+        {"field": "assessment.vertebral_fracture", "is": True},
+        {"not": {"field": "assessment.mri_contraindicated", "is": True}}]},
+        replaces={"mri_whole_spine_within_24h": "mri_whole_spine_within_4h"}, reason="sooner")])
+    assert triage.load_ruleset(guarded).data.rule("mscc.other_route")   # the guard says the CT wins
+
+
 def test_replaces_names_vocabulary_ids(tmp_path):
     folder = _rules_copy(tmp_path)
     _add_rules(folder, [_rule("mscc.bad_swap", when={"field": "assessment.mri_contraindicated", "is": True},
@@ -212,6 +230,7 @@ def test_partial_evaluation_gives_the_unknowns_of_the_full_program(ruleset, monk
     cases = (list(random_valid_cases(seed=7, n=250, density=0.3)) + list(random_valid_cases(seed=8, n=150, density=0.8))
              + _all_cases()[:150])
     pruned = [ruleset.evaluate(case).unknowns for case in cases]
+    assert [ruleset.evaluate(case).unknowns for case in cases] == pruned   # patterns met again: cut programs
     import triage._triage as engine_module
     assert len(ruleset._what_if) > 50 and all(k[0] == "program" for k in ruleset._what_if), "cut programs were used"
     assert len(ruleset._what_if) <= engine_module.MAX_WHAT_IF_PROGRAMS

@@ -61,16 +61,17 @@ def test_hold_false_leaves_the_scan_unheld():
 
 
 def test_a_scan_headline_is_one_variant_per_route_in_the_tables_order():
+    table = _table()
     out = expand_rule(_rule(headline=[{"text": "Fracture: {scan}, now", "when": {"concept": "pain"},
                                        "scan": "lumbosacral_within_4h"}, {"text": "Fracture"}]),
-                      _table(), "mscc.yaml")
+                      table, "mscc.yaml")
     assert out["headline"] == [
-        {"text": "Fracture: lumbosacral MRI within 4 hours, now", "when": {"concept": "pain"},
-         "shows": ["mri_within_4h_cauda_equina"]},
-        {"text": "Fracture: lumbosacral CT within 4 hours, now", "when": {"concept": "pain"},
-         "shows": ["ct_lumbosacral_within_4h"]},
+        *({"text": f"Fracture: lumbosacral {word} within 4 hours, now", "when": {"concept": "pain"},
+           "shows": [table.action("lumbosacral_within_4h", route)]} for route, word in table.routes.items()),
         {"text": "Fracture"},
     ]
+    assert out["headline"][0]["shows"] == ["mri_within_4h_cauda_equina"]   # the MRI first
+    assert out["headline"][1]["text"] == "Fracture: lumbosacral CT within 4 hours, now"
 
 
 def test_scan_conditions_removals_and_the_route_swap_are_written_out():

@@ -433,6 +433,30 @@ def _check_swaps(units: list[Unit], unit_terms: dict[str, list[Term]]) -> None:
                             f"write the swap as one rule: `replaces: {{{key[4:]}: NEW_ACTION}}`")
 
 
+def _check_replacements(units: list[Unit], unit_terms: dict[str, list[Term]]) -> None:
+    """Refuse two rules that can replace the same action in one case: the first in file order would
+    win silently (a new MRI route placed before the CT swap ordered an MRI for a person whose MRI is
+    contraindicated, with the CT's flag beside it). Their conditions must exclude each other."""
+    replacers: dict[str, list[Unit]] = {}
+    for unit in units:
+        for out in unit.outputs:
+            if out.kind == "replace" and unit.rule is not None:
+                replacers.setdefault(out.id, []).append(unit)
+    for old, found in replacers.items():
+        for i, first in enumerate(found):
+            for second in found[i + 1:]:
+                if first.owner is second.owner:
+                    continue
+                if any(_consistent(a | b) for a in unit_terms[first.name] for b in unit_terms[second.name]):
+                    raise RulesetError(
+                        second.owner.file,
+                        f"replaces {old}, which {first.owner.id} also replaces, and both can hold in one case: "
+                        f"the first in file order would win without a word",
+                        second.owner.id,
+                        "say which wins: add the other rule's condition, negated, to the one that must give way "
+                        "(e.g. `not: {field: ..., is: true}`)")
+
+
 def _stages(units: list[Unit], reads: dict[str, set[str]]) -> dict[str, int]:
     producers = _producers(units)
     by_name = {u.name: u for u in units}
@@ -699,6 +723,7 @@ def compile_ruleset(data: RulesetData) -> CompiledRuleset:
     units = builder.units()
     unit_terms = {u.name: builder.terms(u) for u in units}
     _check_swaps(units, unit_terms)
+    _check_replacements(units, unit_terms)
     reads = {u.name: _reads(t) for u, t in ((u, unit_terms[u.name]) for u in units)}
     full = compile_program(units, unit_terms)
     _check_property_hashes(full)

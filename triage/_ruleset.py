@@ -78,6 +78,7 @@ class ActionDef(_Strict):
     label: str = Field(min_length=1)
     timing: Literal["immediately", "within_4h", "within_24h", "within_48h", "within_1_week", "routine"]
     # An imaging action of the unknowns: a finding that, set true, would add it is asked (result-format 2.2).
+    # Set from the scans table (`unknowns: true` on a scan marks each of its routes), not written here.
     imaging: bool = False
 
 
@@ -224,6 +225,7 @@ class RulesetData:
     concepts: dict[str, Concept]
     rules: list[Rule]
     files: list[str] = field(default_factory=list)
+    scan_actions: frozenset[str] = frozenset()   # every action of the scans table (each route)
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived tables
 
     def rule(self, rule_id: str) -> Rule:
@@ -324,6 +326,13 @@ def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData
         if scan_action not in actions:
             raise RulesetError(manifest.vocabulary, f"scans: '{scan_action}' is not an action of the vocabulary",
                                hint=_hint(scan_action, list(actions)))
+    if scans is not None:   # the unknowns' imaging actions are marked on the scan, for every route at once
+        marked = [a.id for a in actions.values() if a.imaging]
+        if marked:
+            raise RulesetError(manifest.vocabulary, f"action '{marked[0]}': `imaging` is marked on its scan in the "
+                                                    "`scans` table (`unknowns: true`), for every route at once")
+        for action_id in scans.unknowns_actions():
+            actions[action_id] = actions[action_id].model_copy(update={"imaging": True})
 
     rules: list[Rule] = []
     seen: dict[str, str] = {}
@@ -341,6 +350,7 @@ def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData
         sha256=ruleset_sha256(folder), disclaimer=manifest.disclaimer, headlines=dict(manifest.headlines),
         actions=actions, flags=flags, concepts=concepts, rules=rules,
         files=[manifest.vocabulary, manifest.concepts, *manifest.rule_files],
+        scan_actions=frozenset(scans.actions()) if scans else frozenset(),
     )
     _check_references(data, manifest.concepts)
     return data  # type: ignore[no-any-return]

@@ -60,6 +60,7 @@ class Scan(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     words: str = Field(min_length=1)
+    unknowns: bool = False   # the unknowns look for this scan (every route): result-format 2.2, would_add_actions
 
 
 class ScanTable(_Strict):
@@ -99,6 +100,10 @@ class ScanTable(_Strict):
 
     def actions(self) -> set[str]:
         return {str(a) for s in self.entries for a in (s.model_extra or {}).values()}
+
+    def unknowns_actions(self) -> set[str]:
+        """Every route's action of the scans marked ``unknowns: true``."""
+        return {str(a) for s in self.entries if s.unknowns for a in (s.model_extra or {}).values()}
 
 
 def load_scan_table(raw: Any, file: str) -> Optional[ScanTable]:

@@ -274,3 +274,15 @@ def test_invalid_jwts_are_refused(secured, keys, change):
 
 def test_without_configured_issuers_no_jwt_is_needed(client):
     assert call(client).status_code == 200
+
+
+def test_every_scan_of_the_ruleset_has_a_draft_order_in_both_languages_and_is_the_recommended_one():
+    """A scan action without a draft order would vanish from the card without a word (a new route of
+    the scans table, rules/vocabulary.yaml, must come with its orders)."""
+    from mscc_triage_api.cds.cards import MRI, ORDERABLE, ORDERABLE_FR
+
+    scans = triage.default_ruleset().data.scan_actions
+    assert scans, "the ruleset has a scans table"
+    assert sorted(scans - set(ORDERABLE)) == [], "scan actions without a draft order in api/cds/cards.py ORDERABLE"
+    assert sorted(scans - set(ORDERABLE_FR)) == [], "scan actions without a French draft order (ORDERABLE_FR)"
+    assert MRI == scans, "the card's recommended scans (MRI in api/cds/cards.py) are the scans table's actions"
