@@ -357,20 +357,27 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
     by_rule = _keyed(raw_headlines.get("rules") or {})
     by_text = _keyed(raw_headlines.get("texts") or {})
     rules = {r.id: r for r in data.rules}
+    missing: list[tuple[str, str]] = []   # (rule id, English headline): all of them named at once
     for rule in data.rules:
         for variant in rule.headlines:
-            if variant.text in headlines:
+            if variant.text in headlines or (rule.id, variant.text) in missing:
                 continue
             if variant.text in by_text:
                 key, french = f"headlines.texts.{variant.text}", by_text[variant.text]
             elif variant.text == rule.headline and rule.id in by_rule:
                 key, french = f"headlines.rules.{rule.id}", by_rule[rule.id]
             else:
-                raise fr.fail(f"headlines.texts.{variant.text}",
-                              f"missing: rule {rule.id} has this headline without a French one "
-                              "(give it under headlines.texts, keyed by the English text)",
-                              _hint(variant.text, [t for t in by_text if t not in headlines]))
+                missing.append((rule.id, variant.text))
+                continue
             headlines[variant.text] = {"en": variant.text, "fr": fr.label(french, key)}
+    if missing:
+        (first_rule, first_text), others = missing[0], missing[1:]
+        more = (f"; {len(others)} more without a French one: " + "; ".join(f"'{t}' ({r})" for r, t in others)
+                if others else "")
+        raise fr.fail(f"headlines.texts.{first_text}",
+                      f"missing: rule {first_rule} has this headline without a French one "
+                      f"(give it under headlines.texts, keyed by the English text){more}",
+                      _hint(first_text, [t for t in by_text if t not in headlines]))
     unused += [f"{LABELS_FR_FILE}: headlines.texts.{text}: no rule has this headline"
                + _suffix(_hint(text, [v.text for r in data.rules for v in r.headlines if v.text not in by_text]))
                for text in by_text if text not in headlines]

@@ -329,6 +329,8 @@ def test_a_changed_english_headline_leaves_its_french_missing_with_a_hint(tmp_pa
     message = str(info.value)
     assert "labels.fr.yaml" in message and "surgeon at once" in message and "missing" in message
     assert "mscc.tetraparesis" in message and old in message   # did you mean the old text?
+    # every headline without its French one is named at once, not one per run
+    assert "1 more without a French one" in message and "whole-spine CT within 4 hours, spinal surgeon at once" in message
 
 
 def test_french_headlines_by_rule_id_are_still_read_for_older_rulesets(tmp_path):
