@@ -5,6 +5,7 @@
 - a temperature of 38 °C or more (°F converted) within 24 hours sets infection_suspected, never false;
 - medications by ATC, RxNorm ingredient, a contained or a referenced Medication; stopped ones ignored;
 - every code of the medication and lab map maps; a broken map is refused by name;
+- every case field is mapped by the code map or listed under its `unmapped` with a reason;
 - suggestions never hold what the result does not (every vignette of tests/vignettes).
 """
 
@@ -22,7 +23,9 @@ import triage
 from triage._vignettes import load_suite
 from mscc_triage_api.cds import cards
 from mscc_triage_api.fhir import units as fhir_units
-from mscc_triage_api.fhir.map import CODEMAP_PATH, CodeMap, CodeMapError, case_from_record, default_codemap
+from mscc_triage_api.fhir.map import (
+    CODEMAP_PATH, NOT_FINDINGS, CodeMap, CodeMapError, case_from_record, default_codemap,
+)
 from mscc_triage_api.fhir.record import Record, read_prefetch
 
 FHIR = Path(__file__).with_name("fhir")
@@ -192,3 +195,65 @@ def test_the_card_lists_where_the_record_came_from():
     assert "**Record**: patient: sent; observations: fetched from the FHIR server; medicationRequests: not available" \
         in card["detail"]
     assert card["overrideReasons"] == cards.OVERRIDE_REASONS
+
+
+# ------------------------------------------------------------------ every case field: mapped or unmapped
+
+def mapped_fields(codemap: CodeMap) -> set[str]:
+    """The case fields the loaded code map can set (every section of api/fhir/codemap.yaml)."""
+    out = {path for *_, path in codemap.condition_findings} | set(codemap.observations.values())
+    out |= {path for _, _, path, _, _ in codemap.medications} | {path for path, _ in codemap.labs.values()}
+    if codemap.cancer:               # conditions.cancer: clinicalStatus gives the history, the code the primary
+        out |= {"patient.cancer.history", "patient.cancer.primary"}
+    for section in (codemap.antiplatelets, codemap.fever, codemap.procedures):
+        if section:
+            out.add(section[0])
+    if codemap.corticosteroid_start:
+        out |= set(codemap.corticosteroid_start[:2])
+    return out
+
+
+def neither_mapped_nor_unmapped(codemap: CodeMap) -> list[str]:
+    return sorted(set(triage.FIELDS) - mapped_fields(codemap) - set(codemap.unmapped) - NOT_FINDINGS)
+
+
+# Fields that api/fhir/codemap.yaml neither maps nor lists under `unmapped` today (its comments give the
+# reason for a few). Each should get an `unmapped` entry with its reason, and then leave this set, which may
+# only shrink: a NEW field of the case must be mapped or listed (docs/extending.md, "Add a finding" step 5).
+NOT_YET_LISTED = frozenset({
+    "assessment.escc_grade", "assessment.life_expectancy_months", "assessment.mri_compression",
+    "assessment.mri_performed", "assessment.new_findings_since_mri", "assessment.sins.alignment",
+    "assessment.sins.bone_lesion", "assessment.sins.collapse", "assessment.sins.location", "assessment.sins.pain",
+    "assessment.sins.posterolateral", "assessment.sins.total", "assessment.vertebral_fracture",
+    "patient.cancer.metastasis_count", "patient.comorbidities.diabetes",
+    "patient.treatments.checkpoint_inhibitor_start_days_ago", "patient.treatments.prior_spinal_radiotherapy",
+    "presentation.ambulatory_status", "presentation.complete_paraplegia_hours",
+    "presentation.focal_vertebral_pain.band_like", "presentation.focal_vertebral_pain.localised_tenderness",
+    "presentation.focal_vertebral_pain.mechanical", "presentation.focal_vertebral_pain.nocturnal",
+    "presentation.focal_vertebral_pain.progressive", "presentation.focal_vertebral_pain.severe_unremitting",
+    "presentation.focal_vertebral_pain.worse_on_straining", "presentation.non_ambulatory_hours",
+    "presentation.paraesthesia.bilateral_legs", "presentation.paraesthesia.saddle_anaesthesia",
+    "presentation.paraesthesia.sensory_level", "presentation.sciatica.bilateral", "presentation.sexual_dysfunction",
+    "presentation.sphincter_disturbance.altered_urinary_sensation",
+    "presentation.sphincter_disturbance.post_void_residual_ml", "presentation.sphincter_disturbance.present",
+    "presentation.weakness.bilateral", "presentation.weakness.limbs", "presentation.weakness.progressive",
+})
+
+
+def test_every_case_field_is_mapped_or_listed_as_unmapped_with_a_reason():
+    codemap = default_codemap()
+    assert NOT_FINDINGS == {"patient.age_years"}     # the only field from the Patient resource, not a code
+    assert neither_mapped_nor_unmapped(codemap) == sorted(NOT_YET_LISTED), \
+        "a case field is neither mapped in api/fhir/codemap.yaml nor listed under `unmapped` with a reason " \
+        "(or one of NOT_YET_LISTED now is: take it out of NOT_YET_LISTED)"
+    assert all(reason.strip() for reason in codemap.unmapped.values())
+
+
+def test_a_field_whose_unmapped_entry_is_deleted_is_named():
+    data = yaml.safe_load(CODEMAP_PATH.read_text(encoding="utf-8"))
+    for entry in data["unmapped"]:
+        if entry["field"] in mapped_fields(default_codemap()):
+            continue                 # listed AND mapped (long-term steroids, with a start date only)
+        trimmed = copy.deepcopy(data)
+        trimmed["unmapped"] = [e for e in data["unmapped"] if e["field"] != entry["field"]]
+        assert neither_mapped_nor_unmapped(CodeMap(trimmed)) == sorted(NOT_YET_LISTED | {entry["field"]})
