@@ -161,7 +161,7 @@ class _Expander:
 
     def action(self, item: Any, where: str) -> Any:
         if not isinstance(item, dict) or "scan" not in item:
-            return self.conditions_of(item, where) if isinstance(item, dict) else item
+            return self.conditions_of(dict(item), where) if isinstance(item, dict) else item
         extra = sorted(set(item) - {"scan", "when", "hold"})
         if extra:
             raise self.fail(where, f"a scan takes only `when` (and `hold: false`), not `{extra[0]}`: what holds a "
