@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -360,6 +361,10 @@ def real_server():
     proc, url = start_server("--workers", "2", "--threads", "2", "--allow-unauthenticated-cds",
                              env={"MSCC_REQUEST_READ_TIMEOUT": "2", "MSCC_CDS_STORE_PATH": ""})
     assert proc.poll() is None, server_log(proc)
+    deadline = time.monotonic() + 60      # both workers booted: a worker that boots late is not one reborn
+    while len(_workers(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_workers(proc.pid)) == 2, server_log(proc)
     yield proc, int(url.rsplit(":", 1)[1])
     stop_server(proc)
 
