@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import triage
 
-from .cds.cards import ORDERABLE, PRIORITY, _draft
+from .cds.cards import PRIORITY, _draft, orderable
 
 SYSTEM = "urn:mscc-triage"
 
@@ -32,10 +32,12 @@ def _coding(kind: str, code: str, display: str) -> dict[str, Any]:
     return {"coding": [{"system": f"{SYSTEM}:{kind}", "code": code, "display": display}], "text": display}
 
 
-def guidance_response(result: triage.Result, root: str, patient_id: Optional[str] = None,
+def guidance_response(result: triage.Result, ruleset: triage.Ruleset, root: str, patient_id: Optional[str] = None,
                       request_id: Optional[str] = None) -> dict[str, Any]:
-    """The FHIR R4 GuidanceResponse (a dict, JSON-ready) of a result; ``root`` is the service's base URL."""
-    ruleset = result.ruleset
+    """The FHIR R4 GuidanceResponse (a dict, JSON-ready) of a result from ``ruleset`` (which names the scans'
+    orders); ``root`` is the service's base URL."""
+    if result.ruleset.sha256 != ruleset.sha256:
+        raise ValueError("the result was not given by this ruleset")
     parameters: list[dict[str, Any]] = [
         {"name": "urgency", "valueCode": result.urgency},
         {"name": "headline", "valueString": result.headline},
@@ -65,9 +67,9 @@ def guidance_response(result: triage.Result, root: str, patient_id: Optional[str
     # Draft orders need a subject (FHIR): without a patient (the JSON API) the group names them only.
     orders = []
     for action in result.actions:
-        if action.id not in ORDERABLE:
+        if not orderable(action.id, ruleset):
             continue
-        resource = dict(_draft(action, patient_id)["resource"], id=f"order-{len(orders) + 1}")
+        resource = dict(_draft(action, patient_id, ruleset)["resource"], id=f"order-{len(orders) + 1}")
         orders.append((action, resource if patient_id else None))
     request_group: dict[str, Any] = {
         "resourceType": "RequestGroup", "id": "orders", "status": "draft", "intent": "proposal",

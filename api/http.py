@@ -31,12 +31,13 @@ def json_response(text: str, status: int = 200) -> Response:
 def triage_case() -> Response:
     """Triage one case (case-format 2.2) and return the result (result-format 2.2)."""
     data = read_json_body()
-    result = ruleset().evaluate(data)
+    rules = ruleset()
+    result = rules.evaluate(data)
     written = record_hook.record("api", data, result)   # before answering: 503 if it cannot be written
     if _wants_fhir():   # an EHR that stores decision support as FHIR: the result as a GuidanceResponse
         from .guidance import guidance_response
 
-        resource = guidance_response(result, cds.public_root(), request_id=written.id)
+        resource = guidance_response(result, rules, cds.public_root(), request_id=written.id)
         return Response(json.dumps(resource, ensure_ascii=False), mimetype="application/fhir+json")
     return json_response(result.to_json())
 

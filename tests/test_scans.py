@@ -67,7 +67,8 @@ def test_a_scan_headline_is_one_variant_per_route_in_the_tables_order():
                       table, "mscc.yaml")
     assert out["headline"] == [
         *({"text": f"Fracture: lumbosacral {word} within 4 hours, now", "when": {"concept": "pain"},
-           "shows": [table.action("lumbosacral_within_4h", route)]} for route, word in table.routes.items()),
+           "shows": [table.action("lumbosacral_within_4h", route)]} for route, word in
+          ((r, spec.word) for r, spec in table.routes.items())),
         {"text": "Fracture"},
     ]
     assert out["headline"][0]["shows"] == ["mri_within_4h_cauda_equina"]   # the MRI first
@@ -110,7 +111,7 @@ def test_a_new_route_is_one_edit_of_the_table(tmp_path):
             vocabulary["actions"].append({"id": f"open_{scan['mri']}", "timing": "within_24h",
                                           "label": f"Open MRI instead of {scan['mri']}"})
             scan["open"] = f"open_{scan['mri']}"
-        vocabulary["scans"]["routes"]["open"] = "open MRI"
+        vocabulary["scans"]["routes"]["open"] = {"word": "open MRI", "order": "Open MRI of the {reach}"}
     _edit_yaml(folder / "vocabulary.yaml", add_route)
     before = triage.load_ruleset(DEFAULT_RULES_DIR).data.rule("mscc.cauda_equina").headlines
     after = triage.load_ruleset(folder).data.rule("mscc.cauda_equina").headlines
@@ -183,6 +184,9 @@ def test_a_wrong_scan_word_is_refused_at_load_naming_the_rule(tmp_path, rule, re
     (lambda s: s["entries"].append(dict(s["entries"][0])), "listed twice"),
     (lambda s: s["entries"][0].update(id="any"), "cannot be called 'any'"),
     (lambda s: s["entries"][0].update(pet="x"), "'pet' is not a route"),
+    (lambda s: s["entries"][0].pop("reach"), "entries.0.reach: Field required"),
+    (lambda s: s["routes"]["ct"].update(order="CT of the spine"), "'{reach}'"),
+    (lambda s: s["routes"].update(ct="CT"), "routes.ct"),
 ])
 def test_a_broken_scans_table_is_refused_at_load(tmp_path, change, reason):
     folder = _rules_copy(tmp_path)

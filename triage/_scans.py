@@ -7,10 +7,17 @@ section::
 
     scans:
       hold: {unless: COND, reason: TEXT, release: TEXT}   # holds every scan a rule asks for
-      routes: {mri: MRI, ct: CT}                          # route id -> the word in a headline
+      routes:                                             # route id -> its word in a headline, its order
+        mri: {word: MRI, order: "MRI of the {reach}"}
+        ct: {word: CT, order: "CT of the {reach} (MRI contraindicated)"}
       entries:                                            # one entry per scan
-        - {id: whole_spine_within_4h, words: "whole-spine {route} within 4 hours",
+        - {id: whole_spine_within_4h, reach: whole spine, words: "whole-spine {route} within 4 hours",
            mri: ACTION_ID, ct: ACTION_ID}
+
+The order of a scan on a route (what a draft order in an EHR names: "CT of the whole spine (MRI
+contraindicated)") is the route's ``order`` with the scan's ``reach``; its French words (the headline's
+and the order's) are in ``labels.fr.yaml``'s ``scans`` section, by route and by scan, so a new route or
+scan is written in these two tables and nowhere in code.
 
 and a rule names a scan by its id:
 
@@ -54,18 +61,32 @@ class ScanHold(_Strict):
     release: Optional[str] = Field(None, min_length=1, max_length=160)
 
 
+class Route(_Strict):
+    """A route: its word in a headline ("CT") and what its draft order says ("CT of the {reach} ...")."""
+
+    word: str = Field(min_length=1, max_length=40)
+    order: str = Field(min_length=1, max_length=160)
+
+    @model_validator(mode="after")
+    def _reach(self) -> "Route":
+        if "{reach}" not in self.order:
+            raise ValueError("a route's order must say where the scan's reach goes ('{reach}')")
+        return self
+
+
 class Scan(BaseModel):
-    """One scan: its id, its words in a headline, and its action on each route (``extra`` keys)."""
+    """One scan: its id, its reach, its words in a headline, and its action on each route (``extra`` keys)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    reach: str = Field(min_length=1, max_length=80)    # what is scanned, in an order: "whole spine"
     words: str = Field(min_length=1)
     unknowns: bool = False   # the unknowns look for this scan (every route): result-format 2.2, would_add_actions
 
 
 class ScanTable(_Strict):
     hold: ScanHold
-    routes: dict[str, str] = Field(min_length=1)
+    routes: dict[str, Route] = Field(min_length=1)
     entries: list[Scan] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -100,6 +121,15 @@ class ScanTable(_Strict):
 
     def actions(self) -> set[str]:
         return {str(a) for s in self.entries for a in (s.model_extra or {}).values()}
+
+    def orders(self) -> dict[str, str]:
+        """Every scan action -> what its draft order names ("MRI of the whole spine")."""
+        return {self.action(s.id, r): route.order.replace("{reach}", s.reach)
+                for s in self.entries for r, route in self.routes.items()}
+
+    def routes_of(self) -> dict[str, tuple[str, str]]:
+        """Every scan action -> (its scan id, its route id)."""
+        return {self.action(s.id, r): (s.id, r) for s in self.entries for r in self.routes}
 
     def unknowns_actions(self) -> set[str]:
         """Every route's action of the scans marked ``unknowns: true``."""
@@ -195,9 +225,9 @@ class _Expander:
             raise self.fail(where, "a headline with `scan` says where the scan's words go with '{scan}'")
         scan = self.table.by_id()[scan_id]
         variants = []
-        for route, word in self.table.routes.items():
+        for route, spec in self.table.routes.items():
             variant = {k: copy.deepcopy(v) for k, v in item.items() if k != "scan"}
-            variant["text"] = text.replace("{scan}", scan.words.replace("{route}", word))
+            variant["text"] = text.replace("{scan}", scan.words.replace("{route}", spec.word))
             variant["shows"] = [*item.get("shows", []), self.table.action(scan_id, route)]
             variants.append(variant)
         return variants

@@ -11,7 +11,11 @@ naming the file, the key and the reason, with a "did you mean" hint where one he
 - a missing key: a case field without a label or a group, a choice of the case model without a
   label, a word or a message the page uses, a vocabulary action or flag without a French label, a
   rule headline (any of its variants) without a French headline (``labels.fr.yaml``,
-  ``headlines.texts``, keyed by the English text);
+  ``headlines.texts``, keyed by the English text; a headline that names a scan, ``{scan}``, is
+  given once, keyed by the rule file's text, and every route's variant is made from the French
+  words of the ``scans`` section);
+- a route or a scan of the vocabulary's ``scans`` table without its French words (``labels.fr.yaml``,
+  ``scans``: a route's word and order, a scan's reach and headline words);
 - a message whose ``{placeholders}`` the form cannot fill;
 - a follow-up question (``groups[].follow_ups``: asked when its gate is answered "yes") whose gate
   is not a yes/no finding of the same group, or that is not in the group, or is listed twice;
@@ -43,6 +47,7 @@ from ._case import FIELDS
 from ._errors import RulesetError
 from ._result import source_parts
 from ._ruleset import SEVERITIES
+from ._scans import ScanTable
 from ._triage import Ruleset
 
 FORM_FILE = "form.yaml"
@@ -103,6 +108,7 @@ class FormTexts:
     sources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # source part -> {en, fr}
     unused: tuple[str, ...] = field(default=())        # entries the ruleset does not know (see above)
     reasons: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # why an action is held -> {en, fr}
+    orders: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # scan action -> its draft order {en, fr}
 
     def citations(self, source: str, lang: str) -> list[str]:
         """The readable citations of a rule's or an action's ``source``, each once, in ``lang``."""
@@ -332,7 +338,8 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
 
     # labels.fr.yaml: a French label for every action and flag, a French headline for every headline
     fr = _File(folder, LABELS_FR_FILE)
-    fr.only_keys(fr.data, ("actions", "flags", "headlines", "titles", "reasons"))
+    fr.only_keys(fr.data, ("actions", "flags", "headlines", "titles", "reasons", "scans"))
+    scan_words, orders = _french_scans(fr, data.scans, unused)
     actions = _french_labels(fr, "actions", {a: d.label for a, d in data.actions.items()}, unused)
     flags = _french_labels(fr, "flags", {f: d.label for f, d in data.flags.items()}, unused)
     raw_headlines = fr.section("headlines", dict)
@@ -356,6 +363,18 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
                           + ("rule id" if section == "rules" else "English headline") + " to French headline")
     by_rule = _keyed(raw_headlines.get("rules") or {})
     by_text = _keyed(raw_headlines.get("texts") or {})
+    # A headline naming a scan is given once, by the rule file's text ("...: {scan}, ..."): each route's
+    # variant (the English text the rule shows) gets it with that route's French scan words.
+    from_template: dict[str, tuple[str, str]] = {}   # English variant -> (its key, French)
+    for key, french in by_text.items():
+        if "{scan}" in key and isinstance(french, str):
+            if "{scan}" not in french:
+                raise fr.fail(f"headlines.texts.{key}", "the French headline must say where the scan's words go "
+                                                        "('{scan}'), as the English one does")
+            for english_words, french_words in scan_words:
+                from_template.setdefault(key.replace("{scan}", english_words),
+                                         (key, french.replace("{scan}", french_words)))
+    used_templates: set[str] = set()
     rules = {r.id: r for r in data.rules}
     missing: list[tuple[str, str]] = []   # (rule id, English headline): all of them named at once
     for rule in data.rules:
@@ -364,10 +383,17 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
                 continue
             if variant.text in by_text:
                 key, french = f"headlines.texts.{variant.text}", by_text[variant.text]
+            elif variant.text in from_template:
+                template, french = from_template[variant.text]
+                key = f"headlines.texts.{template}"
+                used_templates.add(template)
             elif variant.text == rule.headline and rule.id in by_rule:
                 key, french = f"headlines.rules.{rule.id}", by_rule[rule.id]
-            else:
-                missing.append((rule.id, variant.text))
+            else:   # named as the rule file writes it: a scan headline once, with its `{scan}`
+                written = next((variant.text.replace(words, "{scan}") for words, _ in scan_words
+                                if words in variant.text), variant.text)
+                if (rule.id, written) not in missing:
+                    missing.append((rule.id, written))
                 continue
             headlines[variant.text] = {"en": variant.text, "fr": fr.label(french, key)}
     if missing:
@@ -377,10 +403,10 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
         raise fr.fail(f"headlines.texts.{first_text}",
                       f"missing: rule {first_rule} has this headline without a French one "
                       f"(give it under headlines.texts, keyed by the English text){more}",
-                      _hint(first_text, [t for t in by_text if t not in headlines]))
+                      _hint(first_text, [t for t in by_text if t not in headlines and t not in used_templates]))
     unused += [f"{LABELS_FR_FILE}: headlines.texts.{text}: no rule has this headline"
                + _suffix(_hint(text, [v.text for r in data.rules for v in r.headlines if v.text not in by_text]))
-               for text in by_text if text not in headlines]
+               for text in by_text if text not in headlines and text not in used_templates]
     for rule_id, value in by_rule.items():
         fr.label(value, f"headlines.rules.{rule_id}")
         if rule_id not in rules:
@@ -422,7 +448,73 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
     unused += [f"{LABELS_FR_FILE}: reasons.{text}: no rule gives this reason" for text in raw_reasons if text not in reasons]
 
     return FormTexts(tuple(groups), labels, help_texts, choices, words, messages, actions, flags, headlines,
-                 titles, sources, tuple(unused), reasons)
+                 titles, sources, tuple(unused), reasons, orders)
+
+
+def _french_scans(fr: _File, table: Optional[ScanTable], unused: list[str]
+                  ) -> tuple[list[tuple[str, str]], dict[str, dict[str, str]]]:
+    """``labels.fr.yaml``'s ``scans``: the French words of every route and scan of the vocabulary's table.
+
+    Returns the scans' headline words, English and French, for every scan and route, and every scan
+    action's draft order ``{en, fr}``."""
+    raw = fr.data.get("scans")
+    if table is None:
+        if raw is not None:
+            unused.append(f"{LABELS_FR_FILE}: scans: the vocabulary has no scans table")
+        return [], {}
+    if raw is None:
+        raise fr.fail("scans", "missing: the vocabulary's scans table needs its French words "
+                               "(routes: word and order; entries: reach and words)")
+    if not isinstance(raw, dict):
+        raise fr.fail("scans", "must be a mapping with `routes` and `entries`")
+    fr.only_keys(raw, ("routes", "entries"), "scans")
+    routes = _keyed(fr.section("routes", dict, raw, "scans"))
+    entries = _keyed(fr.section("entries", dict, raw, "scans"))
+    french_routes: dict[str, dict[str, str]] = {}
+    for route_id in table.routes:
+        french_routes[route_id] = _french_entry(fr, routes, route_id, f"scans.routes.{route_id}", ("word", "order"),
+                                                "route", "{reach}")
+    french_scans: dict[str, dict[str, str]] = {}
+    for scan in table.entries:
+        french_scans[scan.id] = _french_entry(fr, entries, scan.id, f"scans.entries.{scan.id}", ("reach", "words"),
+                                              "scan", "{route}")
+    unused += [f"{LABELS_FR_FILE}: scans.routes.{r}: not a route of the vocabulary's scans table"
+               + _suffix(_hint(r, [x for x in table.routes if x not in routes])) for r in routes if r not in table.routes]
+    known = table.by_id()
+    unused += [f"{LABELS_FR_FILE}: scans.entries.{e}: not a scan of the vocabulary's scans table"
+               + _suffix(_hint(e, [x for x in known if x not in entries])) for e in entries if e not in known]
+    words: list[tuple[str, str]] = []
+    orders: dict[str, dict[str, str]] = {}
+    english_orders = table.orders()
+    for scan in table.entries:
+        for route_id, route in table.routes.items():
+            words.append((scan.words.replace("{route}", route.word),
+                          french_scans[scan.id]["words"].replace("{route}", french_routes[route_id]["word"])))
+            action = table.action(scan.id, route_id)
+            orders[action] = {"en": english_orders[action],
+                              "fr": french_routes[route_id]["order"].replace("{reach}", french_scans[scan.id]["reach"])}
+    return words, orders
+
+
+def _french_entry(fr: _File, raw: Mapping[str, Any], key: str, where: str, keys: tuple[str, str], kind: str,
+                  placeholder: str) -> dict[str, str]:
+    if key not in raw:
+        raise fr.fail(where, f"missing: every {kind} of the vocabulary's scans table needs its French words "
+                             f"({' and '.join(keys)})", _hint(key, list(raw)))
+    value = raw[key]
+    if not isinstance(value, dict):
+        raise fr.fail(where, f"must be a mapping {{{keys[0]}: ..., {keys[1]}: ...}}")
+    fr.only_keys(value, keys, where)
+    out = {}
+    for name in keys:
+        if name not in value:
+            raise fr.fail(f"{where}.{name}", "missing")
+        out[name] = fr.label(value[name], f"{where}.{name}")
+    template = keys[1]
+    if placeholder not in out[template]:
+        raise fr.fail(f"{where}.{template}", f"must say where the {'reach' if kind == 'route' else 'route'} goes "
+                                             f"('{placeholder}'), as the vocabulary's does")
+    return out
 
 
 def _follow_ups(form: _File, raw: Mapping[str, Any], where: str, shown: tuple[str, ...],

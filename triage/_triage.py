@@ -7,7 +7,8 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
 
 from ._case import (
     FIELDS, GROUPS, MRI_FOLLOW_UP, ONSET, WALKING, Case, normalised_dict, unknown_fields, validate_case,
@@ -154,6 +155,7 @@ class Ruleset:
         self._full = CompiledEngine(self._tag, self.compiled.full)
         self._critical = tuple(f.id for f in data.flags.values() if f.severity == "critical")
         self._imaging = tuple(a.id for a in data.actions.values() if a.imaging)
+        self._scan_orders: Mapping[str, str] = MappingProxyType(data.scans.orders() if data.scans else {})
         # Fields some rule reads on the case as sent (before normalisation), by their path there.
         self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
                            if key.startswith(SENT))
@@ -195,6 +197,11 @@ class Ruleset:
     @property
     def path(self) -> Path:
         return self.data.path
+
+    @property
+    def scan_orders(self) -> Mapping[str, str]:
+        """Every scan action (each route of the vocabulary's scans table) -> what its draft order names."""
+        return self._scan_orders
 
     @property
     def program(self):  # type: ignore[no-untyped-def]

@@ -65,16 +65,9 @@ REFERRAL = {"coding": [{"system": SNOMED, "code": "3457005", "display": "Patient
 
 # action id -> (resource type, what is ordered, its code or None, category or None).
 # Grouped: actions in one group become one suggestion (dexamethasone with its gastroprotection).
+# The scans are not here: every action of the vocabulary's scans table is orderable, a ServiceRequest
+# named by the table (``Ruleset.scan_orders``; in French, the form's texts ``orders``), and recommended.
 ORDERABLE: dict[str, tuple[str, str, Optional[dict[str, Any]], Optional[dict[str, Any]]]] = {
-    "mri_whole_spine_within_4h": ("ServiceRequest", "MRI of the whole spine", None, None),
-    "mri_whole_spine_within_24h": ("ServiceRequest", "MRI of the whole spine", None, None),
-    "mri_whole_spine_within_1_week": ("ServiceRequest", "MRI of the whole spine", None, None),
-    "mri_within_4h_cauda_equina": ("ServiceRequest", "MRI of the lumbosacral spine (cauda equina)", None, None),
-    "ct_whole_spine_within_4h": ("ServiceRequest", "CT of the whole spine (MRI contraindicated)", None, None),
-    "ct_whole_spine_within_24h": ("ServiceRequest", "CT of the whole spine (MRI contraindicated)", None, None),
-    "ct_whole_spine_within_1_week": ("ServiceRequest", "CT of the whole spine (MRI contraindicated)", None, None),
-    "ct_lumbosacral_within_4h": ("ServiceRequest", "CT of the lumbosacral spine (MRI contraindicated; cauda equina)",
-                                 None, None),
     "dexamethasone_16mg": ("MedicationRequest", "Dexamethasone 16 mg (oral or IV), then daily",
                            {"coding": [{"system": RXNORM, "code": "3264", "display": "dexamethasone"}]}, None),
     "gastroprotection_ppi": ("MedicationRequest", "Proton pump inhibitor while on steroids", None, None),
@@ -98,14 +91,6 @@ ORDERABLE: dict[str, tuple[str, str, Optional[dict[str, Any]], Optional[dict[str
 }
 # What is ordered, in French (the same keys as ORDERABLE; a test keeps them complete).
 ORDERABLE_FR: dict[str, str] = {
-    "mri_whole_spine_within_4h": "IRM du rachis entier",
-    "mri_whole_spine_within_24h": "IRM du rachis entier",
-    "mri_whole_spine_within_1_week": "IRM du rachis entier",
-    "mri_within_4h_cauda_equina": "IRM lombo-sacrée (queue de cheval)",
-    "ct_whole_spine_within_4h": "Scanner du rachis entier (IRM contre-indiquée)",
-    "ct_whole_spine_within_24h": "Scanner du rachis entier (IRM contre-indiquée)",
-    "ct_whole_spine_within_1_week": "Scanner du rachis entier (IRM contre-indiquée)",
-    "ct_lumbosacral_within_4h": "Scanner lombo-sacré (IRM contre-indiquée ; queue de cheval)",
     "dexamethasone_16mg": "Dexaméthasone 16 mg (per os ou IV), puis chaque jour",
     "gastroprotection_ppi": "Inhibiteur de la pompe à protons pendant la corticothérapie",
     "baseline_bloods": "NFS, fonction rénale, calcémie, glycémie",
@@ -127,9 +112,6 @@ ORDERABLE_FR: dict[str, str] = {
     "contact_mscc_coordinator_within_24h": "Demande d'avis : coordinateur CMM",
 }
 GROUPS = [("dexamethasone_16mg", "gastroprotection_ppi")]
-MRI = {"mri_whole_spine_within_4h", "mri_whole_spine_within_24h", "mri_whole_spine_within_1_week",
-       "mri_within_4h_cauda_equina", "ct_whole_spine_within_4h", "ct_whole_spine_within_24h",
-       "ct_whole_spine_within_1_week", "ct_lumbosacral_within_4h"}   # the scan, recommended
 # Held with the dexamethasone: named in the card only through it.
 COMPANIONS = frozenset({"gastroprotection_ppi", "capillary_glucose_monitoring"})
 
@@ -309,7 +291,13 @@ class CardWords:
     def disclaimer(self, english: str) -> str:
         return self._form("words", "disclaimer", english)
 
-    def ordered(self, action_id: str) -> str:
+    def ordered(self, action_id: str, ruleset: triage.Ruleset) -> str:
+        """What a draft order names, in this language: a scan from the scans table, else ``ORDERABLE``."""
+        if action_id in ruleset.scan_orders:
+            if self.fr:
+                assert self.texts is not None   # French words come with the form's texts
+                return self.texts.orders[action_id]["fr"]
+            return ruleset.scan_orders[action_id]
         return ORDERABLE_FR[action_id] if self.fr else ORDERABLE[action_id][1]
 
     def override_reasons(self) -> list[dict[str, str]]:
@@ -335,12 +323,18 @@ def _words(words: Optional[CardWords], labels: Optional[Mapping[str, str]], cite
     return CardWords("en", labels or {}, cite or _plain_cite)
 
 
-def _draft(action: triage.ActionItem, patient_id: Optional[str], words: CardWords = ENGLISH,
-           ruleset: Optional[triage.Ruleset] = None) -> dict[str, Any]:
-    kind, _, code, category = ORDERABLE[action.id]
-    what = words.typography(words.ordered(action.id))
+def orderable(action_id: str, ruleset: triage.Ruleset) -> bool:
+    """Whether a draft order is proposed for this action: a scan of the scans table, or ``ORDERABLE``."""
+    return action_id in ORDERABLE or action_id in ruleset.scan_orders
+
+
+def _draft(action: triage.ActionItem, patient_id: Optional[str], ruleset: triage.Ruleset,
+           words: CardWords = ENGLISH) -> dict[str, Any]:
+    kind, _, code, category = (ORDERABLE[action.id] if action.id in ORDERABLE
+                               else ("ServiceRequest", ruleset.scan_orders[action.id], None, None))
+    what = words.typography(words.ordered(action.id, ruleset))
     label = words.action(action.id, action.label)
-    source = "; ".join(_citations(action, ruleset, words)) if ruleset is not None else words.cite(action.source)
+    source = "; ".join(_citations(action, ruleset, words))
     label, source = words.typography(label), words.typography(source)
     text = words.typography(f"{what}: {words.timing(action.timing).lower()}")
     concept = dict(code or {}, text=what)
@@ -363,10 +357,10 @@ def _draft(action: triage.ActionItem, patient_id: Optional[str], words: CardWord
     return {"type": "create", "description": text, "resource": resource}
 
 
-def suggestions_for(result: triage.Result, patient_id: Optional[str], words: CardWords = ENGLISH,
-                    ruleset: Optional[triage.Ruleset] = None) -> list[dict[str, Any]]:
-    """Draft orders for the orderable actions the result holds, grouped, the MRI recommended."""
-    actions = {a.id: a for a in result.actions if a.id in ORDERABLE}
+def suggestions_for(result: triage.Result, patient_id: Optional[str], ruleset: triage.Ruleset,
+                    words: CardWords = ENGLISH) -> list[dict[str, Any]]:
+    """Draft orders for the orderable actions the result holds, grouped, the scan recommended."""
+    actions = {a.id: a for a in result.actions if orderable(a.id, ruleset)}
     out = []
     done: set[str] = set()
     for action_id, action in actions.items():
@@ -376,14 +370,14 @@ def suggestions_for(result: triage.Result, patient_id: Optional[str], words: Car
         members = [actions[a] for a in group if a in actions]
         done.update(a.id for a in members)
         out.append({
-            "label": words.typography(f" {words.phrase('with')} ".join(words.ordered(a.id).split(" (")[0]
+            "label": words.typography(f" {words.phrase('with')} ".join(words.ordered(a.id, ruleset).split(" (")[0]
                                                                         for a in members)
                                       + f" ({words.timing(action.timing).lower()})"),
             "uuid": str(uuid.uuid4()),
-            "isRecommended": action_id in MRI,
-            "actions": [_draft(a, patient_id, words, ruleset) for a in members],
+            "isRecommended": action_id in ruleset.scan_orders,
+            "actions": [_draft(a, patient_id, ruleset, words) for a in members],
         })
-    out.sort(key=lambda suggestion: not suggestion["isRecommended"])   # the MRI first
+    out.sort(key=lambda suggestion: not suggestion["isRecommended"])   # the scan first
     return out
 
 
@@ -590,7 +584,7 @@ def _card(result: triage.Result, ruleset: triage.Ruleset, summary: str, indicato
         "overrideReasons": words.override_reasons(),
         "links": _links(root, form_token, words),
     }
-    suggestions = suggestions_for(result, patient_id, words, ruleset)
+    suggestions = suggestions_for(result, patient_id, ruleset, words)
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"

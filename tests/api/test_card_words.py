@@ -105,7 +105,7 @@ def french(ruleset):
     show that no French text uses ("within", "spine", "MRI"); a French card must hold none of them."""
     texts = load_form_texts(ruleset)
     sections = [texts.fields, texts.actions, texts.flags, texts.headlines, texts.titles, texts.reasons,
-                texts.sources, texts.words, texts.choices]
+                texts.sources, texts.words, texts.choices, texts.orders]
     english = [t["en"] for section in sections for t in section.values()]
     french_texts = [t["fr"] for section in sections for t in section.values()]
     english += [en for en, _ in cards.PHRASES.values()] + [o[1] for o in cards.ORDERABLE.values()]
@@ -187,8 +187,12 @@ def test_a_french_card_reads_as_the_french_form_does(ruleset, french):
             == [(a["resource"]["resourceType"], a["resource"]["priority"]) for a in en["actions"]]
 
 
-def test_every_orderable_action_has_its_french_text():
+def test_every_orderable_action_has_its_french_text(ruleset):
     assert set(cards.ORDERABLE_FR) == set(cards.ORDERABLE)
+    french = cards.CardWords.of(load_form_texts(ruleset), "fr")
+    for action_id in ruleset.scan_orders:          # the scans: from the table and labels.fr.yaml
+        assert cards.orderable(action_id, ruleset)
+        assert french.ordered(action_id, ruleset) != cards.ENGLISH.ordered(action_id, ruleset)
 
 
 def test_the_card_language_is_a_setting(tmp_path, monkeypatch):

@@ -277,12 +277,71 @@ def test_without_configured_issuers_no_jwt_is_needed(client):
 
 
 def test_every_scan_of_the_ruleset_has_a_draft_order_in_both_languages_and_is_the_recommended_one():
-    """A scan action without a draft order would vanish from the card without a word (a new route of
-    the scans table, rules/vocabulary.yaml, must come with its orders)."""
-    from mscc_triage_api.cds.cards import MRI, ORDERABLE, ORDERABLE_FR
+    """A scan action without a draft order would vanish from the card without a word: every action of
+    the scans table (rules/vocabulary.yaml) is ordered by the words of the table, in both languages."""
+    from mscc_triage_api.cds.cards import ENGLISH, CardWords, orderable
 
-    scans = triage.default_ruleset().data.scan_actions
+    ruleset = triage.default_ruleset()
+    scans = ruleset.data.scan_actions
     assert scans, "the ruleset has a scans table"
-    assert sorted(scans - set(ORDERABLE)) == [], "scan actions without a draft order in api/cds/cards.py ORDERABLE"
-    assert sorted(scans - set(ORDERABLE_FR)) == [], "scan actions without a French draft order (ORDERABLE_FR)"
-    assert MRI == scans, "the card's recommended scans (MRI in api/cds/cards.py) are the scans table's actions"
+    assert set(ruleset.scan_orders) == scans
+    french = CardWords.of(triage.load_form_texts(ruleset), "fr")
+    for action in scans:
+        assert orderable(action, ruleset)
+        assert ENGLISH.ordered(action, ruleset).startswith(("MRI of the ", "CT of the "))
+        assert french.ordered(action, ruleset).startswith(("IRM du ", "Scanner du "))
+
+
+def _copy_yaml(path, change):
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def test_a_new_scan_route_reaches_the_card_in_both_languages_from_the_two_tables_alone(tmp_path):
+    """A route added to the scans table (vocabulary.yaml) with its French words (labels.fr.yaml), and one
+    rule swapping to it: the card orders it, recommended, in English and French, and the French headline
+    names it; no code is edited (the "add a finding" checklist, docs/extending.md)."""
+    import shutil
+
+    from mscc_triage_api.cds.cards import CardWords, suggestions_for
+    from triage._ruleset import DEFAULT_RULES_DIR
+
+    folder = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def add_route(vocabulary):
+        vocabulary["scans"]["routes"]["open"] = {"word": "open MRI", "order": "Open MRI of the {reach}"}
+        for scan in vocabulary["scans"]["entries"]:
+            vocabulary["actions"].append({"id": f"open_{scan['mri']}", "timing": "within_4h",
+                                          "label": f"Open MRI ({scan['id']})"})
+            scan["open"] = f"open_{scan['mri']}"
+
+    def add_french(labels):
+        labels["scans"]["routes"]["open"] = {"word": "IRM ouverte", "order": "IRM ouverte du {reach}"}
+        for scan in yaml.safe_load((folder / "vocabulary.yaml").read_text(encoding="utf-8"))["scans"]["entries"]:
+            labels["actions"][scan["open"]] = f"IRM ouverte ({scan['id']})"
+
+    def swap_to_open(rules):
+        rule = next(r for r in rules["rules"] if r["id"] == "mscc.ct_when_mri_contraindicated")
+        rule["replaces"] = {"scans": "open"}
+
+    _copy_yaml(folder / "vocabulary.yaml", add_route)
+    _copy_yaml(folder / "labels.fr.yaml", add_french)
+    _copy_yaml(folder / "mscc.yaml", swap_to_open)
+    ruleset = triage.load_ruleset(folder)
+    texts = triage.load_form_texts(ruleset)
+    assert texts.unused == ()
+    case = {"patient": {"cancer": {"history": "current", "primary": "prostate"}},
+            "presentation": {"focal_vertebral_pain": {"present": True, "region": "lumbar"},
+                             "sphincter_disturbance": {"present": True, "urinary_retention": True}},
+            "assessment": {"mri_contraindicated": True}}
+    result = ruleset.evaluate(case)
+    assert "open_mri_whole_spine_within_4h" in result.action_ids(), result.action_ids()
+    english = suggestions_for(result, "p1", ruleset)
+    french = suggestions_for(result, "p1", ruleset, CardWords.of(texts, "fr"))
+    assert english[0]["isRecommended"] and french[0]["isRecommended"]
+    assert english[0]["actions"][0]["resource"]["code"]["text"] == "Open MRI of the whole spine"
+    assert french[0]["actions"][0]["resource"]["code"]["text"] == "IRM ouverte du rachis entier"
+    assert "open MRI" in result.headline
+    assert "IRM ouverte du rachis entier dans les 4 heures" in texts.headlines[result.headline]["fr"]

@@ -176,11 +176,14 @@ def test_suggestions_hold_only_what_the_result_holds_over_every_vignette():
             result = rs.evaluate(vignette.case)
         except triage.CaseValidationError:
             continue
-        ordered = {a.id for a in result.actions if a.id in cards.ORDERABLE}
-        suggestions = cards.suggestions_for(result, "p1")
+        ordered = {a.id for a in result.actions if cards.orderable(a.id, rs)}
+        suggestions = cards.suggestions_for(result, "p1", rs)
         texts = [a["resource"].get("code", a["resource"].get("medicationCodeableConcept"))["text"]
                  for s in suggestions for a in s["actions"]]
-        assert sorted(texts) == sorted(cards.ORDERABLE[a][1] for a in ordered)
+        assert sorted(texts) == sorted(cards.ENGLISH.ordered(a, rs) for a in ordered)
+        recommended = [s for s in suggestions if s["isRecommended"]]
+        assert len(recommended) == len([a for a in ordered if a in rs.scan_orders])   # the scan, and only it,
+        assert suggestions[:len(recommended)] == recommended                          # recommended, first
         has_dex = any(t.startswith("Dexamethasone") for t in texts)
         assert has_dex == ("dexamethasone_16mg" in result.action_ids())
         checked += 1

@@ -19,7 +19,7 @@ def test_every_vignette_s_result_is_a_valid_guidance_response(ruleset):
         if vignette.expect.error:
             continue
         result = ruleset.evaluate(vignette.case)
-        resource = guidance_response(result, "https://mscc.example/", patient_id="p1", request_id="r1")
+        resource = guidance_response(result, ruleset, "https://mscc.example/", patient_id="p1", request_id="r1")
         GuidanceResponse.model_validate(resource)      # raises on anything invalid in FHIR R4
         checked += 1
     assert checked > 400
@@ -28,7 +28,7 @@ def test_every_vignette_s_result_is_a_valid_guidance_response(ruleset):
 def test_the_guidance_holds_the_urgency_the_ruleset_and_the_orders(ruleset):
     result = ruleset.evaluate({"patient": {"cancer": {"history": "current", "primary": "breast"}},
                                "presentation": {"weakness": {"present": True, "limbs": "legs"}}})
-    resource = guidance_response(result, "https://mscc.example/", patient_id="p1")
+    resource = guidance_response(result, ruleset, "https://mscc.example/", patient_id="p1")
     assert resource["moduleUri"].endswith(f"#mscc-{result.ruleset.version}-{result.ruleset.sha256}")
     assert resource["reasonCode"][0]["coding"][0]["code"] == "emergency"
     contained = {r["id"]: r for r in resource["contained"]}

@@ -320,17 +320,23 @@ def test_a_changed_english_headline_leaves_its_french_missing_with_a_hint(tmp_pa
     shutil.copytree(RULES, folder)
     mscc = folder / "mscc.yaml"
     template = "Weakness of all four limbs: {scan}, spinal surgeon now"   # one variant per scan route
-    old = "Weakness of all four limbs: whole-spine MRI within 4 hours, spinal surgeon now"   # the first missing
+    other = "Possible spinal epidural haematoma: {scan}, stop anticoagulants"
     text = mscc.read_text(encoding="utf-8")
     assert template in text
-    mscc.write_text(text.replace(template, template.replace("surgeon now", "surgeon at once")), encoding="utf-8")
+    assert other in text
+    text = text.replace(template, template.replace("surgeon now", "surgeon at once"))
+    mscc.write_text(text.replace(other, other.replace("stop", "hold")), encoding="utf-8")
     with pytest.raises(triage.RulesetError) as info:
         load_form_texts(triage.load_ruleset(folder))
     message = str(info.value)
-    assert "labels.fr.yaml" in message and "surgeon at once" in message and "missing" in message
-    assert "mscc.tetraparesis" in message and old in message   # did you mean the old text?
+    assert "labels.fr.yaml" in message and "missing" in message
+    # named as the rule file writes it (once for every route), with the old text as a hint
+    assert "headlines.texts.Possible spinal epidural haematoma: {scan}, hold anticoagulants" in message
+    assert "mscc.epidural_haematoma" in message and f"did you mean {other}" in message
     # every headline without its French one is named at once, not one per run
-    assert "1 more without a French one" in message and "whole-spine CT within 4 hours, spinal surgeon at once" in message
+    assert "1 more without a French one" in message
+    assert "'Weakness of all four limbs: {scan}, spinal surgeon at once' (mscc.tetraparesis)" in message
+    assert "whole-spine" not in message
 
 
 def test_french_headlines_by_rule_id_are_still_read_for_older_rulesets(tmp_path):
