@@ -32,8 +32,9 @@ def triage_case() -> Response:
     """Triage one case (case-format 2.2) and return the result (result-format 2.2)."""
     data = read_json_body()
     rules = ruleset()
-    result = rules.evaluate(data)
-    written = record_hook.record("api", data, result)   # before answering: 503 if it cannot be written
+    case = triage.validate_case(data)   # once: the evaluation and the record share it
+    result = rules.evaluate(case)
+    written = record_hook.record("api", case, result)   # before answering: 503 if it cannot be written
     if _wants_fhir():   # an EHR that stores decision support as FHIR: the result as a GuidanceResponse
         from .guidance import guidance_response
 

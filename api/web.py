@@ -152,8 +152,9 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
             field_errors[path] = t.messages[code][lang]
         if not form_errors:
             try:
-                result = rs.evaluate(case)
-                record_hook.record("form", case, result)   # never a result shown unrecorded
+                valid = triage.validate_case(case)   # once: the evaluation and the record share it
+                result = rs.evaluate(valid)
+                record_hook.record("form", valid, result)   # never a result shown unrecorded
             except triage.CaseValidationError as exc:
                 shown = set(FIELDS)
                 for problem in exc.problems:

@@ -39,7 +39,7 @@ from typing import Any, Optional
 import jwt
 from flask import Blueprint, Flask, Response, current_app, request
 
-from triage import load_form_texts
+from triage import load_form_texts, validate_case
 
 from .. import record_hook
 from ..body import read_json_body
@@ -224,7 +224,8 @@ def service() -> Response:
     codemap = current_app.extensions.get("mscc_codemap") or default_codemap()
     case, mapped = case_from_record(record, codemap, dt.datetime.now(dt.timezone.utc))
     rs = ruleset_of(current_app)
-    result = rs.evaluate(case)
+    valid = validate_case(case)   # once: the evaluation and the record share it
+    result = rs.evaluate(valid)
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
     words = _card_words(rs)
@@ -236,7 +237,7 @@ def service() -> Response:
                                form_token=_keep_for_the_form(case), words=words)
     _remember_card(card)
     # Recorded before answering (503 when it cannot be): the card's uuid joins its feedback to it.
-    record_hook.record("cds", case, result, hook_instance=body["hookInstance"], cards=[card["uuid"]],
+    record_hook.record("cds", valid, result, hook_instance=body["hookInstance"], cards=[card["uuid"]],
                        iss=_text(claims.get("iss")), sub=_text(claims.get("sub")))
     return Response(json.dumps({"cards": [card]}, ensure_ascii=False), mimetype="application/json")
 
