@@ -15,6 +15,7 @@ import triage
 from triage._case import FIELDS, normalised_dict, set_path, validate_case
 from triage._random_cases import random_valid_cases
 from triage._result import source_parts, source_rank
+from triage._ruleset import expanded_rule_entries
 from triage._triage import _flatten, what_if_trials
 from triage._vignettes import load_suite
 
@@ -135,9 +136,14 @@ def test_two_rules_that_can_replace_the_same_action_in_one_case_are_refused(tmp_
     assert info.value.rule_id == "mscc.other_route"
     assert "which mscc.ct_when_mri_contraindicated also replaces" in info.value.reason
     guarded = _rules_copy(tmp_path / "guarded")
+    # guarded against every shipped rule that replaces that MRI (the CT swap; a local route's too)
+    # (each swap's findings, negated: its `{scan: any}` part reads the actions, which this rule changes)
+    swaps = [[c for c in entry["when"].get("all", [entry["when"]]) if "field" in c]
+             for _, entry in expanded_rule_entries(guarded)
+             if "mri_whole_spine_within_24h" in (entry.get("replaces") or {})]
+    assert swaps and all(swaps)
     _add_rules(guarded, [_rule("mscc.other_route", when={"all": [
-        {"field": "assessment.vertebral_fracture", "is": True},
-        {"not": {"field": "assessment.mri_contraindicated", "is": True}}]},
+        {"field": "assessment.vertebral_fracture", "is": True}, *({"not": {"all": found}} for found in swaps)]},
         replaces={"mri_whole_spine_within_24h": "mri_whole_spine_within_4h"}, reason="sooner")])
     assert triage.load_ruleset(guarded).data.rule("mscc.other_route")   # the guard says the CT wins
 

@@ -20,7 +20,7 @@ from ._result import (
 )
 from ._record import CdsContext, Record, RecordStore, open_store
 from ._sins import sins_category, sins_total
-from ._texts import FormGroup, FormTexts, french_typography, load_form_texts
+from ._texts import HEADLINE_MAX, FormGroup, FormTexts, french_typography, load_form_texts
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
 
 try:  # the package's version lives in one place, pyproject.toml
@@ -43,6 +43,7 @@ __all__ = [
     "FlagItem",
     "FormGroup",
     "FormTexts",
+    "HEADLINE_MAX",
     "Hold",
     "Problem",
     "RESULT_FORMAT",

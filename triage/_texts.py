@@ -121,6 +121,8 @@ class FormTexts:
 
 
 _NBSP = "\u00a0"
+# A headline, in either language, is the summary of a CDS Hooks card, which must be under 140 characters.
+HEADLINE_MAX = 139
 
 
 def french_typography(text: str) -> str:
@@ -346,10 +348,12 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
     fr.only_keys(raw_headlines, ("default", "rules", "texts"), "headlines")
     defaults = fr.section("default", dict, raw_headlines, "headlines")
     headlines: dict[str, dict[str, str]] = {}
+    headline_keys: dict[str, tuple[str, str, Optional[str]]] = {}   # English headline -> French key, file, rule
     for urgency, english in data.headlines.items():
         if urgency not in defaults:
             raise fr.fail(f"headlines.default.{urgency}", "missing: a French default headline is needed")
         headlines[english] = {"en": english, "fr": fr.label(defaults[urgency], f"headlines.default.{urgency}")}
+        headline_keys[english] = (f"headlines.default.{urgency}", "ruleset.yaml", None)
     for urgency in defaults:
         if urgency not in data.headlines:
             unused.append(f"{LABELS_FR_FILE}: headlines.default.{urgency}: not an urgency of the ruleset")
@@ -396,6 +400,7 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
                     missing.append((rule.id, written))
                 continue
             headlines[variant.text] = {"en": variant.text, "fr": fr.label(french, key)}
+            headline_keys[variant.text] = (key, rule.file, rule.id)
     if missing:
         (first_rule, first_text), others = missing[0], missing[1:]
         more = (f"; {len(others)} more without a French one: " + "; ".join(f"'{t}' ({r})" for r, t in others)
@@ -404,6 +409,14 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
                       f"missing: rule {first_rule} has this headline without a French one "
                       f"(give it under headlines.texts, keyed by the English text){more}",
                       _hint(first_text, [t for t in by_text if t not in headlines and t not in used_templates]))
+    for english, (french_key, rule_file, headline_rule) in headline_keys.items():   # each fits a card's summary
+        for lang, headline_text in headlines[english].items():
+            if len(headline_text) > HEADLINE_MAX:
+                reason = (f"the headline is {len(headline_text)} characters, more than {HEADLINE_MAX}: a CDS Hooks card's "
+                          f"summary is under 140 characters and would lose its end (what to do); say it shorter")
+                if lang == "fr":
+                    raise fr.fail(french_key, f"the French one of '{english}': {reason}")
+                raise RulesetError(rule_file, f"headline '{english}': {reason}", headline_rule)
     unused += [f"{LABELS_FR_FILE}: headlines.texts.{text}: no rule has this headline"
                + _suffix(_hint(text, [v.text for r in data.rules for v in r.headlines if v.text not in by_text]))
                for text in by_text if text not in headlines and text not in used_templates]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import triage
-from triage import FormTexts, french_typography, source_parts
+from triage import HEADLINE_MAX, FormTexts, french_typography, source_parts
 
 from ..fhir.map import Evidence, Mapped
 from ..fhir.record import TEMPLATES, Record
@@ -630,7 +630,8 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: Sequence[Ma
     titles = "; ".join(words.title(r.id, r.title) for r in result.fired_rules)
     lines.append(f"{words.phrase('rules_applied', name=ruleset.name, version=ruleset.version)}: {titles}. "
                  f"{words.disclaimer(result.disclaimer)}")
-    return _card(result, ruleset, headline[:140], INDICATOR[result.urgency], lines, root, patient_id,
+    # a checked ruleset's headlines all fit (triage.HEADLINE_MAX, checked by load_form_texts); CDS Hooks: < 140
+    return _card(result, ruleset, headline[:HEADLINE_MAX], INDICATOR[result.urgency], lines, root, patient_id,
                  form_token, words)
 
 

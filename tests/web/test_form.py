@@ -259,6 +259,12 @@ BROKEN = [
      _set_yaml(["headlines", "texts", "Cauda equina red flags: {scan}, spinal surgeon now"], _DELETE),
      ["labels.fr.yaml", "headlines.texts.Cauda equina red flags: {scan}, spinal surgeon now", "missing",
       "mscc.cauda_equina"]),
+    ("French headline too long for a card", "labels.fr.yaml",
+     _set_yaml(["headlines", "texts", "Cauda equina red flags: {scan}, spinal surgeon now"],
+               "Signes d'alerte de queue de cheval, à considérer comme une urgence absolue : {scan}, "
+               "appeler le chirurgien du rachis maintenant"),
+     ["labels.fr.yaml", "headlines.texts.Cauda equina red flags: {scan}, spinal surgeon now",
+      "more than 139", "would lose its end"]),
     ("French scan headline without its scan", "labels.fr.yaml",
      _set_yaml(["headlines", "texts", "Cauda equina red flags: {scan}, spinal surgeon now"], "Queue de cheval"),
      ["labels.fr.yaml", "headlines.texts.Cauda equina red flags: {scan}, spinal surgeon now", "'{scan}'"]),
