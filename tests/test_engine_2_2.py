@@ -233,6 +233,8 @@ def test_what_if_trials_equal_a_renormalised_case(ruleset):
 
 def test_partial_evaluation_gives_the_unknowns_of_the_full_program(ruleset, monkeypatch):
     """The what-if program cut for a case's fixed fields answers as the uncut one would."""
+    import triage._triage as engine_module
+    monkeypatch.setattr(engine_module, "WHAT_IF_IN_FULL_RUN", False)   # the what-if programs' path
     cases = (list(random_valid_cases(seed=7, n=250, density=0.3)) + list(random_valid_cases(seed=8, n=150, density=0.8))
              + _all_cases()[:150])
     pruned = [ruleset.evaluate(case).unknowns for case in cases]
@@ -255,6 +257,7 @@ def test_remembered_what_if_answers_equal_fresh_ones(ruleset, monkeypatch):
     import random
 
     import triage._triage as engine_module
+    monkeypatch.setattr(engine_module, "WHAT_IF_IN_FULL_RUN", False)   # the what-if programs' answers
     cases = _all_cases() + list(random_valid_cases(seed=21, n=200, density=0.5))
     remembered = triage.load_ruleset(ruleset.path)
     first = [remembered.evaluate(case).unknowns for case in cases]
@@ -272,6 +275,26 @@ def test_remembered_what_if_answers_equal_fresh_ones(ruleset, monkeypatch):
         assert first[i] == expected, case
         assert remembered.evaluate(case).unknowns == expected, case   # after the tampering
     assert not fresh._answers
+
+
+def test_the_what_if_in_the_full_run_answers_as_the_what_if_programs(ruleset, monkeypatch):
+    """The trials run with the case in one run of the full program (the default) give the same results
+    as the what-if programs (uncut, cut, and the exact uncut reference), first met and met again."""
+    import triage._triage as engine_module
+    cases = (list(random_valid_cases(seed=31, n=200, density=0.3)) + list(random_valid_cases(seed=32, n=200, density=0.8))
+             + _all_cases())
+    monkeypatch.setattr(engine_module, "WHAT_IF_IN_FULL_RUN", True)
+    merged = triage.load_ruleset(ruleset.path)
+    first = [merged.evaluate(case).model_dump() for case in cases]
+    assert merged._case_answers and not merged._uncut and not merged._what_if
+    assert [merged.evaluate(case).model_dump() for case in cases] == first   # answers remembered
+    monkeypatch.setattr(engine_module, "WHAT_IF_IN_FULL_RUN", False)
+    programs = triage.load_ruleset(ruleset.path)
+    assert [programs.evaluate(case).model_dump() for case in cases] == first
+    assert [programs.evaluate(case).model_dump() for case in cases] == first   # cut programs
+    monkeypatch.setattr(engine_module, "MAX_WHAT_IF_PROGRAMS", 0)
+    reference = triage.load_ruleset(ruleset.path)
+    assert [reference.evaluate(case).model_dump() for case in cases] == first
 
 
 def test_the_fast_cut_is_the_partial_evaluation(ruleset):

@@ -128,8 +128,8 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
     fired: dict[str, FiredRule] = {}
     for unit in units:
         rule = unit.owner
-        if unit.main:
-            fired.setdefault(rule.id, FiredRule(id=rule.id, version=rule.version, title=rule.title))
+        if unit.main and rule.id not in fired:
+            fired[rule.id] = _fired_rule(data, rule)
         for out in unit.outputs:
             if out.kind == "flag" and rule.id not in flag_because.setdefault(out.id, []):
                 flag_because[out.id].append(rule.id)
@@ -157,7 +157,7 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
         case_id=case_id, urgency=urgency, headline=headline,
         actions=actions, flags=flags, scores=scores,
         unknowns=unknowns, withheld=withheld, fired_rules=list(fired.values()),
-        ruleset=RulesetRef(name=data.name, version=data.version, sha256=data.sha256),
+        ruleset=_ruleset_ref(data),
         disclaimer=data.disclaimer,
     )
 
@@ -176,8 +176,11 @@ def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]])
     askers: dict[str, list[str]] = {}
 
     def hold(action: str, rule: Rule, reason: str, release: Optional[str], asker: Optional[str] = None) -> None:
-        entry = Hold(rule=rule.id, title=rule.title, source=_sources(data, (rule.id,)),
-                                     reason=reason, release=release)
+        key = ("hold", rule.id, reason, release)
+        entry = data.cache.get(key)
+        if entry is None:   # frozen, no list inside: one instance serves every result
+            entry = data.cache[key] = Hold(rule=rule.id, title=rule.title, source=_sources(data, (rule.id,)),
+                                           reason=reason, release=release)
         found = holds.setdefault(action, [])
         if not any(h.rule == entry.rule and h.reason == entry.reason for h in found):
             found.append(entry)
@@ -199,6 +202,22 @@ def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]])
              for a, found in holds.items() if a not in final]
     items.sort(key=lambda item: order[item.id])
     return items
+
+
+def _fired_rule(data: RulesetData, rule: Rule) -> FiredRule:
+    """A rule as the results list it (frozen, no list inside: one instance serves every result)."""
+    key = ("fired", rule.id)
+    found = data.cache.get(key)
+    if found is None:
+        found = data.cache[key] = FiredRule(id=rule.id, version=rule.version, title=rule.title)
+    return found
+
+
+def _ruleset_ref(data: RulesetData) -> RulesetRef:
+    found = data.cache.get("ruleset_ref")
+    if found is None:
+        found = data.cache["ruleset_ref"] = RulesetRef(name=data.name, version=data.version, sha256=data.sha256)
+    return found
 
 
 def choose_headline(data: RulesetData, units: list[Unit], urgency: str, actions: Iterable[str] = ()) -> str:

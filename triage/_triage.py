@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -101,6 +102,10 @@ MAX_WHAT_IF_ANSWERS = 8192
 # The uncut programs (a pattern met once, see Ruleset._what_if_engine) are kept apart from the cut
 # ones, at most this many (each holds about 1.5 MB of C memory: 64 of them, +93 MB RSS).
 MAX_UNCUT_PROGRAMS = 64
+# The what-if trials run in the same run of the full program as the case itself (no what-if program,
+# cut or cache is made); False: the what-if programs above (the full run for the case alone, then one
+# run of the what-if program for its urgency, missing flags and lacking actions).
+WHAT_IF_IN_FULL_RUN = True
 
 
 def what_if_trials(flat: dict[str, str]) -> list[tuple[str, list[Trial]]]:
@@ -153,6 +158,8 @@ class Ruleset:
         self.compiled: CompiledRuleset = compile_ruleset(data)
         self._tag = f"{data.name}-{data.sha256[:12]}"
         self._full = CompiledEngine(self._tag, self.compiled.full)
+        self._full_fields = frozenset(self.compiled.full.fields)
+        self._case_answers: dict[bytes, tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]] = {}
         self._critical = tuple(f.id for f in data.flags.values() if f.severity == "critical")
         self._imaging = tuple(a.id for a in data.actions.values() if a.imaging)
         self._scan_orders: Mapping[str, str] = MappingProxyType(data.scans.orders() if data.scans else {})
@@ -177,6 +184,12 @@ class Ruleset:
         self._what_if: OrderedDict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = OrderedDict()
         # The uncut programs, by urgency, flags and actions, kept apart so that cut ones never push them out.
         self._uncut: OrderedDict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = OrderedDict()
+        # The uncut program a pattern met once is answered by: one per urgency, for every critical flag
+        # and every imaging action (a superset of the program for the flags and actions the case lacks:
+        # both answer exactly as the full program does, and the answers are read for the missing ones only),
+        # so a stream of new patients meets at most three uncut programs instead of one per combination.
+        all_critical, all_imaging = frozenset(self._critical), frozenset(self._imaging)
+        self._general = {u: (u, all_critical, all_imaging) for u in URGENCY_RANK}
         self._what_if_numbers = itertools.count()
         self._what_if_lock = threading.Lock()
         self._what_if_fields: dict[str, tuple[str, ...]] = {}   # program label -> the fields it reads, sorted
@@ -219,11 +232,35 @@ class Ruleset:
             encoded = _UNKNOWN if value is None and _KIND[key[len(SENT):]] else encode(value)
             if encoded is not None:
                 flat[key] = encoded
-        fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
-        urgency = urgency_of(fired)
-        flags = set().union(*[u.flags for u in fired])
-        actions = final_actions(fired)
-        unknowns = self._unknowns(flat, urgency, flags, actions)
+        if WHAT_IF_IN_FULL_RUN:
+            # The case and every what-if trial in one run of the full program (the reference every
+            # what-if program answers as): a fact no trial changes is written once for all worlds.
+            # The answers depend on the case's fragments only: a case met again (same fragments, by
+            # a 128-bit digest) runs alone and takes them from the cache.
+            digest = (hashlib.blake2b("\x00".join([f"{k}\x01{v}" for k, v in flat.items()]).encode(),
+                                      digest_size=16).digest() if MAX_WHAT_IF_ANSWERS > 0 else None)
+            answers = self._case_answers.get(digest) if digest is not None else None
+            if answers is not None:
+                fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
+            else:
+                worlds, owners = self._trials(flat, self._full_fields)
+                runs = self._full.run([{}, *worlds], base=flat)
+                fired = [u for u in runs[0] if u.rule is not None]
+                flags = set().union(*[u.flags for u in fired])
+                missing = frozenset(f for f in self._critical if f not in flags)
+                lacking = frozenset(a for a in self._imaging if a not in final_actions(fired))
+                answers = self._qualifying(owners, runs[1:], urgency_of(fired), missing, lacking)
+                if digest is not None:
+                    if len(self._case_answers) >= MAX_WHAT_IF_ANSWERS:
+                        self._case_answers.clear()
+                    self._case_answers[digest] = answers
+            unknowns = _unknown_items(answers)
+        else:
+            fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
+            urgency = urgency_of(fired)
+            flags = set().union(*[u.flags for u in fired])
+            actions = final_actions(fired)
+            unknowns = self._unknowns(flat, urgency, flags, actions)
         return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
 
     def _what_if_engine(self, urgency: str, flags: frozenset[str], actions: frozenset[str],
@@ -260,7 +297,7 @@ class Ruleset:
                 if len(self._what_if_seen) >= 16 * MAX_WHAT_IF_PROGRAMS:
                     self._what_if_seen.clear()
                 self._what_if_seen[key] = None
-                return self._program((urgency, flags, actions))
+                return self._program(self._general[urgency])
             with self._what_if_lock:
                 candidates = self._cuts.candidates(urgency, flags, actions)
                 survivors = self._cuts.survivors(candidates, [held for group in truth for held in group])
@@ -309,17 +346,7 @@ class Ruleset:
         missing = frozenset(f for f in self._critical if f not in flags)
         lacking = frozenset(a for a in self._imaging if a not in actions)
         engine, fields = self._what_if_engine(urgency, missing, lacking, flat)
-        worlds: list[dict[str, str]] = []
-        owners: list[str] = []
-        seen: dict[tuple[str, tuple[tuple[str, str], ...]], None] = {}
-        for path, trials in what_if_trials(flat):
-            for trial in trials:
-                read = tuple(sorted((k, v) for k, v in trial.items() if k in fields))
-                if not read or (path, read) in seen:
-                    continue  # a trial no kept rule can see, or the same as another trial of this candidate
-                seen[(path, read)] = None
-                worlds.append(trial)
-                owners.append(path)
+        worlds, owners = self._trials(flat, fields)
         if not worlds:
             return []
         answer_key: Optional[tuple[Any, ...]] = None
@@ -331,12 +358,38 @@ class Ruleset:
                           tuple(owners), tuple([tuple(sorted(w.items())) for w in worlds]))
             answer = self._answers.get(answer_key)
             if answer is not None:
-                return [Unknown(field=path, could_raise_to=level, would_add_flags=list(flags_added),
-                                would_add_actions=list(actions_added))
-                        for path, level, flags_added, actions_added in answer]
+                return _unknown_items(answer)
+        answers = self._qualifying(owners, engine.run(worlds, base=flat), urgency, missing, lacking)
+        if answer_key is not None:
+            if len(self._answers) >= MAX_WHAT_IF_ANSWERS:
+                self._answers.clear()
+            if len(self._what_if_fields) >= 4 * max(MAX_WHAT_IF_PROGRAMS, 64):
+                self._what_if_fields.clear()
+            self._answers[answer_key] = answers
+        return _unknown_items(answers)
+
+    @staticmethod
+    def _trials(flat: dict[str, str], fields: frozenset[str]) -> tuple[list[Trial], list[str]]:
+        """The what-if trials a program reading ``fields`` can see, and the candidate of each."""
+        worlds: list[Trial] = []
+        owners: list[str] = []
+        seen: dict[tuple[str, tuple[tuple[str, str], ...]], None] = {}
+        for path, trials in what_if_trials(flat):
+            for trial in trials:
+                read = tuple(sorted((k, v) for k, v in trial.items() if k in fields))
+                if not read or (path, read) in seen:
+                    continue  # a trial no kept rule can see, or the same as another trial of this candidate
+                seen[(path, read)] = None
+                worlds.append(trial)
+                owners.append(path)
+        return worlds, owners
+
+    def _qualifying(self, owners: list[str], runs: list[list[Any]], urgency: str, missing: frozenset[str],
+                    lacking: frozenset[str]) -> tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]:
+        """Per candidate, what its trials (the units each fired) would raise or add, in unknowns order."""
         found: dict[str, tuple[str, set[str], set[str]]] = {}
         rank = URGENCY_RANK
-        for path, units in zip(owners, engine.run(worlds, base=flat)):
+        for path, units in zip(owners, runs):
             level = urgency_of(units)
             added_flags = set().union(*[u.flags for u in units]) & missing if missing else set()
             added_actions = final_actions(units) & lacking if lacking else set()
@@ -349,15 +402,13 @@ class Ruleset:
             (path, level, tuple([f for f in self._critical if f in added_flags]),
              tuple([a for a in self._imaging if a in added_actions]))
             for path, (level, added_flags, added_actions) in sorted(found.items(), key=lambda i: _ORDER[i[0]]))
-        if answer_key is not None:
-            if len(self._answers) >= MAX_WHAT_IF_ANSWERS:
-                self._answers.clear()
-            if len(self._what_if_fields) >= 4 * max(MAX_WHAT_IF_PROGRAMS, 64):
-                self._what_if_fields.clear()
-            self._answers[answer_key] = answers
-        return [Unknown(field=path, could_raise_to=level, would_add_flags=list(flags_added),
-                        would_add_actions=list(actions_added))
-                for path, level, flags_added, actions_added in answers]
+        return answers
+
+
+def _unknown_items(answers: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]) -> list[Unknown]:
+    return [Unknown(field=path, could_raise_to=level, would_add_flags=list(flags_added),
+                    would_add_actions=list(actions_added))
+            for path, level, flags_added, actions_added in answers]
 
 
 _DEFAULT: Optional[Ruleset] = None
