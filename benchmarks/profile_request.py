@@ -46,8 +46,8 @@ STEPS = [
     ("      validate (validate_case, pydantic)", ("triage/_case.py", "validate_case")),
     ("      normalise (normalised_dict)", ("triage/_case.py", "normalised_dict")),
     ("      flatten (_flatten)", ("triage/_triage.py", "_flatten")),
-    ("      engine runs (CompiledEngine.run, all)", ("triage/_engine.py", "run")),
-    ("      unknowns / what-if (_unknowns)", ("triage/_triage.py", "_unknowns")),
+    ("      engine runs: the case and its what-if trials", ("triage/_engine.py", "run")),
+    ("      what-if answers read (_qualifying)", ("triage/_triage.py", "_qualifying")),
     ("      assemble result (assemble)", ("triage/_result.py", "assemble")),
     ("    decision record (record_hook.record)", ("api/record_hook.py", "record")),
     ("      record body (decision_entry)", ("triage/_record_format.py", "decision_entry")),
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
         app = api.create_app({"RECORD_PATH": os.path.join(tmp, "records.sqlite3")})
         client = app.test_client()
-        for i in range(200):   # warm-up: durable sessions, what-if programs, caches
+        for i in range(200):   # warm-up: durable sessions, the what-if's kept answers
             _one(client, CASES[i % len(CASES)])
 
         start = time.perf_counter()
