@@ -67,7 +67,7 @@ def test_two_thousand_evaluations_leave_no_engine_state(ruleset):
         case = cases[i % len(cases)]
         assert ruleset.evaluate(case).to_json() == reference[case["case_id"]]
     last_sid = next(_engine._SIDS)
-    engines = [ruleset._full, *(engine for engine, _ in [*ruleset._what_if.values(), *ruleset._uncut.values()])]
+    engines = [ruleset._full]
     handles = [e._handle for e in engines if e._handle is not None]
     assert handles
     for sid in range(first_sid, last_sid + 1):
@@ -103,13 +103,28 @@ def test_a_batch_whose_last_fact_matches_nothing_still_reports_the_others(rulese
     from triage._triage import _flatten
     from triage._case import normalised_dict, validate_case
 
+    from triage._compile import compile_program
+    from triage._engine import CompiledEngine
+
     flat = _flatten(normalised_dict(validate_case({})))
-    engine, _ = ruleset._what_if_engine("routine", frozenset(), frozenset(), flat)
     raising = dict(flat, **{"presentation.weakness.present": '"yes"'})
     nothing = dict(flat, **{"patient.cancer.history": '"none"'})
-    fired = engine.run([raising, nothing])
-    assert {u.rule.id for u in fired[0] if u.rule} >= {"mscc.suspected"}
-    assert [u for u in fired[1] if u.rule] == []
+    # a program of the units that read the case alone (no other unit's outcome) and that the weakness
+    # fires but the empty case does not: the second fact of the batch matches none of its rules
+    terms = ruleset.compiled.unit_terms
+    alone = [u for u in ruleset.compiled.units
+             if terms[u.name] and not any(key.startswith("o.") for term in terms[u.name] for key, _, _ in term)]
+    full_runs = ruleset._full.run([raising, nothing])
+    fired_names = [{u.name for u in run} for run in full_runs]
+    chosen = [u for u in alone if u.name in fired_names[0] and u.name not in fired_names[1]]
+    assert chosen
+    engine = CompiledEngine("quirk-test", compile_program(chosen, {u.name: terms[u.name] for u in chosen}))
+    try:
+        fired = engine.run([raising, nothing])
+    finally:
+        engine.close()
+    assert {u.name for u in fired[0]} == {u.name for u in chosen}
+    assert fired[1] == []
 
 
 def test_unknowns_are_the_what_if_of_the_rules(ruleset):

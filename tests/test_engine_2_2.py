@@ -231,37 +231,45 @@ def test_what_if_trials_equal_a_renormalised_case(ruleset):
     assert compared > 1000
 
 
-def test_partial_evaluation_gives_the_unknowns_of_the_full_program(ruleset, monkeypatch):
-    """The what-if program cut for a case's fixed fields answers as the uncut one would."""
-    import triage._triage as engine_module
-    monkeypatch.setattr(engine_module, "WHAT_IF_IN_FULL_RUN", False)   # the what-if programs' path
-    cases = (list(random_valid_cases(seed=7, n=250, density=0.3)) + list(random_valid_cases(seed=8, n=150, density=0.8))
+def test_the_trials_run_with_the_case_answer_as_each_trial_run_alone(ruleset):
+    """The case and its what-if trials share one run of the full program (the facts a trial does not
+    change are written once); each trial's answer is the one a run of the changed case alone gives."""
+    from triage._compile import urgency_of
+    from triage._engine import final_actions
+    from triage._triage import _unknown_items
+
+    cases = (list(random_valid_cases(seed=7, n=150, density=0.3)) + list(random_valid_cases(seed=8, n=100, density=0.8))
              + _all_cases()[:150])
-    pruned = [ruleset.evaluate(case).unknowns for case in cases]
-    assert [ruleset.evaluate(case).unknowns for case in cases] == pruned   # patterns met again: cut programs
-    import triage._triage as engine_module
-    assert len(ruleset._what_if) > 50 and all(k[0] == "program" for k in ruleset._what_if), "cut programs were used"
-    assert len(ruleset._what_if) <= engine_module.MAX_WHAT_IF_PROGRAMS
-    assert ruleset._uncut, "a pattern met once on a frequent combination is answered by the uncut program"
-    monkeypatch.setattr(engine_module, "MAX_WHAT_IF_PROGRAMS", 0)   # every what-if on the uncut program
-    general = triage.load_ruleset(ruleset.path)
-    for case, expected in zip(cases, pruned):
-        assert general.evaluate(case).unknowns == expected, case
-    assert not general._what_if and general._uncut   # every what-if on an uncut program
+    compared = 0
+    for case in cases:
+        try:
+            result = ruleset.evaluate(case)
+        except triage.CaseValidationError:
+            continue
+        _, flat = ruleset._facts(validate_case(case))
+        alone = ruleset._full.run([flat])[0]
+        fired = [u for u in alone if u.rule is not None]
+        worlds, owners = ruleset._trials(flat, ruleset._full_fields)
+        runs = [ruleset._full.run([{**flat, **world}])[0] for world in worlds]     # each world alone
+        flags = set().union(*[u.flags for u in fired])
+        missing = frozenset(f for f in ruleset._critical if f not in flags)
+        lacking = frozenset(a for a in ruleset._imaging if a not in final_actions(fired))
+        assert result.unknowns == _unknown_items(
+            ruleset._qualifying(owners, runs, urgency_of(fired), missing, lacking)), case
+        compared += len(worlds)
+    assert compared > 1000
 
 
 def test_remembered_what_if_answers_equal_fresh_ones(ruleset, monkeypatch):
-    """The what-if's answers kept by what they depend on (the program, the fields it reads, the trials)
-    equal the answers computed afresh, for cases in another order, near-duplicates included; a result
-    changed by its caller does not change the next one."""
+    """The what-if's answers kept by the case's fragments equal the answers computed afresh, for the
+    cases in another order; a result changed by its caller does not change the next one."""
     import random
 
     import triage._triage as engine_module
-    monkeypatch.setattr(engine_module, "WHAT_IF_IN_FULL_RUN", False)   # the what-if programs' answers
     cases = _all_cases() + list(random_valid_cases(seed=21, n=200, density=0.5))
     remembered = triage.load_ruleset(ruleset.path)
     first = [remembered.evaluate(case).unknowns for case in cases]
-    assert len(remembered._answers) < len(cases)      # cases that differ in what the what-if ignores share one
+    assert remembered._case_answers
     shuffled = list(range(len(cases)))
     random.Random(3).shuffle(shuffled)
     again = {i: remembered.evaluate(cases[i]) for i in shuffled}
@@ -274,58 +282,7 @@ def test_remembered_what_if_answers_equal_fresh_ones(ruleset, monkeypatch):
         expected = fresh.evaluate(case).unknowns
         assert first[i] == expected, case
         assert remembered.evaluate(case).unknowns == expected, case   # after the tampering
-    assert not fresh._answers
-
-
-def test_the_what_if_in_the_full_run_answers_as_the_what_if_programs(ruleset, monkeypatch):
-    """The trials run with the case in one run of the full program (the default) give the same results
-    as the what-if programs (uncut, cut, and the exact uncut reference), first met and met again."""
-    import triage._triage as engine_module
-    cases = (list(random_valid_cases(seed=31, n=200, density=0.3)) + list(random_valid_cases(seed=32, n=200, density=0.8))
-             + _all_cases())
-    monkeypatch.setattr(engine_module, "WHAT_IF_IN_FULL_RUN", True)
-    merged = triage.load_ruleset(ruleset.path)
-    first = [merged.evaluate(case).model_dump() for case in cases]
-    assert merged._case_answers and not merged._uncut and not merged._what_if
-    assert [merged.evaluate(case).model_dump() for case in cases] == first   # answers remembered
-    monkeypatch.setattr(engine_module, "WHAT_IF_IN_FULL_RUN", False)
-    programs = triage.load_ruleset(ruleset.path)
-    assert [programs.evaluate(case).model_dump() for case in cases] == first
-    assert [programs.evaluate(case).model_dump() for case in cases] == first   # cut programs
-    monkeypatch.setattr(engine_module, "MAX_WHAT_IF_PROGRAMS", 0)
-    reference = triage.load_ruleset(ruleset.path)
-    assert [reference.evaluate(case).model_dump() for case in cases] == first
-
-
-def test_the_fast_cut_is_the_partial_evaluation(ruleset):
-    """WhatIfCuts (truth values of numbered tests, candidates of the uncut program) cuts exactly as
-    CompiledRuleset.what_if does with the case's fixed fields."""
-    import json as _json
-
-    from triage._case import normalised_dict, validate_case
-    from triage._compile import compile_program
-    from triage._triage import TRIAL_FIELDS
-
-    fixed_keys = ruleset.compiled.fixed_keys(TRIAL_FIELDS)
-    compared = 0
-    for case in list(random_valid_cases(seed=9, n=120, density=0.5)) + _all_cases()[:80]:
-        flat = _flatten(normalised_dict(validate_case(case)))
-        result = ruleset.evaluate(case)
-        urgency = result.urgency
-        missing = frozenset(f for f in ruleset._critical if f not in result.flag_ids())
-        lacking = frozenset(a for a in ruleset._imaging if a not in result.action_ids())
-        fixed = {k: None if flat.get(k) is None else _json.loads(flat[k]) for k in fixed_keys}
-        reference, fields = ruleset.compiled.what_if(urgency, missing, lacking, fixed)
-        truth = [test(flat.get(k)) for k, tests, _ in ruleset._fixed_tests for test in tests]
-        candidates = ruleset._cuts.candidates(urgency, missing, lacking)
-        units, terms = ruleset._cuts.cut(urgency, missing, lacking, candidates,
-                                         ruleset._cuts.survivors(candidates, truth))
-        fast = compile_program(units, terms)
-        assert set(fast.units) == set(reference.units) and fast.fields == reference.fields, case
-        assert sorted(len(fast_terms) for fast_terms in terms.values()) == sorted(
-            sum(1 for unit in reference.terms.values() if unit == name) for name in reference.units), case
-        compared += 1
-    assert compared == 200
+    assert not fresh._case_answers
 
 
 def test_never_asked_fields_are_never_unknowns(ruleset):

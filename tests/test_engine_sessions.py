@@ -86,30 +86,21 @@ def test_a_session_that_failed_is_not_reused(monkeypatch: pytest.MonkeyPatch) ->
     assert engine._sid not in (None, before)
 
 
-def test_what_if_programs_are_freed_past_their_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stream of patients keeps at most MAX_WHAT_IF_PROGRAMS cut programs (patterns met again) and
-    MAX_UNCUT_PROGRAMS uncut ones (patterns met once) loaded; a program freed while a thread still
-    holds it is loaded again for that run and freed after it."""
-    import triage._triage as triage_module
+def test_a_closed_program_loads_again_for_a_late_run_and_frees_itself_after() -> None:
+    """A program closed while a thread still holds it is loaded again for that run and freed after it;
+    its answers are the same."""
+    from triage._engine import CompiledEngine
+    from triage._triage import _flatten
+    from triage._case import normalised_dict, validate_case
 
-    monkeypatch.setattr(triage_module, "WHAT_IF_IN_FULL_RUN", False)   # the what-if programs' path
-    monkeypatch.setattr(triage_module, "MAX_WHAT_IF_PROGRAMS", 64)
-    monkeypatch.setattr(triage_module, "MAX_UNCUT_PROGRAMS", 2)   # one uncut program per urgency: 3 at most
     ruleset = triage.load_ruleset()
-    cases = list(random_valid_cases(seed=2209, n=400, density=0.6))
-    first = [ruleset.evaluate(case).model_dump() for case in cases]
-    assert len(ruleset._uncut) == 2 and not ruleset._what_if   # each pattern met once: uncut programs
-    answers = [ruleset.evaluate(case).model_dump() for case in cases]
-    assert answers == first
-    assert len(ruleset._what_if) == 64      # the stream met more than 64 programs: some were freed
-    engine, _ = next(iter(ruleset._what_if.values()))
+    flat = _flatten(normalised_dict(validate_case({"presentation": {"weakness": {"present": True}}})))
+    engine = CompiledEngine("closed-test", ruleset.compiled.full)
+    first = [u.name for u in engine.run([flat])[0]]
     engine.close()
     assert engine._handle is None and engine._sid is None
-    assert engine.run([{}]) is not None      # a late run loads it again...
-    assert engine._handle is None             # ...and frees it once done
-    fresh = triage.load_ruleset()
-    monkeypatch.setattr(triage_module, "MAX_WHAT_IF_PROGRAMS", 0)
-    assert [fresh.evaluate(case).model_dump() for case in cases] == answers
+    assert [u.name for u in engine.run([flat])[0]] == first   # a late run loads it again...
+    assert engine._handle is None                              # ...and frees it once done
 
 
 def test_a_program_definition_is_written_as_durable_reads_it() -> None:

@@ -29,11 +29,10 @@ into *chunks* of at most ``CHUNK_SIZE`` terms, one fact per chunk.
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from ._case import ALWAYS_GIVEN
 from ._conditions import (
@@ -498,19 +497,6 @@ def _stages(units: list[Unit], reads: dict[str, set[str]]) -> dict[str, int]:
     return stage
 
 
-def _closure(units: list[Unit], keep: set[str], reads: dict[str, set[str]]) -> list[Unit]:
-    """The units in ``keep`` plus every unit whose outcomes they read (transitively)."""
-    producers = _producers(units)
-    todo = list(keep)
-    while todo:
-        name = todo.pop()
-        for key in reads[name]:
-            for dep in producers.get(key, set()) - keep:
-                keep.add(dep)
-                todo.append(dep)
-    return [u for u in units if u.name in keep]
-
-
 def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Program:
     """Assign stages and chunks and write durable's ruleset definition."""
     reads = {u.name: _reads(unit_terms[u.name]) for u in units}
@@ -561,161 +547,11 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
 
 @dataclass
 class CompiledRuleset:
-    """The full program, and the pieces the what-if programs are cut from."""
+    """The full program, and the units and terms it was compiled from."""
 
     full: Program
     units: list[Unit]
     unit_terms: dict[str, list[Term]]
-    reads: dict[str, set[str]]
-
-    def what_if(self, raise_above: str, flags: Iterable[str], actions: Iterable[str] = (),
-                fixed: Optional[dict[str, Any]] = None) -> tuple[Program, frozenset[str]]:
-        """The program of the units that can set an urgency above ``raise_above``, add one of ``flags``
-        or settle one of ``actions`` (add, remove or replace it), with every unit they read, and the
-        case fields that can change its outcome.
-
-        ``fixed`` holds the case fields that no what-if trial changes, by key, with their values
-        (a choice or number not given is absent): a term that one of them contradicts can never hold
-        in any trial, so it is left out, and the fixed tests of the others are settled already. This
-        is partial evaluation: the program answers exactly as the full one would for every trial.
-        """
-        flags, actions = set(flags), set(actions)
-        terms = self.unit_terms if fixed is None else partial_terms(self.unit_terms, fixed)
-        alive = [u for u in self.units if terms.get(u.name)]
-        keep = {u.name for u in alive if any(
-            (o.kind == "urgency" and URGENCY_RANK[o.id] > URGENCY_RANK[raise_above])
-            or (o.kind == "flag" and o.id in flags)
-            or (o.kind in ("action", "remove") and o.id in actions)
-            or (o.kind == "replace" and (o.id in actions or o.target in actions)) for o in u.outputs)}
-        reads = self.reads if fixed is None else {u.name: _reads(terms[u.name]) for u in alive}
-        units = _closure(alive, keep, reads) if keep else []
-        program = compile_program(units, {u.name: terms[u.name] for u in units})
-        return program, frozenset(program.fields)
-
-    def fixed_keys(self, variable: Iterable[str]) -> tuple[str, ...]:
-        """The case keys some unit reads that are not in ``variable`` (what the trials leave alone)."""
-        changing = set(variable)
-        return tuple(sorted({k for r in self.reads.values() for k in r
-                             if not k.startswith("o.") and k not in changing}))
-
-    def fixed_literals(self, variable: Iterable[str]) -> list[Literal]:
-        """The distinct literals on fixed keys (not in ``variable``): their truth values for a case decide
-        its what-if cut entirely (the cut cache's key, see :class:`WhatIfCuts`)."""
-        changing = set(variable)
-        return sorted({lit for terms in self.unit_terms.values() for term in terms for lit in term
-                       if not lit[0].startswith("o.") and lit[0] not in changing}, key=repr)
-
-
-
-class WhatIfCuts:
-    """The what-if programs cut for a case's fixed fields, made fast for a stream of new cases.
-
-    :meth:`CompiledRuleset.what_if` with ``fixed`` settles every term of every unit; here each term's
-    tests on fixed keys are numbered once (``literals``: a case's truth values of them, in that order,
-    decide the cut), and only the units of the uncut program for the same urgency, flags and actions
-    (its *candidates*, cached) are cut: a unit outside that program is outside every cut of it. The
-    terms a case leaves (``survivors``) key the program; the program is the one ``what_if`` makes.
-    """
-
-    def __init__(self, compiled: "CompiledRuleset", literals: list[Literal]):
-        self.compiled = compiled
-        position = {lit: i for i, lit in enumerate(literals)}
-        self.checks: dict[str, list[tuple[tuple[int, ...], Term]]] = {
-            unit.name: [(tuple(sorted(position[lit] for lit in term if lit in position)),
-                         frozenset(lit for lit in term if lit not in position))
-                        for term in compiled.unit_terms[unit.name]]
-            for unit in compiled.units}
-        self._candidates: dict[tuple[Any, ...], list[Unit]] = {}
-
-    def candidates(self, raise_above: str, flags: frozenset[str], actions: frozenset[str]) -> list[Unit]:
-        key = (raise_above, flags, actions)
-        found = self._candidates.get(key)
-        if found is None:
-            program, _ = self.compiled.what_if(raise_above, flags, actions)
-            names = set(program.units)
-            found = self._candidates[key] = [u for u in self.compiled.units if u.name in names]
-        return found
-
-    def survivors(self, units: list[Unit], held: list[bool]) -> bytes:
-        """Which terms of these units the case's truth values ``held`` leave, one byte a term."""
-        checks = self.checks
-        return bytes([all([held[i] for i in positions]) for u in units for positions, _ in checks[u.name]])
-
-    def cut(self, raise_above: str, flags: frozenset[str], actions: frozenset[str], units: list[Unit],
-            survivors: bytes) -> tuple[list[Unit], dict[str, list[Term]]]:
-        """The units of the cut program and their terms (as :meth:`CompiledRuleset.what_if` with the
-        case's fixed fields). Two cuts with the same units and terms are the same program."""
-        terms: dict[str, list[Term]] = {}
-        at = 0
-        for unit in units:
-            kept = []
-            for _, rest in self.checks[unit.name]:
-                if survivors[at]:
-                    kept.append(rest)
-                at += 1
-            terms[unit.name] = _simplify(kept) if len(kept) > 1 else kept
-        alive = [u for u in units if terms[u.name]]
-        keep = {u.name for u in alive if any(
-            (o.kind == "urgency" and URGENCY_RANK[o.id] > URGENCY_RANK[raise_above])
-            or (o.kind == "flag" and o.id in flags)
-            or (o.kind in ("action", "remove") and o.id in actions)
-            or (o.kind == "replace" and (o.id in actions or o.target in actions)) for o in u.outputs)}
-        reads = {u.name: _reads(terms[u.name]) for u in alive}
-        kept_units = _closure(alive, keep, reads) if keep else []
-        return kept_units, {u.name: terms[u.name] for u in kept_units}
-
-
-def fragment_test(literal: Literal) -> Callable[[Optional[str]], bool]:
-    """A literal as a test of a value's JSON fragment, agreeing with :func:`_holds` on the decoded value."""
-    _, op, wanted = literal
-    if op == "ex":
-        return lambda fragment: fragment is not None
-    if op == "nex":
-        return lambda fragment: fragment is None
-    if op in ("eq", "neq"):
-        text = json.dumps(wanted) if isinstance(wanted, str) else number_text(wanted)
-        if op == "eq":
-            return lambda fragment: fragment == text
-        return lambda fragment: fragment is not None and fragment != text
-    return lambda fragment: fragment is not None and _holds(literal, float(fragment))
-
-
-def _holds(literal: Literal, value: Any) -> bool:
-    """A literal on a value that is known (``None``: the field is not in the fact), as durable reads it."""
-    _, op, wanted = literal
-    if op == "ex":
-        return value is not None
-    if op == "nex":
-        return value is None
-    if value is None:
-        return False        # durable: no test but $nex matches an absent property
-    if op == "eq":
-        return bool(value == wanted)
-    if op == "neq":
-        return bool(value != wanted)
-    number = float(value)
-    return bool({"gt": number > wanted, "ge": number >= wanted, "lt": number < wanted, "le": number <= wanted}[op])
-
-
-def partial_terms(unit_terms: dict[str, list[Term]], fixed: dict[str, Any]) -> dict[str, list[Term]]:
-    """Each unit's terms with the tests on ``fixed`` keys settled: a term one of them fails is dropped,
-    the tests that hold are left out (an empty term always holds)."""
-    out: dict[str, list[Term]] = {}
-    for name, terms in unit_terms.items():
-        kept: list[Term] = []
-        for term in terms:
-            rest = []
-            for literal in term:
-                key = literal[0]
-                if key in fixed:
-                    if not _holds(literal, fixed[key]):
-                        break
-                else:
-                    rest.append(literal)
-            else:
-                kept.append(frozenset(rest))
-        out[name] = _simplify(kept) if kept else []
-    return out
 
 
 def compile_ruleset(data: RulesetData) -> CompiledRuleset:
@@ -724,10 +560,9 @@ def compile_ruleset(data: RulesetData) -> CompiledRuleset:
     unit_terms = {u.name: builder.terms(u) for u in units}
     _check_swaps(units, unit_terms)
     _check_replacements(units, unit_terms)
-    reads = {u.name: _reads(t) for u, t in ((u, unit_terms[u.name]) for u in units)}
     full = compile_program(units, unit_terms)
     _check_property_hashes(full)
-    return CompiledRuleset(full, units, unit_terms, reads)
+    return CompiledRuleset(full, units, unit_terms)
 
 
 def _fnv1a32(text: str) -> int:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Optional
@@ -14,9 +12,7 @@ from typing import Any, Mapping, Optional
 from ._case import (
     FIELDS, GROUPS, MRI_FOLLOW_UP, ONSET, WALKING, Case, normalised_dict, unknown_fields, validate_case,
 )
-from ._compile import (
-    CompiledRuleset, WhatIfCuts, fragment_test, compile_program, compile_ruleset, urgency_of,
-)
+from ._compile import CompiledRuleset, compile_ruleset, urgency_of
 from ._conditions import SENT
 from ._conditions import URGENCY_RANK
 from ._engine import CompiledEngine, encode, final_actions
@@ -83,29 +79,10 @@ _CALCIUM = "labs.corrected_calcium_mmol_l"
 _ORDER = {path: i for i, path in enumerate(unknown_fields())}
 
 Trial = dict[str, str]   # path -> the value it is set to (a JSON fragment), on the normalised case
-# Every field a trial may set: the others are fixed across the trials of a case.
-TRIAL_FIELDS = frozenset(
-    [f"presentation.{g}.present" for g in GROUPS] + [sub for subs in _GROUP_SUBS.values() for sub in subs]
-    + ["presentation.gait_difficulty", "presentation.sexual_dysfunction", "presentation.infection_suspected",
-       "presentation.hypocalcaemia_symptoms", "presentation.hypercalcaemia_symptoms",
-       ONSET, WALKING, "presentation.non_ambulatory_hours", MRI_FOLLOW_UP])
-# At most this many what-if programs (cut for the fixed part of a case) are kept loaded in durable,
-# the least recently used freed first: each holds about 0.4 MB of C memory (measured: 325 programs,
-# +127 MB), so about 55 MB per process. 0: no cut programs, the uncut one for the urgency, flags and actions.
-MAX_WHAT_IF_PROGRAMS = 128
-# The what-if's answers, remembered by everything they depend on: the program (its label, unique to
-# each loaded program), the urgency and the missing flags and actions, the case's values of the
-# fields that program reads, and the trials made. Cases that differ only in what the program does not
-# read get the same answer without running it again (162 of the 415 cases of the project's vignettes,
-# each evaluated once). At most this many answers are kept (a few hundred bytes each); 0: none.
+# The what-if's answers, kept by the case's fragments (a 128-bit digest of them: they decide the
+# answers): a case met again runs alone and takes them. At most this many (a few hundred bytes each),
+# cleared when full; 0: none kept.
 MAX_WHAT_IF_ANSWERS = 8192
-# The uncut programs (a pattern met once, see Ruleset._what_if_engine) are kept apart from the cut
-# ones, at most this many (each holds about 1.5 MB of C memory: 64 of them, +93 MB RSS).
-MAX_UNCUT_PROGRAMS = 64
-# The what-if trials run in the same run of the full program as the case itself (no what-if program,
-# cut or cache is made); False: the what-if programs above (the full run for the case alone, then one
-# run of the what-if program for its urgency, missing flags and lacking actions).
-WHAT_IF_IN_FULL_RUN = True
 
 
 def what_if_trials(flat: dict[str, str]) -> list[tuple[str, list[Trial]]]:
@@ -166,34 +143,6 @@ class Ruleset:
         # Fields some rule reads on the case as sent (before normalisation), by their path there.
         self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
                            if key.startswith(SENT))
-        # The fixed tests grouped by key, each key with a memo: its value's fragment -> the tests' truth
-        # values; and for every term, where its fixed tests are in those truth values, read in that order.
-        literals = self.compiled.fixed_literals(TRIAL_FIELDS)
-        grouped: dict[str, list[Any]] = {}
-        for literal in literals:
-            grouped.setdefault(literal[0], []).append(literal)
-        order = [lit for group in grouped.values() for lit in group]
-        self._fixed_tests: tuple[tuple[str, tuple[Any, ...], dict[Optional[str], tuple[bool, ...]]], ...] = tuple(
-            (key, tuple(fragment_test(lit) for lit in group), {}) for key, group in grouped.items())
-        self._cuts = WhatIfCuts(self.compiled, order)
-        # Two levels of cache: the fixed tests' truth values, then the terms they leave (many truth
-        # values leave the same terms: a stream of new patients meets few new programs).
-        self._what_if_keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        self._what_if_seen: dict[tuple[Any, ...], None] = {}   # truth values met once (not yet cut for)
-        self._what_if_terms: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        self._what_if: OrderedDict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = OrderedDict()
-        # The uncut programs, by urgency, flags and actions, kept apart so that cut ones never push them out.
-        self._uncut: OrderedDict[tuple[Any, ...], tuple[CompiledEngine, frozenset[str]]] = OrderedDict()
-        # The uncut program a pattern met once is answered by: one per urgency, for every critical flag
-        # and every imaging action (a superset of the program for the flags and actions the case lacks:
-        # both answer exactly as the full program does, and the answers are read for the missing ones only),
-        # so a stream of new patients meets at most three uncut programs instead of one per combination.
-        all_critical, all_imaging = frozenset(self._critical), frozenset(self._imaging)
-        self._general = {u: (u, all_critical, all_imaging) for u in URGENCY_RANK}
-        self._what_if_numbers = itertools.count()
-        self._what_if_lock = threading.Lock()
-        self._what_if_fields: dict[str, tuple[str, ...]] = {}   # program label -> the fields it reads, sorted
-        self._answers: dict[tuple[Any, ...], tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]] = {}
 
     @property
     def name(self) -> str:
@@ -222,7 +171,32 @@ class Ruleset:
 
     def evaluate(self, case: Case | dict[str, Any]) -> Result:
         """Triage one case. Raises :class:`CaseValidationError` on an invalid case, nothing partial."""
-        valid = validate_case(case)
+        normalised, flat = self._facts(validate_case(case))
+        # The case and every what-if trial (clinical-rules 2.2, "Unknowns") in one run of the full
+        # program: a fact no trial changes is written once for all worlds. The answers depend on the
+        # case's fragments only: a case met again (same fragments, by a 128-bit digest) runs alone.
+        digest = (hashlib.blake2b("\x00".join([f"{k}\x01{v}" for k, v in flat.items()]).encode(),
+                                  digest_size=16).digest() if MAX_WHAT_IF_ANSWERS > 0 else None)
+        answers = self._case_answers.get(digest) if digest is not None else None
+        if answers is not None:
+            fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
+        else:
+            worlds, owners = self._trials(flat, self._full_fields)
+            runs = self._full.run([{}, *worlds], base=flat)
+            fired = [u for u in runs[0] if u.rule is not None]
+            flags = set().union(*[u.flags for u in fired])
+            missing = frozenset(f for f in self._critical if f not in flags)
+            lacking = frozenset(a for a in self._imaging if a not in final_actions(fired))
+            answers = self._qualifying(owners, runs[1:], urgency_of(fired), missing, lacking)
+            if digest is not None:
+                if len(self._case_answers) >= MAX_WHAT_IF_ANSWERS:
+                    self._case_answers.clear()
+                self._case_answers[digest] = answers
+        unknowns = _unknown_items(answers)
+        return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
+
+    def _facts(self, valid: Case) -> tuple[dict[str, Any], dict[str, str]]:
+        """The normalised case, and the fragments the engine reads (with what the rules read as sent)."""
         normalised = normalised_dict(valid)
         flat = _flatten(normalised)
         for key, parts in self._sent:
@@ -232,145 +206,11 @@ class Ruleset:
             encoded = _UNKNOWN if value is None and _KIND[key[len(SENT):]] else encode(value)
             if encoded is not None:
                 flat[key] = encoded
-        if WHAT_IF_IN_FULL_RUN:
-            # The case and every what-if trial in one run of the full program (the reference every
-            # what-if program answers as): a fact no trial changes is written once for all worlds.
-            # The answers depend on the case's fragments only: a case met again (same fragments, by
-            # a 128-bit digest) runs alone and takes them from the cache.
-            digest = (hashlib.blake2b("\x00".join([f"{k}\x01{v}" for k, v in flat.items()]).encode(),
-                                      digest_size=16).digest() if MAX_WHAT_IF_ANSWERS > 0 else None)
-            answers = self._case_answers.get(digest) if digest is not None else None
-            if answers is not None:
-                fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
-            else:
-                worlds, owners = self._trials(flat, self._full_fields)
-                runs = self._full.run([{}, *worlds], base=flat)
-                fired = [u for u in runs[0] if u.rule is not None]
-                flags = set().union(*[u.flags for u in fired])
-                missing = frozenset(f for f in self._critical if f not in flags)
-                lacking = frozenset(a for a in self._imaging if a not in final_actions(fired))
-                answers = self._qualifying(owners, runs[1:], urgency_of(fired), missing, lacking)
-                if digest is not None:
-                    if len(self._case_answers) >= MAX_WHAT_IF_ANSWERS:
-                        self._case_answers.clear()
-                    self._case_answers[digest] = answers
-            unknowns = _unknown_items(answers)
-        else:
-            fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
-            urgency = urgency_of(fired)
-            flags = set().union(*[u.flags for u in fired])
-            actions = final_actions(fired)
-            unknowns = self._unknowns(flat, urgency, flags, actions)
-        return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
-
-    def _what_if_engine(self, urgency: str, flags: frozenset[str], actions: frozenset[str],
-                        flat: dict[str, str]) -> tuple[CompiledEngine, frozenset[str]]:
-        """The what-if program for this urgency, these missing flags and actions, and the case's fixed
-        fields (partially evaluated, see :meth:`CompiledRuleset.what_if` and :class:`WhatIfCuts`).
-
-        Cached in three steps: the fixed tests' truth values, then the terms they leave, name the
-        program (its units and terms, ``shape``); at most ``MAX_WHAT_IF_PROGRAMS`` programs are kept
-        loaded in durable, the least recently used freed first (each holds about 0.4 MB of C memory).
-        Truth values met for the first time are answered by the uncut program instead (no cut).
-        With ``MAX_WHAT_IF_PROGRAMS = 0`` no program is cut: the uncut one for the urgency, flags and
-        actions is used (the reference the cut programs are tested against).
-        """
-        if MAX_WHAT_IF_PROGRAMS <= 0:
-            return self._program((urgency, flags, actions))
-        truth = []
-        for k, tests, memo in self._fixed_tests:
-            value = flat.get(k)
-            held = memo.get(value)
-            if held is None:
-                held = tuple([test(value) for test in tests])
-                if len(memo) < 4096:
-                    memo[value] = held
-            truth.append(held)
-        key = (urgency, flags, actions, tuple(truth))
-        shape = self._what_if_keys.get(key)
-        if shape is None:
-            if key not in self._what_if_seen:
-                # Met once: the uncut program for the urgency, flags and actions answers it; a pattern
-                # that comes back is cut. Cutting and compiling a program for a pattern met once costs
-                # more than running the uncut one (9,000 random cases, few patterns met twice: 3.5 to
-                # 4.2 ms a case this way, 5.4 ms cutting every pattern, same machine, back to back).
-                if len(self._what_if_seen) >= 16 * MAX_WHAT_IF_PROGRAMS:
-                    self._what_if_seen.clear()
-                self._what_if_seen[key] = None
-                return self._program(self._general[urgency])
-            with self._what_if_lock:
-                candidates = self._cuts.candidates(urgency, flags, actions)
-                survivors = self._cuts.survivors(candidates, [held for group in truth for held in group])
-                terms_key = (urgency, flags, actions, survivors)
-                shape = self._what_if_terms.get(terms_key)
-                if shape is None:
-                    _, terms = self._cuts.cut(urgency, flags, actions, candidates, survivors)
-                    shape = ("program", frozenset((name, frozenset(t)) for name, t in terms.items()))
-                    if len(self._what_if_terms) >= 16 * MAX_WHAT_IF_PROGRAMS:
-                        self._what_if_terms.clear()
-                    self._what_if_terms[terms_key] = shape
-                if len(self._what_if_keys) >= 16 * MAX_WHAT_IF_PROGRAMS:
-                    self._what_if_keys.clear()
-                self._what_if_keys[key] = shape
-        return self._program(shape)
-
-    def _program(self, shape: tuple[Any, ...]) -> tuple[CompiledEngine, frozenset[str]]:
-        """The loaded program of a shape (a cut's units and terms, or an uncut program's key)."""
-        with self._what_if_lock:
-            store = self._what_if if shape[0] == "program" else self._uncut
-            found = store.get(shape)
-            if found is not None:
-                store.move_to_end(shape)
-                return found
-            if shape[0] == "program":
-                terms = dict(shape[1])
-                program = compile_program([u for u in self.compiled.units if u.name in terms], terms)
-            else:
-                program, _ = self.compiled.what_if(*shape)
-            found = store[shape] = (
-                CompiledEngine(f"{self._tag}-what-if-{next(self._what_if_numbers)}", program),
-                frozenset(program.fields))
-            while len(store) > (max(MAX_WHAT_IF_PROGRAMS, 64) if store is self._what_if else MAX_UNCUT_PROGRAMS):
-                _, (engine, _) = store.popitem(last=False)
-                engine.close()
-            return found
-
-    def _unknowns(self, flat: dict[str, str], urgency: str, flags: set[str], actions: set[str]) -> list[Unknown]:
-        """Each unknown finding whose trials would raise the urgency, add a critical flag or add an
-        imaging action the result lacks (clinical-rules 2.2, "Unknowns").
-
-        Computed by the rules themselves: the what-if program holds the rules able to go above the
-        current urgency, to add a missing critical flag or to settle a missing imaging action (and
-        the rules they read); a trial that sets only fields none of them reads is not made.
-        """
-        missing = frozenset(f for f in self._critical if f not in flags)
-        lacking = frozenset(a for a in self._imaging if a not in actions)
-        engine, fields = self._what_if_engine(urgency, missing, lacking, flat)
-        worlds, owners = self._trials(flat, fields)
-        if not worlds:
-            return []
-        answer_key: Optional[tuple[Any, ...]] = None
-        if MAX_WHAT_IF_ANSWERS > 0:
-            read_fields = self._what_if_fields.get(engine.label)
-            if read_fields is None:
-                read_fields = self._what_if_fields[engine.label] = tuple(sorted(fields))
-            answer_key = (engine.label, urgency, missing, lacking, tuple([flat.get(f) for f in read_fields]),
-                          tuple(owners), tuple([tuple(sorted(w.items())) for w in worlds]))
-            answer = self._answers.get(answer_key)
-            if answer is not None:
-                return _unknown_items(answer)
-        answers = self._qualifying(owners, engine.run(worlds, base=flat), urgency, missing, lacking)
-        if answer_key is not None:
-            if len(self._answers) >= MAX_WHAT_IF_ANSWERS:
-                self._answers.clear()
-            if len(self._what_if_fields) >= 4 * max(MAX_WHAT_IF_PROGRAMS, 64):
-                self._what_if_fields.clear()
-            self._answers[answer_key] = answers
-        return _unknown_items(answers)
+        return normalised, flat
 
     @staticmethod
     def _trials(flat: dict[str, str], fields: frozenset[str]) -> tuple[list[Trial], list[str]]:
-        """The what-if trials a program reading ``fields`` can see, and the candidate of each."""
+        """The what-if trials that set a field some rule reads (``fields``), and the candidate of each."""
         worlds: list[Trial] = []
         owners: list[str] = []
         seen: dict[tuple[str, tuple[tuple[str, str], ...]], None] = {}
@@ -378,7 +218,7 @@ class Ruleset:
             for trial in trials:
                 read = tuple(sorted((k, v) for k, v in trial.items() if k in fields))
                 if not read or (path, read) in seen:
-                    continue  # a trial no kept rule can see, or the same as another trial of this candidate
+                    continue  # a trial no rule can see, or the same as another trial of this candidate
                 seen[(path, read)] = None
                 worlds.append(trial)
                 owners.append(path)
@@ -386,7 +226,8 @@ class Ruleset:
 
     def _qualifying(self, owners: list[str], runs: list[list[Any]], urgency: str, missing: frozenset[str],
                     lacking: frozenset[str]) -> tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]:
-        """Per candidate, what its trials (the units each fired) would raise or add, in unknowns order."""
+        """Per candidate, what its trials (the units each fired) would raise above the case's urgency, or
+        add among the critical flags and imaging actions it lacks, in unknowns order."""
         found: dict[str, tuple[str, set[str], set[str]]] = {}
         rank = URGENCY_RANK
         for path, units in zip(owners, runs):
