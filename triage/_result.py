@@ -7,7 +7,7 @@ unknown that could raise the urgency. Rendering it (JSON, a CDS card, a web page
 from __future__ import annotations
 
 import json
-from typing import Iterable, Literal, Optional
+from typing import Any, Callable, Iterable, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -129,7 +129,8 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
     for unit in units:
         rule = unit.owner
         if unit.main and rule.id not in fired:
-            fired[rule.id] = _fired_rule(data, rule)
+            fired[rule.id] = _shared(data, ("fired", rule.id),
+                                     lambda: FiredRule(id=rule.id, version=rule.version, title=rule.title))
         for out in unit.outputs:
             if out.kind == "flag" and rule.id not in flag_because.setdefault(out.id, []):
                 flag_because[out.id].append(rule.id)
@@ -157,7 +158,8 @@ def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unkno
         case_id=case_id, urgency=urgency, headline=headline,
         actions=actions, flags=flags, scores=scores,
         unknowns=unknowns, withheld=withheld, fired_rules=list(fired.values()),
-        ruleset=_ruleset_ref(data),
+        ruleset=_shared(data, "ruleset_ref",
+                        lambda: RulesetRef(name=data.name, version=data.version, sha256=data.sha256)),
         disclaimer=data.disclaimer,
     )
 
@@ -176,11 +178,9 @@ def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]])
     askers: dict[str, list[str]] = {}
 
     def hold(action: str, rule: Rule, reason: str, release: Optional[str], asker: Optional[str] = None) -> None:
-        key = ("hold", rule.id, reason, release)
-        entry = data.cache.get(key)
-        if entry is None:   # frozen, no list inside: one instance serves every result
-            entry = data.cache[key] = Hold(rule=rule.id, title=rule.title, source=_sources(data, (rule.id,)),
-                                           reason=reason, release=release)
+        entry = _shared(data, ("hold", rule.id, reason, release),
+                        lambda: Hold(rule=rule.id, title=rule.title, source=_sources(data, (rule.id,)),
+                                     reason=reason, release=release))
         found = holds.setdefault(action, [])
         if not any(h.rule == entry.rule and h.reason == entry.reason for h in found):
             found.append(entry)
@@ -204,19 +204,14 @@ def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]])
     return items
 
 
-def _fired_rule(data: RulesetData, rule: Rule) -> FiredRule:
-    """A rule as the results list it (frozen, no list inside: one instance serves every result)."""
-    key = ("fired", rule.id)
+_T = TypeVar("_T")
+
+
+def _shared(data: RulesetData, key: Any, make: Callable[[], _T]) -> _T:
+    """A result item made once per ruleset and shared by every result (frozen, with no list inside)."""
     found = data.cache.get(key)
     if found is None:
-        found = data.cache[key] = FiredRule(id=rule.id, version=rule.version, title=rule.title)
-    return found
-
-
-def _ruleset_ref(data: RulesetData) -> RulesetRef:
-    found = data.cache.get("ruleset_ref")
-    if found is None:
-        found = data.cache["ruleset_ref"] = RulesetRef(name=data.name, version=data.version, sha256=data.sha256)
+        found = data.cache[key] = make()
     return found
 
 

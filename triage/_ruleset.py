@@ -225,12 +225,16 @@ class RulesetData:
     concepts: dict[str, Concept]
     rules: list[Rule]
     files: list[str] = field(default_factory=list)
-    scan_actions: frozenset[str] = frozenset()   # every action of the scans table (each route)
     scans: Optional[ScanTable] = None             # the vocabulary's scans table (triage/_scans.py)
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived tables
 
     def rule(self, rule_id: str) -> Rule:
         return self._by_id[rule_id]
+
+    @property
+    def scan_actions(self) -> frozenset[str]:
+        """Every action of the scans table (each route)."""
+        return frozenset(self.scans.actions()) if self.scans else frozenset()
 
     def __post_init__(self) -> None:
         self._by_id = {r.id: r for r in self.rules}
@@ -351,7 +355,7 @@ def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData
         sha256=ruleset_sha256(folder), disclaimer=manifest.disclaimer, headlines=dict(manifest.headlines),
         actions=actions, flags=flags, concepts=concepts, rules=rules,
         files=[manifest.vocabulary, manifest.concepts, *manifest.rule_files],
-        scan_actions=frozenset(scans.actions()) if scans else frozenset(), scans=scans,
+        scans=scans,
     )
     _check_references(data, manifest.concepts)
     return data  # type: ignore[no-any-return]

@@ -127,10 +127,6 @@ class ScanTable(_Strict):
         return {self.action(s.id, r): route.order.replace("{reach}", s.reach)
                 for s in self.entries for r, route in self.routes.items()}
 
-    def routes_of(self) -> dict[str, tuple[str, str]]:
-        """Every scan action -> (its scan id, its route id)."""
-        return {self.action(s.id, r): (s.id, r) for s in self.entries for r in self.routes}
-
     def unknowns_actions(self) -> set[str]:
         """Every route's action of the scans marked ``unknowns: true``."""
         return {str(a) for s in self.entries if s.unknowns for a in (s.model_extra or {}).values()}
