@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HTTP comparison for issue 26: POST /v1/triage of `triage serve` (record on disk) against the minimal
 # Flask + gunicorn + durable-rules app (benchmarks/minimal_app.py), same workers x threads, same bodies,
-# in one run. Each server is started in turn, warmed up, then driven by wrk at 16 and 32 connections;
+# in one run; and the same `triage serve` with its record on tmpfs (/dev/shm), for what recording on
+# disk costs. Each server is started in turn, warmed up, then driven by wrk at 16 and 32 connections;
 # prints requests/s, p50/p90/p99 (ms) and non-2xx for each, and the ratio ours/minimal.
 #   benchmarks/http_compare.sh [SECONDS] [WORKERS] [THREADS]
 # Our server gets a private XDG_DATA_HOME / XDG_RUNTIME_DIR (so its decision record) in a temporary
@@ -12,13 +13,14 @@ cd "$(dirname "$0")/.."
 secs=${1:-12}; workers=${2:-2}; threads=${3:-2}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/mscc-http-compare.XXXXXX")
+shm=$(mktemp -d /dev/shm/mscc-http-compare.XXXXXX)
 pid=
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$shm"
 }
 trap cleanup EXIT
-mkdir -m 700 "$tmp/data" "$tmp/run"
+mkdir -m 700 "$tmp/data" "$tmp/run" "$shm/data" "$shm/run"
 
 # The valid cases of wrk_triage.lua (every urgency; the invalid one, age 130, left out: the issue asks for no non-2xx).
 grep -v '"age_years": 130' benchmarks/wrk_triage.lua >"$tmp/cases.lua"
@@ -57,6 +59,12 @@ run_server ours "$port"
 records=$(find "$tmp/data" -name '*.sqlite3' -printf '%s bytes  %p\n' | sed "s|$tmp|\$tmp|")
 
 port=$(free_port)
+XDG_DATA_HOME="$shm/data" XDG_RUNTIME_DIR="$shm/run" \
+  .venv/bin/triage serve --port "$port" --workers "$workers" --threads "$threads" 2>"$tmp/tmpfs.log" &
+pid=$!
+run_server tmpfs "$port"
+
+port=$(free_port)
 .venv/bin/gunicorn -k gthread -w "$workers" --threads "$threads" -b "127.0.0.1:$port" --log-level warning \
   --chdir benchmarks 'minimal_app:create_app()' 2>"$tmp/minimal.log" &
 pid=$!
@@ -64,13 +72,16 @@ run_server minimal "$port"
 
 echo "POST /v1/triage, 5 valid cases in turn; servers: $workers workers x $threads threads; wrk: 2 threads, ${secs}s a point"
 echo "ours: triage serve (BufferingWorker), record on $(df -T "$tmp" | awk 'NR==2 {print $2}') ($records)"
+echo "tmpfs: the same triage serve, record on $(df -T "$shm" | awk 'NR==2 {print $2}')"
 echo "minimal: benchmarks/minimal_app.py, gunicorn gthread; $(nproc) cores, shared with wrk"
 printf '%-8s %5s %10s %9s %9s %9s %7s  %s\n' server conns "req/s" "p50 ms" "p90 ms" "p99 ms" non2xx "socket errors"
 for c in 16 32; do
-  for name in ours minimal; do
+  for name in ours tmpfs minimal; do
     read -r rps p50 p90 p99 non2xx errs <<<"${result[$name,$c]}"
     printf '%-8s %5s %10s %9s %9s %9s %7s  %s\n' "$name" "$c" "$rps" "$p50" "$p90" "$p99" "$non2xx" "$errs"
   done
   read -r ours_rps _ <<<"${result[ours,$c]}"; read -r min_rps _ <<<"${result[minimal,$c]}"
-  awk -v o="$ours_rps" -v m="$min_rps" -v c="$c" 'BEGIN { printf "ratio ours/minimal at %s connections: %.2fx\n", c, o / m }'
+  read -r shm_rps _ <<<"${result[tmpfs,$c]}"
+  awk -v o="$ours_rps" -v m="$min_rps" -v t="$shm_rps" -v c="$c" 'BEGIN {
+    printf "ratio ours/minimal at %s connections: %.2fx; record on disk costs %.0f%% of tmpfs throughput\n", c, o / m, 100 * (1 - o / t) }'
 done

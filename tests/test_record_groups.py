@@ -152,3 +152,40 @@ def test_a_writer_killed_during_a_burst_loses_no_answered_record(backend):  # no
     kept = {r.id: r.seq for r in store.records()}
     assert all(kept.get(rid) == seq for rid, seq in answered.items())   # every answered record, in its place
     assert len(kept) == report.count                                   # none twice
+
+
+def test_sqlite_writers_queue_on_the_lock_file_and_one_holding_it_holds_the_others(tmp_path, ruleset, cases):  # noqa: F811
+    """Writers of any process take the lock file beside the database before SQLite's lock (whose busy
+    handler polls with sleeps); a writer holding it keeps every other writer waiting until it lets go."""
+    import fcntl
+
+    path = tmp_path / "records.sqlite3"
+    store = SqliteStore(path)
+    entry = decision_entry("api", cases[0], ruleset.evaluate(cases[0]))
+    store.append(entry)
+    gate = tmp_path / "records.sqlite3.lock"
+    assert gate.exists() and gate.stat().st_mode & 0o777 == 0o600    # beside the record, its owner's only
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'r+'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('held', flush=True); sys.stdin.read()", str(gate)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (store.append({**entry, "id": uuid.uuid4().hex}), done.set()))
+        worker.start()
+        assert not done.wait(0.5)                               # waiting on the other process's lock
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()                                    # the holder exits: its lock is released
+        holder.wait(timeout=30)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    worker.join(timeout=30)
+    assert done.is_set()
+    report = store.verify()
+    assert report.ok and report.count == 2
+    with open(gate, "r+") as f:                                 # nobody holds it once the writes are done
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    store.close()

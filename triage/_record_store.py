@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
 from ._errors import RecordNotFound, RecordUnavailable
@@ -89,6 +90,11 @@ class RecordStore:
     def _errors(self) -> tuple[type[BaseException], ...]:
         raise NotImplementedError
 
+    def _write_gate(self) -> AbstractContextManager[Any]:
+        """Held around each write transaction: a backend whose own lock makes waiting writers poll
+        (SQLite) queues them here instead, so each starts as soon as the one before it ends."""
+        return nullcontext()
+
     def _lost(self, conn: Any, exc: BaseException) -> bool:
         """``exc`` ended the connection itself (server restarted, socket closed), as opposed to a statement
         refused on a live one. A lost connection ends its transaction uncommitted."""
@@ -110,22 +116,23 @@ class RecordStore:
             committing, lost = False, False
             try:
                 conn = self._conn()
-                try:
-                    seq, head = self._begin_locked(conn)
-                    out = work(conn, seq, head)
-                    committing = True
-                    conn.commit()
-                    return out
-                except BaseException as exc:
-                    lost = self._lost(conn, exc)
+                with self._write_gate():
                     try:
-                        if lost:
+                        seq, head = self._begin_locked(conn)
+                        out = work(conn, seq, head)
+                        committing = True
+                        conn.commit()
+                        return out
+                    except BaseException as exc:
+                        lost = self._lost(conn, exc)
+                        try:
+                            if lost:
+                                self._drop_conn()
+                            else:
+                                conn.rollback()
+                        except Exception:  # noqa: BLE001 - the connection is dropped below
                             self._drop_conn()
-                        else:
-                            conn.rollback()
-                    except Exception:  # noqa: BLE001 - the connection is dropped below
-                        self._drop_conn()
-                    raise
+                        raise
             except self._errors() as exc:
                 retry = attempt == 1 and lost and not committing
                 self._drop_conn()  # the next call reconnects: service resumes when the store recovers
