@@ -71,7 +71,7 @@ HEALTH_CASE = {"patient": {"cancer": {"history": "current"}}, "presentation": {"
 def _ruleset_health(rs: triage.Ruleset) -> Optional[str]:
     """None when the ruleset answers a case in this worker (nothing recorded), else why not."""
     try:
-        rs.evaluate(HEALTH_CASE)
+        rs.evaluate_afresh(HEALTH_CASE)   # the engine itself, not an answer kept from an earlier call
     except triage.TriageError as exc:
         return f"the triage engine fails ({exc.code})"
     return None

@@ -260,15 +260,15 @@ def test_the_trials_run_with_the_case_answer_as_each_trial_run_alone(ruleset):
     assert compared > 1000
 
 
-def test_remembered_what_if_answers_equal_fresh_ones(ruleset, monkeypatch):
-    """The what-if's answers kept by the case's fragments equal the answers computed afresh, for the
-    cases in another order; a result changed by its caller does not change the next one."""
+def test_kept_answers_equal_fresh_ones(ruleset, monkeypatch):
+    """What fired and the what-if's answers, kept by the case's fragments, give the result computed
+    afresh, for the cases in another order; a result changed by its caller does not change the next one."""
     import random
 
     import triage._triage as engine_module
     cases = _all_cases() + list(random_valid_cases(seed=21, n=200, density=0.5))
     remembered = triage.load_ruleset(ruleset.path)
-    first = [remembered.evaluate(case).unknowns for case in cases]
+    first = [remembered.evaluate(case).model_dump() for case in cases]
     assert remembered._case_answers
     shuffled = list(range(len(cases)))
     random.Random(3).shuffle(shuffled)
@@ -276,12 +276,15 @@ def test_remembered_what_if_answers_equal_fresh_ones(ruleset, monkeypatch):
     for result in again.values():
         for unknown in result.unknowns:
             unknown.would_add_flags.append("tampered")
-    monkeypatch.setattr(engine_module, "MAX_WHAT_IF_ANSWERS", 0)
+        result.actions.clear()
+        result.fired_rules.clear()
+    monkeypatch.setattr(engine_module, "MAX_KEPT_ANSWERS", 0)
     fresh = triage.load_ruleset(ruleset.path)
     for i, case in enumerate(cases):
-        expected = fresh.evaluate(case).unknowns
+        expected = fresh.evaluate(case).model_dump()
         assert first[i] == expected, case
-        assert remembered.evaluate(case).unknowns == expected, case   # after the tampering
+        assert remembered.evaluate(case).model_dump() == expected, case   # after the tampering
+        assert remembered.evaluate_afresh(case).model_dump() == expected, case
     assert not fresh._case_answers
 
 

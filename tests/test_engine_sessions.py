@@ -79,10 +79,10 @@ def test_a_session_that_failed_is_not_reused(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(_engine._dre, "assert_facts", failing)
     with pytest.raises(EngineError):
-        ruleset.evaluate(case)
+        ruleset.evaluate_afresh(case)
     assert engine._sid is None and engine not in _engine._LIVE   # deleted, not kept
     monkeypatch.setattr(_engine._dre, "assert_facts", real)
-    assert ruleset.evaluate(case).model_dump() == expected
+    assert ruleset.evaluate_afresh(case).model_dump() == expected
     assert engine._sid not in (None, before)
 
 

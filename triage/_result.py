@@ -7,7 +7,7 @@ unknown that could raise the urgency. Rendering it (JSON, a CDS card, a web page
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Literal, Optional, TypeVar
+from typing import Any, Callable, Iterable, Literal, Optional, Sequence, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
@@ -119,7 +119,7 @@ class Result(_Frozen):
         return [w.id for w in self.withheld]
 
 
-def assemble(data: RulesetData, case_id: Optional[str], units: list[Unit], unknowns: list[Unknown],
+def assemble(data: RulesetData, case_id: Optional[str], units: Sequence[Unit], unknowns: list[Unknown],
              sins_total: Optional[int]) -> Result:
     """Build the result from the units that fired for the case itself."""
     units = sorted(units, key=lambda u: (u.owner.order, u.name))

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional
 from ._case import (
     FIELDS, GROUPS, MRI_FOLLOW_UP, ONSET, WALKING, Case, normalised_dict, unknown_fields, validate_case,
 )
-from ._compile import CompiledRuleset, compile_ruleset, urgency_of
+from ._compile import CompiledRuleset, Unit, compile_ruleset, urgency_of
 from ._conditions import SENT
 from ._conditions import URGENCY_RANK
 from ._engine import CompiledEngine, encode, final_actions
@@ -79,10 +79,11 @@ _CALCIUM = "labs.corrected_calcium_mmol_l"
 _ORDER = {path: i for i, path in enumerate(unknown_fields())}
 
 Trial = dict[str, str]   # path -> the value it is set to (a JSON fragment), on the normalised case
-# The what-if's answers, kept by the case's fragments (a 128-bit digest of them: they decide the
-# answers): a case met again runs alone and takes them. At most this many (a few hundred bytes each),
+# What fired for a case and the what-if's answers, kept by the case's fragments (a 128-bit digest of
+# them: they decide both): a case met again (a chart opened again, an order edited) takes them without
+# running the engine. At most this many (a few hundred bytes each: the units are the program's),
 # cleared when full; 0: none kept.
-MAX_WHAT_IF_ANSWERS = 8192
+MAX_KEPT_ANSWERS = 8192
 
 
 def what_if_trials(flat: dict[str, str]) -> list[tuple[str, list[Trial]]]:
@@ -136,7 +137,8 @@ class Ruleset:
         self._tag = f"{data.name}-{data.sha256[:12]}"
         self._full = CompiledEngine(self._tag, self.compiled.full)
         self._full_fields = frozenset(self.compiled.full.fields)
-        self._case_answers: dict[bytes, tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]] = {}
+        self._case_answers: dict[bytes, tuple[tuple[Unit, ...],
+                                              tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]]] = {}
         self._critical = tuple(f.id for f in data.flags.values() if f.severity == "critical")
         self._imaging = tuple(a.id for a in data.actions.values() if a.imaging)
         self._scan_orders: Mapping[str, str] = MappingProxyType(data.scans.orders() if data.scans else {})
@@ -171,27 +173,36 @@ class Ruleset:
 
     def evaluate(self, case: Case | dict[str, Any]) -> Result:
         """Triage one case. Raises :class:`CaseValidationError` on an invalid case, nothing partial."""
+        return self._evaluate(case, kept=MAX_KEPT_ANSWERS > 0)
+
+    def evaluate_afresh(self, case: Case | dict[str, Any]) -> Result:
+        """:meth:`evaluate`, running the engine even for a case met before (the same answer): a health
+        check that the engine still answers in this process."""
+        return self._evaluate(case, kept=False)
+
+    def _evaluate(self, case: Case | dict[str, Any], kept: bool) -> Result:
         normalised, flat = self._facts(validate_case(case))
         # The case and every what-if trial (clinical-rules 2.2, "Unknowns") in one run of the full
-        # program: a fact no trial changes is written once for all worlds. The answers depend on the
-        # case's fragments only: a case met again (same fragments, by a 128-bit digest) runs alone.
+        # program: a fact no trial changes is written once for all worlds. What fired and the what-if's
+        # answers depend on the case's fragments only: a case met again (same fragments, by a 128-bit
+        # digest) takes them without a run.
         digest = (hashlib.blake2b("\x00".join([f"{k}\x01{v}" for k, v in flat.items()]).encode(),
-                                  digest_size=16).digest() if MAX_WHAT_IF_ANSWERS > 0 else None)
-        answers = self._case_answers.get(digest) if digest is not None else None
-        if answers is not None:
-            fired = [u for u in self._full.run([flat])[0] if u.rule is not None]
+                                  digest_size=16).digest() if kept else None)
+        answer = self._case_answers.get(digest) if digest is not None else None
+        if answer is not None:
+            fired, answers = answer
         else:
             worlds, owners = self._trials(flat, self._full_fields)
             runs = self._full.run([{}, *worlds], base=flat)
-            fired = [u for u in runs[0] if u.rule is not None]
+            fired = tuple([u for u in runs[0] if u.rule is not None])
             flags = set().union(*[u.flags for u in fired])
             missing = frozenset(f for f in self._critical if f not in flags)
             lacking = frozenset(a for a in self._imaging if a not in final_actions(fired))
             answers = self._qualifying(owners, runs[1:], urgency_of(fired), missing, lacking)
             if digest is not None:
-                if len(self._case_answers) >= MAX_WHAT_IF_ANSWERS:
+                if len(self._case_answers) >= MAX_KEPT_ANSWERS:
                     self._case_answers.clear()
-                self._case_answers[digest] = answers
+                self._case_answers[digest] = (fired, answers)
         unknowns = _unknown_items(answers)
         return assemble(self.data, normalised["case_id"], fired, unknowns, normalised["assessment"]["sins"]["total"])
 

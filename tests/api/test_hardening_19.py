@@ -295,10 +295,19 @@ def test_healthz_writes_no_record(app, client):
 
 
 def test_healthz_is_503_naming_the_ruleset_when_the_engine_fails(client, monkeypatch):
-    def failing(self, case):
+    """Even when the health check's case was answered before: an answer kept from then would hide an
+    engine that no longer answers in this worker."""
+    from mscc_triage_api.http import HEALTH_CASE
+    from triage._engine import CompiledEngine
+
+    assert client.get("/healthz").status_code == 200
+    assert client.post("/v1/triage", json=HEALTH_CASE).status_code == 200   # its answer is kept
+
+    def failing(self, worlds, base=None):
         raise triage.EngineError("boom")
 
-    monkeypatch.setattr(triage.Ruleset, "evaluate", failing)
+    monkeypatch.setattr(CompiledEngine, "run", failing)
+    assert client.post("/v1/triage", json=HEALTH_CASE).status_code == 200   # the kept answer
     health = client.get("/healthz")
     assert health.status_code == 503
     assert health.get_json()["checks"]["ruleset"] == {"status": "failing",
