@@ -105,15 +105,18 @@ def read_json_body() -> Any:
         raise ApiProblem(415, "Unsupported Media Type",
                          f"Send the case as application/json, not {mimetype or 'no content type'}.")
     raw = read_body()
-    too_deep = ApiProblem(400, "Malformed JSON", f"The body nests arrays or objects more than {MAX_JSON_DEPTH} deep.")
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
         raise ApiProblem(400, "Malformed JSON", "The body is not UTF-8 text.") from None
     except RecursionError:
-        raise too_deep from None
+        raise _too_deep_problem() from None
     except ValueError as exc:
         raise ApiProblem(400, "Malformed JSON", f"The body is not valid JSON: {exc}") from None
     if _too_deep(data):
-        raise too_deep
+        raise _too_deep_problem()
     return data
+
+
+def _too_deep_problem() -> ApiProblem:
+    return ApiProblem(400, "Malformed JSON", f"The body nests arrays or objects more than {MAX_JSON_DEPTH} deep.")

@@ -34,13 +34,14 @@ def triage_case() -> Response:
     rules = ruleset()
     case = triage.validate_case(data)   # once: the evaluation and the record share it
     result = rules.evaluate(case)
-    written = record_hook.record("api", case, result)   # before answering: 503 if it cannot be written
+    dumped = result.model_dump(mode="json")   # once, for the record and the answer (Result.to_json's form)
+    written = record_hook.record("api", case, result, dumped=dumped)   # before answering: 503 if it cannot be written
     if _wants_fhir():   # an EHR that stores decision support as FHIR: the result as a GuidanceResponse
         from .guidance import guidance_response
 
         resource = guidance_response(result, rules, cds.public_root(), request_id=written.id)
         return Response(json.dumps(resource, ensure_ascii=False), mimetype="application/fhir+json")
-    return json_response(result.to_json())
+    return json_response(json.dumps(dumped, ensure_ascii=False))
 
 
 def _wants_fhir() -> bool:

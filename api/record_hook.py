@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from flask import Flask, Response, current_app, g
 
@@ -38,10 +38,12 @@ def store_of(app: Flask) -> RecordStore:
 
 
 def record(channel: str, case: Any, result: triage.Result, *, hook_instance: Optional[str] = None,
-           cards: Sequence[str] = (), iss: Optional[str] = None, sub: Optional[str] = None) -> Record:
-    """Write the decision record of this request (raises RecordUnavailable -> 503); sets X-Request-Id."""
+           cards: Sequence[str] = (), iss: Optional[str] = None, sub: Optional[str] = None,
+           dumped: Optional[Mapping[str, Any]] = None) -> Record:
+    """Write the decision record of this request (raises RecordUnavailable -> 503); sets X-Request-Id.
+    ``dumped``: the result's ``model_dump(mode="json")`` when the view answers with it."""
     cds = CdsContext(hook_instance, tuple(cards), iss, sub) if hook_instance is not None else None
-    written = store_of(current_app).record_decision(channel, case, result, cds=cds)
+    written = store_of(current_app).record_decision(channel, case, result, cds=cds, dumped=dumped)
     g.mscc_request_id = written.id
     return written
 

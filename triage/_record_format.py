@@ -113,13 +113,17 @@ class CdsContext:
 
 
 def decision_entry(channel: str, case: Any, result: Result, *, request_id: Optional[str] = None,
-                   cds: Optional[CdsContext] = None) -> dict[str, Any]:
-    """The body of a decision record, before the store gives it ``seq``, ``time`` and ``prev``."""
+                   cds: Optional[CdsContext] = None, dumped: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The body of a decision record, before the store gives it ``seq``, ``time`` and ``prev``.
+
+    ``dumped``: ``result.model_dump(mode="json")`` when the caller made it already (to answer with it),
+    so the result is not dumped twice; it must be this result's."""
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}")
     entry: dict[str, Any] = {
         "record_format": RECORD_FORMAT, "kind": "decision", "id": request_id or uuid.uuid4().hex,
-        "channel": channel, "case": recorded_case(case), "result": recorded_result(result),
+        "channel": channel, "case": recorded_case(case),
+        "result": recorded_result(result if dumped is None else dumped),
         "ruleset": {"name": result.ruleset.name, "version": result.ruleset.version, "sha256": result.ruleset.sha256},
         "versions": software_versions(),
     }

@@ -258,8 +258,8 @@ class RecordStore:
         return self._write(work)
 
     def record_decision(self, channel: str, case: Any, result: Result, *, request_id: Optional[str] = None,
-                        cds: Optional[CdsContext] = None) -> Record:
-        return self.append(decision_entry(channel, case, result, request_id=request_id, cds=cds))
+                        cds: Optional[CdsContext] = None, dumped: Optional[Mapping[str, Any]] = None) -> Record:
+        return self.append(decision_entry(channel, case, result, request_id=request_id, cds=cds, dumped=dumped))
 
     def prune(self, before: str | dt.date | dt.datetime) -> PruneReport:
         """Delete the oldest records, those before ``before`` (a prefix of the chain), and append a
