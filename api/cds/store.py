@@ -3,7 +3,14 @@
 One store for all the workers of a server, never patient data (card ids, outcomes, counts; the
 prefill answers are findings without identifiers, kept 30 minutes):
 
-- SQLite (``CDS_STORE_PATH``, a file per server) by default;
+- SQLite (``CDS_STORE_PATH``, a file per server) by default, in WAL mode with ``synchronous = NORMAL``:
+  a write survives the server's processes being killed, and a power cut may lose the last writes,
+  which this store can afford (it keeps no decision: the decision record does, with an fsync per
+  commit): a card's type (its feedback then counts under ``unknown``), a prefill token (the link
+  opens an empty form), a JWT id (that token could be replayed until its ``exp``, at most 5 minutes
+  after it was issued, and only across the power cut). Each block takes a lock file beside the
+  store (``cds.sqlite3.lock``, ``flock``) so the workers queue for it instead of polling in SQLite's
+  busy handler;
 - PostgreSQL when the decision record is in PostgreSQL (``RECORD_DSN`` / ``MSCC_RECORD_DSN``): then
   every server behind a load balancer shares one store, so a JWT replayed to another server is
   still refused and feedback lands in one place.
@@ -21,6 +28,7 @@ use fails that one request (503), and the next reconnects.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import select
@@ -112,28 +120,74 @@ def _sqlite_reason(exc: sqlite3.Error) -> str:
 
 
 def connect_sqlite(path: str) -> sqlite3.Connection:
-    """Open the SQLite store (``CDS_STORE_PATH``: a file, or a SQLite ``file:`` URI)."""
-    return sqlite3.connect(path, timeout=5, isolation_level=None, uri=path.startswith("file:"))
+    """Open the SQLite store (``CDS_STORE_PATH``: a file, or a SQLite ``file:`` URI), in WAL mode."""
+    raw = sqlite3.connect(path, timeout=5, isolation_level=None, uri=path.startswith("file:"))
+    try:
+        if raw.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
+            raw.execute("PRAGMA journal_mode = WAL")   # kept by the file: once per store
+        raw.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        raw.close()
+        raise
+    return raw
+
+
+_GATES: dict[tuple[int, str], tuple[Optional[int], threading.Lock]] = {}   # (pid, path) -> lock file, threads
+_GATES_LOCK = threading.Lock()
+
+
+def _gate_of(path: str) -> tuple[Optional[int], threading.Lock]:
+    """This process's lock file for the store at ``path`` (None for a ``file:`` URI or where it cannot be
+    made: SQLite's own lock then serialises the workers), with a lock for this process's threads."""
+    key = (os.getpid(), path)
+    gate = _GATES.get(key)
+    if gate is None:
+        with _GATES_LOCK:
+            gate = _GATES.get(key)
+            if gate is None:
+                fd: Optional[int] = None
+                if not path.startswith("file:") and path != ":memory:":
+                    try:
+                        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    except OSError:
+                        fd = None
+                gate = _GATES[key] = (fd, threading.Lock())
+    return gate
+
+
+@contextmanager
+def _gated(path: str) -> Iterator[None]:
+    fd, threads = _gate_of(path)
+    with threads:
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)   # blocks without the GIL until the block before it ends
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @contextmanager
 def _sqlite(app: Flask) -> Iterator[Connection]:
     path = app.config["CDS_STORE_PATH"]
     raw: Optional[sqlite3.Connection] = None
-    try:
-        raw = connect_sqlite(path)
-        for statement in (*TABLES, FEEDBACK["sqlite"]):
-            raw.execute(statement)
-        yield Connection(raw, "sqlite")
-    except sqlite3.IntegrityError:
-        raise Duplicate() from None
-    except sqlite3.Error as exc:
-        reason = _sqlite_reason(exc)
-        log.error("CDS store %s is %s: %s", path, reason, exc)
-        raise StoreUnavailable(reason) from None
-    finally:
-        if raw is not None:
-            raw.close()
+    with _gated(path):
+        try:
+            raw = connect_sqlite(path)
+            for statement in (*TABLES, FEEDBACK["sqlite"]):
+                raw.execute(statement)
+            yield Connection(raw, "sqlite")
+        except sqlite3.IntegrityError:
+            raise Duplicate() from None
+        except sqlite3.Error as exc:
+            reason = _sqlite_reason(exc)
+            log.error("CDS store %s is %s: %s", path, reason, exc)
+            raise StoreUnavailable(reason) from None
+        finally:
+            if raw is not None:
+                raw.close()
 
 
 # ------------------------------------------------------------------------------ PostgreSQL
