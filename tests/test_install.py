@@ -118,6 +118,9 @@ COMMANDS = {
     "-H 'Content-Type: application/json' -d @examples/cds-request.json": WITH_ITS_SERVER,
     "benchmarks/http_bench.sh [SECONDS] [WORKERS] [THREADS]": not_run("a load benchmark with wrk, which ./dev "
                                                                       "does not install"),
+    "benchmarks/http_compare.sh [SECONDS] [WORKERS] [THREADS]": not_run("a load benchmark with wrk, which ./dev "
+                                                                        "does not install"),
+    "benchmarks/minimal_app.py": not_run("the app http_compare.sh compares against, served by gunicorn"),
     "apt-get install -y wrk": not_run("installs a system package: tests run no apt command"),
     # The decision record
     ".venv/bin/triage audit verify": RUN,
