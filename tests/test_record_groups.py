@@ -189,3 +189,20 @@ def test_sqlite_writers_queue_on_the_lock_file_and_one_holding_it_holds_the_othe
     with open(gate, "r+") as f:                                 # nobody holds it once the writes are done
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     store.close()
+
+
+def test_a_results_canonical_form_is_the_same_bytes_by_either_writer(ruleset):  # noqa: F811
+    """The record writes a result's canonical JSON with orjson: the bytes json.dumps writes (the chain's
+    hashes depend on them), for results of every kind; a float (which the two write differently)
+    falls back to json.dumps."""
+    from triage._random_cases import random_valid_cases
+    from triage._record_format import ResultData, canonical_member
+
+    cases = [c for d in (0.2, 0.5, 0.9) for c in random_valid_cases(seed=31, n=150, density=d)]
+    for case in cases:
+        entry = decision_entry("api", case, ruleset.evaluate(case))
+        assert type(entry["result"]) is ResultData
+        assert canonical_member(entry["result"]) == canonical(dict(entry["result"]))
+    data = ResultData(entry["result"], probe=[1e-05, 0.00001, 1e16, -2.5], text="\x1f\u2028é\U0001F600")
+    assert canonical_member(data) == canonical(dict(data))
+    assert b"1e-05" in canonical_member(data)                    # json.dumps's form, not orjson's 0.00001

@@ -10,9 +10,12 @@ import functools
 import hashlib
 import json
 import platform
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
+
+import orjson
 
 from ._case import validate_case
 from ._result import Result
@@ -25,6 +28,30 @@ CHANNELS = ("api", "cds", "form")
 def canonical(obj: Any) -> bytes:
     """The canonical JSON form the chain hashes: sorted keys, no spaces, UTF-8, no NaN."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+class ResultData(dict[str, Any]):
+    """A result as the record keeps it, made from a :class:`Result` (its JSON dump): string keys,
+    strings, integers, booleans and nulls, no float (the model has none, and no NaN). Its canonical form
+    is written by orjson (:func:`canonical_member`), several times faster than ``json.dumps``."""
+
+
+# A number with a fraction or an exponent in value position: orjson and json.dumps write some floats
+# differently (1e-05 / 0.00001), so a ResultData holding one (or a string that looks like one) is
+# written by json.dumps. Strings, integers and key order are the same in both (tested on every code point).
+_FLOAT = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
+
+
+def canonical_member(value: Any) -> bytes:
+    """:func:`canonical` of one member of a record, the same bytes, faster for a :class:`ResultData`."""
+    if type(value) is ResultData:
+        try:
+            text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:   # not JSON as json.dumps sees it either (e.g. a lone surrogate)
+            return canonical(value)
+        if _FLOAT.search(text) is None:
+            return text
+    return canonical(value)
 
 
 def record_hash(body: Mapping[str, Any]) -> str:
@@ -94,6 +121,12 @@ def recorded_result(result: Result | Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _result_data(result: Result, dumped: Optional[Mapping[str, Any]]) -> ResultData:
+    data = ResultData(result.model_dump(mode="json") if dumped is None else dumped)
+    data.pop("case_id", None)
+    return data
+
+
 @dataclass(frozen=True)
 class CdsContext:
     """What a CDS Hooks call adds to its record: the hook instance, the cards' uuids, the caller."""
@@ -123,7 +156,7 @@ def decision_entry(channel: str, case: Any, result: Result, *, request_id: Optio
     entry: dict[str, Any] = {
         "record_format": RECORD_FORMAT, "kind": "decision", "id": request_id or uuid.uuid4().hex,
         "channel": channel, "case": recorded_case(case),
-        "result": recorded_result(result if dumped is None else dumped),
+        "result": _result_data(result, dumped),
         "ruleset": {"name": result.ruleset.name, "version": result.ruleset.version, "sha256": result.ruleset.sha256},
         "versions": software_versions(),
     }
