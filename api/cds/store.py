@@ -169,25 +169,64 @@ def _gated(path: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+_SQ = threading.local()   # one SQLite connection per thread, process and store, kept open
+_KEPT_SQLITE = 4          # per thread, the oldest closed first
+
+
+def _sqlite_connection(path: str) -> sqlite3.Connection:
+    """This thread's connection to the store, its tables made when it was opened. Kept open: the last
+    connection to a WAL database to close checkpoints it (an fsync), which closing after each block did."""
+    key = (os.getpid(), path)
+    conns = getattr(_SQ, "conns", None)
+    if conns is None:
+        conns = _SQ.conns = {}
+    raw = conns.get(key)
+    if raw is None:
+        while len(conns) >= _KEPT_SQLITE:   # a server uses one store; tests and tools make many
+            _forget_sqlite(next(iter(conns))[1])
+        raw = connect_sqlite(path)
+        try:
+            for statement in (*TABLES, FEEDBACK["sqlite"]):
+                raw.execute(statement)
+        except BaseException:
+            raw.close()
+            raise
+        conns[key] = raw
+    return raw
+
+
+def _forget_sqlite(path: str) -> None:
+    """Close and drop this thread's connection to ``path``: the next block opens a new one."""
+    raw = getattr(_SQ, "conns", {}).pop((os.getpid(), path), None)
+    if raw is not None:
+        try:
+            raw.close()
+        except sqlite3.Error:
+            pass
+
+
 @contextmanager
 def _sqlite(app: Flask) -> Iterator[Connection]:
     path = app.config["CDS_STORE_PATH"]
-    raw: Optional[sqlite3.Connection] = None
     with _gated(path):
+        raw: Optional[sqlite3.Connection] = None
         try:
-            raw = connect_sqlite(path)
-            for statement in (*TABLES, FEEDBACK["sqlite"]):
-                raw.execute(statement)
+            raw = _sqlite_connection(path)
             yield Connection(raw, "sqlite")
         except sqlite3.IntegrityError:
             raise Duplicate() from None
         except sqlite3.Error as exc:
+            _forget_sqlite(path)
+            raw = None
             reason = _sqlite_reason(exc)
             log.error("CDS store %s is %s: %s", path, reason, exc)
             raise StoreUnavailable(reason) from None
         finally:
-            if raw is not None:
-                raw.close()
+            if raw is not None and raw.in_transaction:   # a block that did not commit: rolled back
+                try:
+                    raw.rollback()
+                except sqlite3.Error:
+                    _forget_sqlite(path)
 
 
 # ------------------------------------------------------------------------------ PostgreSQL

@@ -210,6 +210,7 @@ def test_issuers_without_a_public_url_stop_the_start(tmp_path, signer):
 def make_store(path) -> None:
     app = create_app({"TESTING": True, "CDS_STORE_PATH": str(path)})
     assert recorded_feedback(app) == []   # creates the tables
+    cds_store._forget_sqlite(str(path))   # the store exists; this thread keeps no connection to it
 
 
 def test_a_read_only_store_is_a_503_with_the_reason_and_healthz_says_so(tmp_path):
