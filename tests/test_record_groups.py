@@ -36,22 +36,32 @@ def test_a_records_hash_is_the_hash_of_its_canonical_form(backend, ruleset, case
 
 
 class Counting(SqliteStore):
-    """Counts the transactions that append records (the groups), and what each held."""
+    """Counts the transactions that append records (the groups), and what each held. The first writer
+    waits before it takes the write lock (``hold``), so the other threads queue meanwhile."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.groups: list[int] = []
+        self.started = threading.Event()
         self.hold = threading.Event()
 
+    def _write(self, work):
+        self.started.set()
+        self.hold.wait(timeout=30)
+        return super()._write(work)
+
     def _append_many(self, entries):
-        self.groups.append(len(entries))
-        self.hold.wait(timeout=30)   # the first group waits: the other threads queue meanwhile
-        return super()._append_many(entries)
+        def counted():   # the records a transaction writes, taken once the write lock is held
+            got = entries() if callable(entries) else entries
+            self.groups.append(len(got))
+            return got
+
+        return super()._append_many(counted)
 
 
 def grouped(store: Counting, entries: list) -> list:
-    """Append ``entries`` from one thread each: the first alone, the others queued behind it as one group.
-    Each thread's outcome: its record, or the exception it raised."""
+    """Append ``entries`` from one thread each: the first writer waits before the write lock while the
+    others queue. Each thread's outcome: its record, or the exception it raised."""
     out: list = [None] * len(entries)
 
     def write(i):
@@ -62,12 +72,11 @@ def grouped(store: Counting, entries: list) -> list:
 
     first = threading.Thread(target=write, args=(0,))
     first.start()
-    while not store.groups:
-        threading.Event().wait(0.01)
+    assert store.started.wait(timeout=30)
     others = [threading.Thread(target=write, args=(i,)) for i in range(1, len(entries))]
     for t in others:
         t.start()
-    while len(store._group().queue) < len(others):            # all queued behind the first
+    while len(store._group().queue) < len(entries):           # all queued, the first's own included
         threading.Event().wait(0.01)
     store.hold.set()
     for t in (first, *others):
@@ -76,10 +85,12 @@ def grouped(store: Counting, entries: list) -> list:
 
 
 def test_threads_appending_at_once_share_one_transaction(tmp_path, ruleset, cases):  # noqa: F811
+    """Records queued while a writer waits for the write lock (another process committing) join its
+    group: one transaction, one commit for all nine."""
     store = Counting(tmp_path / "records.sqlite3")
     entries = [decision_entry("api", c, ruleset.evaluate(c)) for c in cases[:9]]
     out = grouped(store, entries)
-    assert store.groups == [1, 8]                               # two transactions for nine records
+    assert store.groups == [9]                                  # one transaction for nine records
     assert sorted(r.seq for r in out) == list(range(1, 10))
     assert [r.id for r in out] == [e["id"] for e in entries]   # each thread got its own record
     report = store.verify()
@@ -93,7 +104,8 @@ def test_a_malformed_record_fails_alone_and_a_store_failure_fails_the_group(tmp_
     del entries[2]["channel"]                                  # malformed: no channel column
     out = grouped(store, entries)
     assert isinstance(out[2], KeyError)
-    assert [r.seq for r in (out[0], out[1], out[3])] == [1, 2, 3] and store.verify().ok
+    assert store.groups == [4, 1, 1, 1, 1]                     # the group failed: then each alone
+    assert sorted(r.seq for r in (out[0], out[1], out[3])) == [1, 2, 3] and store.verify().ok
     with pytest.raises(ValueError):                            # not JSON: refused before it is queued
         store.append({**entries[0], "id": uuid.uuid4().hex, "case": {"x": float("nan")}})
 

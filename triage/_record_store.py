@@ -196,13 +196,23 @@ class RecordStore:
             if slot.done:
                 return slot.outcome()
             group.writing = True                 # this thread writes the group, its own record first
-            batch, group.queue = group.queue, []
+        taken: list[_Slot] = []
+
+        def take() -> list[_Slot]:
+            # Once, when the write lock is held: records queued while another process held it (one
+            # fsync away) join this group instead of waiting for the next.
+            if not taken:
+                with group.ready:
+                    taken.extend(group.queue)
+                    group.queue = []
+            return taken
+
         try:
-            self._write_group(batch)
+            self._write_group(take)
         finally:
             with group.ready:
                 group.writing = False
-                for queued in batch:
+                for queued in take():
                     queued.done = True
                 group.ready.notify_all()
         return slot.outcome(own=True)
@@ -216,14 +226,17 @@ class RecordStore:
                     group = self._groups = _Group(os.getpid())
         return group
 
-    def _write_group(self, batch: list["_Slot"]) -> None:
+    def _write_group(self, take: Callable[[], list["_Slot"]]) -> None:
+        """Write the group ``take`` gives (called once the write lock is held, or on a failure before)."""
         try:
-            for queued, record in zip(batch, self._append_many([(queued.entry, queued.parts) for queued in batch])):
+            written = self._append_many(lambda: [(queued.entry, queued.parts) for queued in take()])
+            for queued, record in zip(take(), written):
                 queued.record = record
         except RecordUnavailable as exc:
-            for queued in batch:
+            for queued in take():
                 queued.error = exc
         except Exception as exc:  # noqa: BLE001 - a malformed record (not a store failure): each alone
+            batch = take()
             if len(batch) == 1:
                 batch[0].error = exc
                 return
@@ -233,7 +246,7 @@ class RecordStore:
                 except Exception as alone:  # noqa: BLE001 - raised in the thread that queued it
                     queued.error = alone
         except BaseException as exc:   # interrupted: the others are told the record is not written
-            for queued in batch:
+            for queued in take():
                 queued.error = exc
             raise
 
@@ -241,10 +254,12 @@ class RecordStore:
         """Add records in one transaction (benchmarks, imports): all of them or none."""
         return self._append_many([(entry, _members(entry)) for entry in entries])
 
-    def _append_many(self, entries: list[tuple[Mapping[str, Any], dict[str, str]]]) -> list[Record]:
+    def _append_many(self, entries: list[tuple[Mapping[str, Any], dict[str, str]]]
+                     | Callable[[], list[tuple[Mapping[str, Any], dict[str, str]]]]) -> list[Record]:
+        """Write ``entries`` in one transaction; a callable gives them once the write lock is held."""
         def work(conn: Any, seq: int, head: str) -> list[Record]:
             written, rows = [], []
-            for entry, parts in entries:
+            for entry, parts in (entries() if callable(entries) else entries):
                 seq += 1
                 record, row = self._record(seq, head, entry, parts)
                 head = record.hash
