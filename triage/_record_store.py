@@ -180,7 +180,7 @@ class RecordStore:
         is committed, durably (group commit).
 
         The threads of a process that append at the same time share one transaction: the first to find
-        no write under way writes every record queued so far (its own included) in one transaction, one
+        no write under way writes every record queued by the time it holds the write lock (its own included) in one transaction, one
         commit, one fsync, then wakes the others, each with its own record; records queued meanwhile go
         in the next group. Each call still returns only after its record is committed, so a decision is
         never answered unrecorded, and the chain is the same as with one transaction per record. One
