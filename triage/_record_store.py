@@ -180,9 +180,9 @@ class RecordStore:
         is committed, durably (group commit).
 
         The threads of a process that append at the same time share one transaction: the first to find
-        no write under way writes every record queued by the time it holds the write lock (its own included) in one transaction, one
-        commit, one fsync, then wakes the others, each with its own record; records queued meanwhile go
-        in the next group. Each call still returns only after its record is committed, so a decision is
+        no write under way writes every record queued by the time it holds the write lock (its own
+        included) in one transaction, one commit, one fsync, then wakes the others, each with its own
+        record; records queued after that go in the next group. Each call still returns only after its record is committed, so a decision is
         never answered unrecorded, and the chain is the same as with one transaction per record. One
         thread alone writes as before. A group that cannot be written fails every call of the group
         (:class:`RecordUnavailable`, as each would have failed alone); a record that is malformed fails
