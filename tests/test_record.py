@@ -467,3 +467,14 @@ def test_the_retention_setting_decides_what_prune_deletes(tmp_path, ruleset, cas
     assert out.exit_code == 0 and out.output.startswith("nothing to prune before")
     monkeypatch.setenv("MSCC_RECORD_RETENTION_DAYS", "a month")
     assert cli("audit", "prune", "--store", str(path)).exit_code == 2
+
+
+def test_an_audit_command_on_a_store_that_does_not_exist_is_exit_5_and_makes_no_file(tmp_path):
+    """A mistyped --store must not read as an empty chain that verifies, nor leave a record file behind."""
+    missing = tmp_path / "nowhere" / "records.sqlite3"
+    for args in (("audit", "verify"), ("audit", "export"), ("audit", "show", "x"), ("audit", "prune", "--before",
+                                                                                        "2020-01-01")):
+        out = cli(*args, "--store", str(missing))
+        assert out.exit_code == 5, (args, out.output)
+        assert f"there is none at {missing}" in out.output and "Traceback" not in out.output
+    assert not (tmp_path / "nowhere").exists()

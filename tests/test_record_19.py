@@ -159,7 +159,8 @@ def test_after_a_prune_the_head_it_prints_is_the_one_to_keep(backend, ruleset, c
 
 
 def test_expect_options_are_checked(backend):
-    _, _, options, _ = backend
+    _, store, options, _ = backend
+    assert store.verify().count == 0                            # the store exists, its chain is empty
     assert cli("audit", "verify", "--expect-count", "3", *options).exit_code == 2
     assert cli("audit", "verify", "--expect-head", "abc", *options).exit_code == 2
     assert cli("audit", "verify", "--expect-head", "0" * 64, *options).exit_code == 1   # an empty chain holds none

@@ -17,7 +17,8 @@ from typing import Any, Optional
 
 import click
 
-from ._record import RecordStore, open_store, time_bound
+from ._errors import RecordUnavailable
+from ._record import RecordStore, SqliteStore, open_store, time_bound
 from ._ruleset import load_ruleset_data
 from .settings import load_settings
 from ._cli_common import handle_errors
@@ -33,8 +34,13 @@ def _store_options(func: Any) -> Any:
 
 
 def _open(store_path: Optional[Path], dsn: Optional[str]) -> RecordStore:
-    """The store, closed when the command ends (its connections are released)."""
+    """The store, closed when the command ends (its connections are released). A SQLite file that does
+    not exist is an error (exit 5), not an empty record made there: ``verify`` answering "ok: 0 records"
+    for a mistyped path would read as a chain that verifies."""
     store = open_store(store_path, dsn)
+    if isinstance(store, SqliteStore) and not store.path.exists():
+        raise RecordUnavailable(f"the decision record cannot be read: there is none at {store.path} (nothing "
+                                "was recorded there; --store or MSCC_RECORD_PATH names the file)")
     click.get_current_context().call_on_close(store.close)
     return store
 
