@@ -19,6 +19,7 @@ from ._result import (
     source_parts, source_rank,
 )
 from ._record import CdsContext, Record, RecordStore, open_store
+from ._lockfile import LockFile
 from ._sins import sins_category, sins_total
 from ._texts import HEADLINE_MAX, FormGroup, FormTexts, french_typography, load_form_texts
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
@@ -45,6 +46,7 @@ __all__ = [
     "FormTexts",
     "HEADLINE_MAX",
     "Hold",
+    "LockFile",
     "Problem",
     "RESULT_FORMAT",
     "Record",

@@ -6,25 +6,21 @@ answered after its record was written survives a crash or a power cut. Group com
 ``synchronous = NORMAL`` (no fsync per commit, records lost on a power cut) was measured and not
 chosen (README, the decision record).
 
-Writers queue on a lock file beside the database (``records.sqlite3.lock``, ``flock``) before
-``BEGIN IMMEDIATE``: SQLite's own busy handler makes a writer that finds the database locked sleep
-and poll (1, 2, 5, 10 ... 100 ms), so under load the worker processes of a server took turns with
-sleeps between them (most of the tail latency); the kernel wakes a process queued on the lock file
-as soon as the writer before it commits. The database's lock still excludes any writer that does not
-take the lock file (an older version, the ``sqlite3`` shell): such a writer is waited for as before.
+Writers queue on a lock file beside the database (``records.sqlite3.lock``, :class:`._lockfile.LockFile`)
+before ``BEGIN IMMEDIATE``, not in SQLite's polling busy handler (under load, most of the tail latency).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
 import time
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
+from ._lockfile import LockFile
 from ._record_format import GENESIS
 from ._record_store import RecordStore
 
@@ -38,48 +34,17 @@ class SqliteStore(RecordStore):
         super().__init__()
         self.path = Path(path)
         self.url = f"sqlite:{self.path}"
+        self._lock_file = LockFile(f"{self.path}.lock")
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error, OSError)
 
-    _gate_pid: Optional[int] = None
-    _gate_fd: Optional[int] = None
-    _gate_threads = threading.Lock()   # flock excludes other processes, not this one's threads
-
     def _write_gate(self) -> AbstractContextManager[Any]:
-        fd = self._gate_file()
-        return nullcontext() if fd is None else self._gated(fd)
-
-    @contextmanager
-    def _gated(self, fd: int) -> Iterator[None]:
-        with self._gate_threads:
-            fcntl.flock(fd, fcntl.LOCK_EX)   # blocks without the GIL until the writer before commits
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        return self._lock_file.held()
 
     def close(self) -> None:
         super().close()
-        with self._setup_lock, self._gate_threads:
-            if self._gate_pid == os.getpid() and self._gate_fd is not None:
-                os.close(self._gate_fd)
-            self._gate_pid = self._gate_fd = None   # the next write opens it again
-
-    def _gate_file(self) -> Optional[int]:
-        """This process's descriptor of the lock file (a forked worker opens its own: a descriptor
-        shared across a fork would share the lock); None where it cannot be made (a read-only folder),
-        where the database's lock alone serialises writers."""
-        if self._gate_pid != os.getpid():
-            with self._setup_lock:
-                if self._gate_pid != os.getpid():
-                    try:
-                        self._gate_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                    except OSError:
-                        self._gate_fd = None
-                    self._gate_threads = threading.Lock()
-                    self._gate_pid = os.getpid()
-        return self._gate_fd
+        self._lock_file.close()
 
     _setup_lock = threading.Lock()
 

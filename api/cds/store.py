@@ -28,16 +28,16 @@ use fails that one request (503), and the next reconnects.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import select
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Iterator, Optional, Sequence
 
+import triage
 from flask import Flask
 
 from ..problems import ApiProblem, unavailable
@@ -132,41 +132,20 @@ def connect_sqlite(path: str) -> sqlite3.Connection:
     return raw
 
 
-_GATES: dict[tuple[int, str], tuple[Optional[int], threading.Lock]] = {}   # (pid, path) -> lock file, threads
-_GATES_LOCK = threading.Lock()
+_LOCK_FILES: dict[str, triage.LockFile] = {}   # store path -> its lock file (each process opens its own)
+_LOCK_FILES_LOCK = threading.Lock()
 
 
-def _gate_of(path: str) -> tuple[Optional[int], threading.Lock]:
-    """This process's lock file for the store at ``path`` (None for a ``file:`` URI or where it cannot be
-    made: SQLite's own lock then serialises the workers), with a lock for this process's threads."""
-    key = (os.getpid(), path)
-    gate = _GATES.get(key)
-    if gate is None:
-        with _GATES_LOCK:
-            gate = _GATES.get(key)
-            if gate is None:
-                fd: Optional[int] = None
-                if not path.startswith("file:") and path != ":memory:":
-                    try:
-                        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                    except OSError:
-                        fd = None
-                gate = _GATES[key] = (fd, threading.Lock())
-    return gate
-
-
-@contextmanager
-def _gated(path: str) -> Iterator[None]:
-    fd, threads = _gate_of(path)
-    with threads:
-        if fd is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)   # blocks without the GIL until the block before it ends
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+def _gated(path: str) -> AbstractContextManager[Any]:
+    """The store's lock file held (none for a ``file:`` URI or an in-memory store: SQLite's lock then
+    serialises the workers)."""
+    if path.startswith("file:") or path == ":memory:":
+        return nullcontext()
+    with _LOCK_FILES_LOCK:
+        lock = _LOCK_FILES.get(path)
+        if lock is None:
+            lock = _LOCK_FILES[path] = triage.LockFile(f"{path}.lock")
+    return lock.held()
 
 
 _SQ = threading.local()   # one SQLite connection per thread, process and store, kept open
