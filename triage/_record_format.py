@@ -121,11 +121,6 @@ def recorded_result(result: Result | Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _result_data(result: Result, dumped: Optional[Mapping[str, Any]]) -> ResultData:
-    data = ResultData(result.model_dump(mode="json") if dumped is None else dumped)
-    data.pop("case_id", None)
-    return data
-
 
 @dataclass(frozen=True)
 class CdsContext:
@@ -156,7 +151,7 @@ def decision_entry(channel: str, case: Any, result: Result, *, request_id: Optio
     entry: dict[str, Any] = {
         "record_format": RECORD_FORMAT, "kind": "decision", "id": request_id or uuid.uuid4().hex,
         "channel": channel, "case": recorded_case(case),
-        "result": _result_data(result, dumped),
+        "result": ResultData(recorded_result(result if dumped is None else dumped)),
         "ruleset": {"name": result.ruleset.name, "version": result.ruleset.version, "sha256": result.ruleset.sha256},
         "versions": software_versions(),
     }
