@@ -323,9 +323,15 @@ def validate_case(data: Any) -> Case:
         raise CaseValidationError(problems) from None
 
 
+_PARTS: dict[str, tuple[str, ...]] = {}   # a dotted path's parts, split once
+
+
 def _get(d: dict[str, Any], path: str) -> Any:
+    parts = _PARTS.get(path)
+    if parts is None:
+        parts = _PARTS[path] = tuple(path.split("."))
     node: Any = d
-    for part in path.split("."):
+    for part in parts:
         node = node[part]
     return node
 
@@ -359,6 +365,15 @@ def _positive(value: Any) -> bool:
     return value is not None and value > 0
 
 
+# Per group, its tri-state sub-findings (by name) and the implication each makes when true (made once).
+_SUB_FINDINGS = tuple(
+    (group, {path.rsplit(".", 1)[1]: _Implication(path, "is true", f"presentation.{group}.present")
+             for path, spec in FIELDS.items()
+             if path.startswith(f"presentation.{group}.") and path.count(".") == 2
+             and not path.endswith(".present") and spec.kind == "tristate"})
+    for group in GROUPS)
+
+
 def _implications(d: dict[str, Any]) -> list[_Implication]:
     """Every implication of case-format.md (2.2) whose source holds now."""
     found: list[_Implication] = []
@@ -369,11 +384,12 @@ def _implications(d: dict[str, Any]) -> list[_Implication]:
     if pvr is not None and pvr >= 200:
         found.append(_Implication("presentation.sphincter_disturbance.post_void_residual_ml", "is >= 200 mL",
                                   "presentation.sphincter_disturbance.urinary_retention"))
-    for group in GROUPS:
+    for group, implied in _SUB_FINDINGS:
         for name, value in pres[group].items():
-            spec = FIELDS.get(f"presentation.{group}.{name}")
-            if name != "present" and spec is not None and spec.kind == "tristate" and value is True:
-                found.append(_Implication(f"presentation.{group}.{name}", "is true", f"presentation.{group}.present"))
+            if value is True:
+                imp = implied.get(name)
+                if imp is not None:
+                    found.append(imp)
     if cancer["spinal_metastases"] is True:
         found.append(_Implication("patient.cancer.spinal_metastases", "is true", "patient.cancer.bone_metastases"))
     for name in ("bone_metastases", "spinal_metastases"):
