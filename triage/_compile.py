@@ -74,6 +74,7 @@ class Unit:
     removes: frozenset[str] = field(init=False, compare=False, repr=False)
     replaces: tuple[tuple[str, str], ...] = field(init=False, compare=False, repr=False)
     flags: frozenset[str] = field(init=False, compare=False, repr=False)
+    holds: bool = field(init=False, compare=False, repr=False)            # removes, replaces or withholds
 
     def __post_init__(self) -> None:
         outs = self.outputs
@@ -84,6 +85,7 @@ class Unit:
         object.__setattr__(self, "replaces", tuple((o.id, o.target) for o in outs
                                                    if o.kind == "replace" and o.target is not None))
         object.__setattr__(self, "flags", frozenset(o.id for o in outs if o.kind == "flag"))
+        object.__setattr__(self, "holds", any(o.kind in ("remove", "replace", "withhold") for o in outs))
 
     @property
     def owner(self) -> Rule:
@@ -110,6 +112,10 @@ class Stage:
     terms: int
     final_actions: tuple[tuple[str, str], ...] = ()   # (action id, alias): the final actions (headlines)
     chunk_keys: tuple[tuple[str, ...], ...] = ()      # per chunk, the aliases its rules read (its fact's keys)
+    # The what-if's units come first: the first ``whatif_chunks`` chunks hold all their terms (the others
+    # none), and ``whatif_keys`` are the outcome aliases their terms read (see Program.whatif).
+    whatif_chunks: int = 0
+    whatif_keys: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -122,6 +128,10 @@ class Program:
     fields: tuple[str, ...]                      # case fields read by any stage
     definition: dict[str, Any] = field(repr=False, default_factory=dict)
     alias: dict[str, str] = field(repr=False, default_factory=dict)   # key -> its property name in durable
+    # The units a what-if trial needs (all when not given): those that can set an urgency, a critical
+    # flag or decide an imaging action, and every unit whose outcome one of them reads. A world run
+    # "lean" is asserted only on the chunks that hold their terms; its other units are not exact.
+    whatif: Optional[frozenset[str]] = None
 
     @property
     def n_chunks(self) -> int:
@@ -273,6 +283,70 @@ def _simplify(terms: list[Term]) -> list[Term]:
         if not any(k <= term for k in kept):
             kept.append(term)
     return kept
+
+
+def _always_there(key: str) -> bool:
+    """Whether a key is in every fact that reads it: outcomes and tri-states always are (``"no"``,
+    ``"unknown"``), a choice of ``ALWAYS_GIVEN`` too; other choices and numbers only when given."""
+    if key.startswith("o."):
+        return True
+    return key in ALWAYS_GIVEN or field_spec(key).kind == "tristate"
+
+
+def _negations(literal: Literal) -> list[Term]:
+    """The negation of one literal as terms that exclude each other (absent, or present and opposite)."""
+    key, op, value = literal
+    if op == "ex":
+        return [frozenset({(key, "nex", 1)})]
+    if op == "nex":
+        return [frozenset({(key, "ex", 1)})]
+    opposite = {(key, "neq" if op == "eq" else "eq" if op == "neq" else _OPPOSITE[op], value)}
+    return [frozenset(opposite)] if _always_there(key) else [frozenset(opposite), frozenset({(key, "nex", 1)})]
+
+
+def _and(left: list[Term], right: list[Term]) -> list[Term]:
+    """The conjunction of two disjunctions of terms (terms that exclude each other stay so)."""
+    return [t for t in (a | b for a in left for b in right) if _consistent(t)]
+
+
+def _negation(term: Term) -> list[Term]:
+    """NOT term, as terms that exclude each other: NOT (a AND b) is NOT a, or a AND NOT b."""
+    negation: list[Term] = []
+    held: list[Term] = [frozenset()]
+    for literal in sorted(term, key=_literal_order):
+        negation += _and(held, _negations(literal))
+        held = _and(held, [frozenset({literal})])
+    return negation
+
+
+def _exclusive(terms: list[Term]) -> list[Term]:
+    """A unit's terms as durable is given them: the same disjunction, written so that fewer of its terms
+    can match one fact together (durable fires a unit once per matching term, and each firing costs a
+    round trip). Term i becomes term i AND NOT term j for each earlier term j whose negation adds no
+    alternative to it, so a unit never has more terms than before. It stays the same disjunction whichever
+    earlier terms are excluded: a fact that matches term i and an excluded earlier term matches an
+    earlier rewritten term (by induction), and a term an earlier one covers entirely is dropped."""
+    if len(terms) < 2:
+        return terms
+    found: list[Term] = []
+    negations = [_negation(term) for term in terms]
+    for i, term in enumerate(terms):
+        current = [term]
+        for negation in negations[:i]:
+            narrower = _and(current, negation)
+            if len(narrower) <= len(current):
+                current = narrower
+        found += [_lean(t) for t in current]
+    return found
+
+
+def _lean(term: Term) -> Term:
+    """A term without literals another of its literals implies (x != a beside x = b; x present beside a
+    test of x's value)."""
+    equal = {key for key, op, _ in term if op == "eq"}
+    valued = {key for key, op, _ in term if op not in ("ex", "nex")}
+    return frozenset(lit for lit in term
+                     if not (lit[1] == "neq" and lit[0] in equal) and not (lit[1] == "ex" and lit[0] in valued))
 
 
 def _durable_literal(literal: Literal, alias: dict[str, str]) -> dict[str, Any]:
@@ -497,8 +571,52 @@ def _stages(units: list[Unit], reads: dict[str, set[str]]) -> dict[str, int]:
     return stage
 
 
-def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Program:
-    """Assign stages and chunks and write durable's ruleset definition."""
+def action_movers(units: Iterable[Unit], actions: set[str]) -> frozenset[str]:
+    """The names of the units that can decide whether any of ``actions`` is among the actions as they
+    stand before the replacements or the final ones: those that add, remove or replace an action
+    connected to one of them by replacements. The others never change whether one of these actions
+    is there, so the units' actions settled from the movers alone answer the same for them."""
+    units = list(units)
+    read = set(actions)
+    changed = bool(read)
+    while changed:
+        changed = False
+        for unit in units:
+            for old, new in unit.replaces:
+                if (old in read) != (new in read):
+                    read |= {old, new}
+                    changed = True
+    return frozenset(u.name for u in units
+                     if (u.adds | u.removes | {a for pair in u.replaces for a in pair}) & read)
+
+
+def whatif_units(units: list[Unit], unit_terms: dict[str, list[Term]], critical: Iterable[str],
+                 imaging: Iterable[str]) -> frozenset[str]:
+    """The units the what-if reads (clinical-rules 2.2, "Unknowns": a trial qualifies by raising the
+    urgency, adding a critical flag or an imaging action): those that set an urgency, raise a critical
+    flag or can decide an imaging action, and, transitively, the units whose outcomes they read."""
+    critical = set(critical)
+    movers = action_movers(units, set(imaging))
+    needed = {u.name for u in units if u.rank > 0 or u.flags & critical or u.name in movers}
+    producers = _producers(units)
+    todo = list(needed)
+    while todo:
+        name = todo.pop()
+        for key in _reads(unit_terms[name]):
+            if key.startswith(("o.a.", "o.z.")):   # whether an action is there: every unit that can decide it
+                deciders: Iterable[str] = action_movers(units, {key[4:]})
+            else:
+                deciders = producers.get(key, ())
+            for producer in deciders:
+                if producer not in needed:
+                    needed.add(producer)
+                    todo.append(producer)
+    return frozenset(needed)
+
+
+def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]],
+                    whatif: Optional[frozenset[str]] = None) -> Program:
+    """Assign stages and chunks and write durable's ruleset definition (``whatif``: see Program)."""
     reads = {u.name: _reads(unit_terms[u.name]) for u in units}
     stage_of = _stages(units, reads)
     n_stages = max(stage_of.values(), default=-1) + 1
@@ -512,14 +630,24 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
     chunk = 0
     for s in range(n_stages):
         members = [u for u in units if stage_of[u.name] == s]
+        if whatif is not None:  # the what-if's units first
+            members = [u for u in members if u.name in whatif] + [u for u in members if u.name not in whatif]
+        terms_of = {u.name: _exclusive(unit_terms[u.name]) for u in members}
+        flat = [(u, k, t) for u in members for k, t in enumerate(terms_of[u.name])]
+        n_whatif = sum(len(terms_of[u.name]) for u in members if whatif is None or u.name in whatif)
+        whatif_keys = {key for u in members if whatif is None or u.name in whatif
+                       for term in terms_of[u.name] for key, _, _ in term if key.startswith("o.")}
         keys: set[str] = set()
-        flat = [(u, k, t) for u in members for k, t in enumerate(unit_terms[u.name])]
         chunks: list[int] = []
         chunk_keys: list[tuple[str, ...]] = []
-        for start in range(0, len(flat), CHUNK_SIZE):
+        # the what-if's terms and the others in chunks of their own: a lean world is asserted on the first only
+        slices = [flat[i:min(i + CHUNK_SIZE, n_whatif)] for i in range(0, n_whatif, CHUNK_SIZE)]
+        slices += [flat[i:i + CHUNK_SIZE] for i in range(n_whatif, len(flat), CHUNK_SIZE)]
+        n_whatif_chunks = sum(1 for piece in slices if any(whatif is None or u.name in whatif for u, _, _ in piece))
+        for piece in slices:
             chunks.append(chunk)
             read: set[str] = set()
-            for unit, k, term in flat[start:start + CHUNK_SIZE]:
+            for unit, k, term in piece:
                 name = f"{unit.name}_t{k}"
                 term_names[name] = unit.name
                 literals = [{"chunk": chunk}] + [_durable_literal(lit, alias) for lit in sorted(term, key=_literal_order)]
@@ -541,8 +669,9 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]]) -> Pro
             concepts=outcomes("o.c."), fired=outcomes("o.f."), actions=outcomes("o.a."),
             urgency=alias["o.u"] if "o.u" in keys else None, terms=len(flat),
             final_actions=outcomes("o.z."), chunk_keys=tuple(chunk_keys),
+            whatif_chunks=n_whatif_chunks, whatif_keys=frozenset(alias[k] for k in whatif_keys),
         ))
-    return Program(placed, term_names, stages, tuple(sorted(all_fields)), definition, alias)
+    return Program(placed, term_names, stages, tuple(sorted(all_fields)), definition, alias, whatif)
 
 
 @dataclass
@@ -560,7 +689,9 @@ def compile_ruleset(data: RulesetData) -> CompiledRuleset:
     unit_terms = {u.name: builder.terms(u) for u in units}
     _check_swaps(units, unit_terms)
     _check_replacements(units, unit_terms)
-    full = compile_program(units, unit_terms)
+    whatif = whatif_units(units, unit_terms, (f.id for f in data.flags.values() if f.severity == "critical"),
+                          (a.id for a in data.actions.values() if a.imaging))
+    full = compile_program(units, unit_terms, whatif)
     _check_property_hashes(full)
     return CompiledRuleset(full, units, unit_terms)
 

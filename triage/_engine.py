@@ -49,7 +49,7 @@ from typing import Any, Optional
 
 import durable_rules_engine as _dre
 
-from ._compile import Program, Unit, number_text, urgency_of
+from ._compile import Program, Unit, action_movers, number_text, urgency_of
 from ._errors import EngineError
 
 _LOCK = threading.Lock()
@@ -147,16 +147,27 @@ class _Reads:
     """What one stage reads of the outcomes so far, precomputed: the fragment of each key as "no",
     and where a fired unit turns one to "yes"."""
 
-    __slots__ = ("stage", "template", "yes", "by_concept", "by_unit", "actions", "final_actions", "urgency")
+    __slots__ = ("stage", "template", "yes", "marks", "marked", "actions", "final_actions", "urgency", "movers")
 
-    def __init__(self, stage: Any) -> None:
+    def __init__(self, stage: Any, units: dict[str, Unit]) -> None:
         self.stage = stage
         keys = [k for _, k in (*stage.concepts, *stage.fired, *stage.actions, *stage.final_actions)]
         self.template = {k: f'"{k}":{NO}' for k in keys}
         self.yes = {k: f'"{k}":{YES}' for k in keys}
-        self.by_concept = dict(stage.concepts)
-        self.by_unit = dict(stage.fired)
+        by_concept = dict(stage.concepts)
+        by_unit = dict(stage.fired)
+        # per unit, the (alias, "alias":"yes") pairs its firing sets (its ``fired:`` and its concept)
+        marks: dict[str, tuple[tuple[str, str], ...]] = {}
+        for name, unit in units.items():
+            found = [by_unit[name]] if name in by_unit else []
+            if unit.concept is not None and unit.concept in by_concept:
+                found.append(by_concept[unit.concept])
+            if found:
+                marks[name] = tuple((k, self.yes[k]) for k in found)
+        self.marks = marks
+        self.marked = frozenset(marks)
         self.actions = stage.actions
+        self.movers = action_movers(units.values(), {a for a, _ in (*stage.actions, *stage.final_actions)})
         self.final_actions = stage.final_actions
         self.urgency = stage.urgency
 
@@ -174,17 +185,13 @@ class _Outcomes:
         units = self.fired
         values = dict(reads.template)
         yes = reads.yes
-        by_concept, by_unit = reads.by_concept, reads.by_unit
-        for name, unit in units.items():
-            key = by_unit.get(name)
-            if key is not None:
-                values[key] = yes[key]
-            if unit.concept is not None:
-                key = by_concept.get(unit.concept)
-                if key is not None:
-                    values[key] = yes[key]
+        marks = reads.marks
+        for name in units.keys() & reads.marked:
+            for key, text in marks[name]:
+                values[key] = text
         if reads.actions or reads.final_actions:
-            before, final = _action_sets(units.values())
+            movers = reads.movers
+            before, final = _action_sets([unit for name, unit in units.items() if name in movers])
             # A rule reads an action as it stands before the replacements (the last step), and the
             # action that replaces it once made; a headline reads the final actions.
             for a, key in reads.actions:
@@ -213,6 +220,7 @@ class CompiledEngine:
         self._closed = False
         # What each chunk's fact carries: the case fields (written once per world) and the outcomes.
         self._prefix = {path: f'"{alias}":' for stage in program.stages for path, alias in stage.fields}
+        self._term_units = {term: (name, program.units[name]) for term, name in program.terms.items()}
         self._plan = []
         for stage in program.stages:
             path_of = {alias: path for path, alias in stage.fields}
@@ -221,7 +229,7 @@ class CompiledEngine:
                 paths = tuple(path_of[k] for k in keys if k in path_of)
                 chunks.append((chunk, paths, tuple(k for k in keys if k not in path_of), frozenset(paths)))
             reads = stage.concepts or stage.fired or stage.actions or stage.final_actions or stage.urgency
-            self._plan.append((stage, _Reads(stage) if reads else None, tuple(chunks)))
+            self._plan.append((stage, _Reads(stage, program.units) if reads else None, tuple(chunks)))
 
     def _ensure_handle(self) -> int:
         pid = os.getpid()
@@ -275,13 +283,20 @@ class CompiledEngine:
             except _dre.error:  # pragma: no cover - a session that was never created
                 pass
 
-    def run(self, worlds: list[dict[str, str]], base: Optional[dict[str, str]] = None) -> list[list[Unit]]:
+    def run(self, worlds: list[dict[str, str]], base: Optional[dict[str, str]] = None,
+            lean_from: Optional[int] = None) -> list[list[Unit]]:
         """Evaluate each world in one session; the units fired for each world, in firing order.
 
         A world maps a case field's path to its value as a JSON fragment (see :func:`encode`);
         a choice or a number that was not given is left out. With ``base``, each world holds only what
         differs from it (the what-if's trials): the base is written once, and a chunk whose fields no
         world changes has its fields written once for all worlds.
+
+        The worlds from index ``lean_from`` on are *lean*: when the program names the what-if's units
+        (``Program.whatif``), they are asserted only on the chunks that hold those units' terms, and
+        only those units are exact for them (the others may be missing, or credited from a fact the
+        world shares). A lean world reads the other outcomes as the first world does, so that it
+        shares that world's facts wherever the what-if's outcomes agree.
         """
         program = self.program
         if not program.stages or not worlds:  # nothing to match: no session is opened
@@ -293,6 +308,7 @@ class CompiledEngine:
             base, worlds_own = worlds[0], [{}]
         common = {p: text + base[p] for p, text in prefix.items() if p in base} if base else {}
         own = [{p: prefix[p] + value for p, value in world.items() if p in prefix} for world in worlds_own]
+        lean = lean_from is not None and program.whatif is not None
         with _LOCK:
             handle = self._ensure_handle()
             sid = self._session(handle)
@@ -314,30 +330,43 @@ class CompiledEngine:
                             if found is None:
                                 found = known[fired] = world_outcomes.fragments(reads)
                             outs[index] = found
+                        if lean and lean_from:
+                            self._lean_outcomes(outs, lean_from, stage.whatif_keys)
                     # One fact per distinct (chunk, content): worlds whose facts would be the same
                     # share one, and what it fires is credited to each of them.
                     groups: list[list[int]] = []
-                    for chunk, paths, keys, pathset in chunks:
+                    for number_in_stage, (chunk, paths, keys, pathset) in enumerate(chunks):
                         shared = ",".join([common[p] for p in paths if p in common])
                         seen: dict[str, int] = {}
-                        for index, changes in enumerate(own):
-                            body = shared
-                            if changes and not pathset.isdisjoint(changes):
+                        # a world this chunk's fields do not change, reading outcomes another such world
+                        # read (the same dict), has that world's fact: its group, by the outcomes' id
+                        unchanged: dict[int, int] = {}
+                        chunk_worlds = own if not lean or number_in_stage < stage.whatif_chunks else own[:lean_from]
+                        for index, changes in enumerate(chunk_worlds):
+                            values = outs[index]
+                            touched = bool(changes) and not pathset.isdisjoint(changes)
+                            if touched:
                                 body = ",".join([changes[p] if p in changes else common[p]
                                                  for p in paths if p in changes or p in common])
+                            else:
+                                group = unchanged.get(id(values))
+                                if group is not None:
+                                    groups[group].append(index)
+                                    continue
+                                body = shared
                             if keys:
-                                values = outs[index]
                                 tail = ",".join([values[k] for k in keys])  # type: ignore[index]
                                 body = f"{body},{tail}" if body else tail
                             group = seen.get(body)
-                            if group is not None:
-                                groups[group].append(index)
-                                continue
-                            group = seen[body] = len(groups)
-                            groups.append([index])
-                            facts.append(f'{{"sid":"{sid}","world":{group},"id":{next_id},"chunk":{chunk}'
-                                         f'{"," if body else ""}{body}}}')
-                            next_id += 1
+                            if group is None:
+                                group = seen[body] = len(groups)
+                                groups.append([])
+                                facts.append(f'{{"sid":"{sid}","world":{group},"id":{next_id},"chunk":{chunk}'
+                                             f'{"," if body else ""}{body}}}')
+                                next_id += 1
+                            groups[group].append(index)
+                            if not touched:
+                                unchanged[id(values)] = group
                     self._assert(handle, "[" + ",".join(facts) + "]", outcomes, groups,
                                  stage.terms * len(groups) + 1)
                 clean = True
@@ -347,6 +376,27 @@ class CompiledEngine:
                 if self._closed:
                     self._free()
         return [list(o.fired.values()) for o in outcomes]
+
+    @staticmethod
+    def _lean_outcomes(outs: list[Any], lean_from: int, keys: frozenset[str]) -> None:
+        """A lean world reads the what-if's outcomes (``keys``) as its own and the others as the first
+        world's: the same dict as the first world's when those agree."""
+        first = outs[0]
+        merged: dict[int, dict[str, str]] = {}
+        for index in range(lean_from, len(outs)):
+            values = outs[index]
+            if values is first:
+                continue
+            found = merged.get(id(values))
+            if found is None:
+                if all(values[k] == first[k] for k in keys):
+                    found = first
+                else:
+                    found = dict(first)
+                    for k in keys:
+                        found[k] = values[k]
+                merged[id(values)] = found
+            outs[index] = found
 
     def _end(self, handle: int, sid: str, ids: range, clean: bool) -> None:
         """Retract this evaluation's facts from a kept session; delete a session that failed or is not kept."""
@@ -372,29 +422,36 @@ class CompiledEngine:
         # fired: the other facts' actions are pending all the same, so the queue is always drained.
         if code not in (0, 1):
             raise EngineError(f"durable-rules answered {code} on {self.label} (facts observed twice?)")
-        terms = self.program.terms
-        units = self.program.units
-        count = 0
+        terms = self._term_units
         action = _dre.start_action_for_state(handle, state)
         message = action[1] if action else None
-        message_re = _MESSAGE.match
+        messages: list[str] = []
+        complete = _dre.complete_and_start_action
         while message:
+            messages.append(message)
+            if len(messages) > limit:  # every term is a plain conjunction: it fires at most once per fact
+                raise EngineError(f"durable-rules kept firing on {self.label} (more than {limit} firings)")
+            message = complete(handle, state)
+        # each group's units in firing order, credited to the group's worlds once all are read
+        fired: list[list[tuple[str, Unit]]] = [[] for _ in groups]
+        message_re = _MESSAGE.match
+        for message in messages:
             match = message_re(message)
             for name, group in ((match[1], int(match[2])),) if match else _read_message(message):
-                if name == SENTINEL:
-                    continue
-                unit_name = terms.get(name)
-                if unit_name is None:
+                found = terms.get(name)
+                if found is None:
+                    if name == SENTINEL:
+                        continue
                     raise EngineError(f"durable-rules fired an unknown rule {name!r} on {self.label}")
                 if not 0 <= group < len(groups):
                     raise EngineError(f"durable-rules returned a fact of an unknown world for {name!r}")
-                unit = units[unit_name]
-                for world in groups[group]:
-                    outcomes[world].fired.setdefault(unit_name, unit)
-            count += 1
-            if count > limit:  # every term is a plain conjunction: it fires at most once per fact
-                raise EngineError(f"durable-rules kept firing on {self.label} (more than {limit} firings)")
-            message = _dre.complete_and_start_action(handle, state)
+                fired[group].append(found)
+        for worlds, units in zip(groups, fired):
+            if units:
+                for world in worlds:
+                    setdefault = outcomes[world].fired.setdefault
+                    for unit_name, unit in units:
+                        setdefault(unit_name, unit)
 
 
 def _read_message(message: str) -> list[tuple[str, int]]:

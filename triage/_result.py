@@ -137,7 +137,8 @@ def assemble(data: RulesetData, case_id: Optional[str], units: Sequence[Unit], u
 
     # Items are validated as they are built (pydantic's validator is faster than model_construct here).
     order = _orders(data)
-    settled = settle_actions(units)
+    asked = settle_actions(units, replace=False, remove=False)
+    settled = _settled(units, asked)
     actions = [
         ActionItem(id=a, label=data.actions[a].label, timing=data.actions[a].timing,
                                    because=because, source=_sources(data, tuple(because)))
@@ -150,7 +151,7 @@ def assemble(data: RulesetData, case_id: Optional[str], units: Sequence[Unit], u
     ]
     flags.sort(key=lambda item: order[item.id])
     headline = choose_headline(data, units, urgency, settled)
-    withheld = held_back(data, units, settled)
+    withheld = held_back(data, units, settled, asked)
 
     scores = Scores(sins=SinsScore(total=sins_total, category=sins_category(sins_total))
                     if sins_total is not None else None)
@@ -164,15 +165,36 @@ def assemble(data: RulesetData, case_id: Optional[str], units: Sequence[Unit], u
     )
 
 
-def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]]) -> list[WithheldItem]:
+def _settled(units: Sequence[Unit], asked: dict[str, list[str]]) -> dict[str, list[str]]:
+    """:func:`settle_actions` of the units, from what they asked for (``settle_actions(units,
+    replace=False, remove=False)``, left as it is): the same actions, ``because`` lists and order."""
+    removed: set[str] = set()
+    replacements: list[tuple[str, str]] = []
+    for unit in units:
+        if unit.removes:
+            removed |= unit.removes
+        if unit.replaces:
+            replacements += unit.replaces
+    settled = {action: list(names) for action, names in asked.items() if action not in removed}
+    for old, new in replacements:
+        if old in settled:
+            moved = settled.pop(old)
+            target = settled.setdefault(new, [])
+            target.extend(name for name in moved if name not in target)
+    return settled
+
+
+def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]],
+              asked: Optional[dict[str, list[str]]] = None) -> list[WithheldItem]:
     """Every action held back, with the rules that asked for it and what held it (issue 25).
 
     An action is held when a rule removed it (a withdrawal), replaced it (the CT route), or when a
     rule's trigger held but one of its gates stopped it (``gates:``, or an action's ``unless`` with a
     reason). An action another rule still gives is not held; an action no trigger asked for is not listed.
     """
-    asked = settle_actions(units, replace=False, remove=False)
-    removed = {o.id for u in units for o in u.outputs if o.kind == "remove"}
+    if asked is None:
+        asked = settle_actions(units, replace=False, remove=False)
+    removed = set().union(*[u.removes for u in units])
     before = asked.keys() - removed          # the actions as they stand before the replacements
     holds: dict[str, list[Hold]] = {}
     askers: dict[str, list[str]] = {}
@@ -189,6 +211,8 @@ def held_back(data: RulesetData, units: list[Unit], final: dict[str, list[str]])
             names.append(asker)
 
     for unit in units:
+        if not unit.holds:   # no removal, replacement or gate among its outputs
+            continue
         rule = unit.owner
         for out in unit.outputs:
             if out.kind == "remove" and out.id in asked:

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional
 from ._case import (
     FIELDS, GROUPS, MRI_FOLLOW_UP, ONSET, WALKING, Case, normalised_dict, unknown_fields, validate_case,
 )
-from ._compile import CompiledRuleset, Unit, compile_ruleset, urgency_of
+from ._compile import CompiledRuleset, Unit, action_movers, compile_ruleset, urgency_of
 from ._conditions import SENT
 from ._conditions import URGENCY_RANK
 from ._engine import CompiledEngine, encode, final_actions
@@ -141,6 +141,8 @@ class Ruleset:
                                               tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]]] = {}
         self._critical = tuple(f.id for f in data.flags.values() if f.severity == "critical")
         self._imaging = tuple(a.id for a in data.actions.values() if a.imaging)
+        # the units that can decide whether an imaging action is among the final ones
+        self._imaging_movers = action_movers(self.compiled.full.units.values(), set(self._imaging))
         self._scan_orders: Mapping[str, str] = MappingProxyType(data.scans.orders() if data.scans else {})
         # Fields some rule reads on the case as sent (before normalisation), by their path there.
         self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
@@ -193,11 +195,13 @@ class Ruleset:
             fired, answers = answer
         else:
             worlds, owners = self._trials(flat, self._full_fields)
-            runs = self._full.run([{}, *worlds], base=flat)
+            runs = self._full.run([{}, *worlds], base=flat, lean_from=1)   # the trials read only the what-if's units
             fired = tuple([u for u in runs[0] if u.rule is not None])
             flags = set().union(*[u.flags for u in fired])
             missing = frozenset(f for f in self._critical if f not in flags)
-            lacking = frozenset(a for a in self._imaging if a not in final_actions(fired))
+            movers = self._imaging_movers
+            imaging = final_actions([u for u in fired if u.name in movers])
+            lacking = frozenset(a for a in self._imaging if a not in imaging)
             answers = self._qualifying(owners, runs[1:], urgency_of(fired), missing, lacking)
             if digest is not None:
                 if len(self._case_answers) >= MAX_KEPT_ANSWERS:
@@ -241,10 +245,12 @@ class Ruleset:
         add among the critical flags and imaging actions it lacks, in unknowns order."""
         found: dict[str, tuple[str, set[str], set[str]]] = {}
         rank = URGENCY_RANK
+        movers = self._imaging_movers
         for path, units in zip(owners, runs):
             level = urgency_of(units)
             added_flags = set().union(*[u.flags for u in units]) & missing if missing else set()
-            added_actions = final_actions(units) & lacking if lacking else set()
+            added_actions = (final_actions([u for u in units if u.name in movers]) & lacking
+                             if lacking else set())
             if rank[level] <= rank[urgency] and not added_flags and not added_actions:
                 continue
             best, have_flags, have_actions = found.get(path, (urgency, set(), set()))

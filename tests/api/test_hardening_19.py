@@ -303,7 +303,7 @@ def test_healthz_is_503_naming_the_ruleset_when_the_engine_fails(client, monkeyp
     assert client.get("/healthz").status_code == 200
     assert client.post("/v1/triage", json=HEALTH_CASE).status_code == 200   # its answer is kept
 
-    def failing(self, worlds, base=None):
+    def failing(self, worlds, base=None, **options):
         raise triage.EngineError("boom")
 
     monkeypatch.setattr(CompiledEngine, "run", failing)
