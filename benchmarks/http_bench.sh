@@ -5,7 +5,7 @@
 #   benchmarks/http_bench.sh [SECONDS] [WORKERS] [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}; workers=${2:-2}; threads=${3:-2}
+secs=${1:-10}; workers=${2:-2}; threads=${3:-8}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 2; }
 port=$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 # A private record and CDS store in a temporary folder on disk, removed at the end (never the user's).

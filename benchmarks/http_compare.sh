@@ -10,7 +10,7 @@
 # this machine: on 2 cores wrk takes part of the CPU from the server it drives.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-12}; workers=${2:-2}; threads=${3:-2}
+secs=${1:-12}; workers=${2:-2}; threads=${3:-8}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/mscc-http-compare.XXXXXX")
 shm=$(mktemp -d /dev/shm/mscc-http-compare.XXXXXX)

@@ -13,6 +13,7 @@ ours or is a symlink): the CDS store ``cds-<host>-<port>.sqlite3`` and gunicorn'
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 import sys
@@ -30,7 +31,8 @@ from ._cli_common import RULESET_OPTION, handle_errors, load_for_cli
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=None, type=click.IntRange(1, 64), help="Worker processes (default: CPU count).")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+@click.option("--threads", default=None, type=click.IntRange(1, 64),
+              help="Threads per worker (default: $MSCC_THREADS, else 8; 2 when the record is PostgreSQL).")
 @click.option("--public-url", default=None, metavar="URL",
               help="The URL clients call (e.g. https://triage.example.org/ behind a TLS proxy): the CDS Hooks "
                    "JWT audience and the links in cards. Default: $MSCC_PUBLIC_BASE_URL.")
@@ -40,14 +42,16 @@ from ._cli_common import RULESET_OPTION, handle_errors, load_for_cli
                    "(MSCC_CDS_ISSUERS_FILE). Same as MSCC_CDS_ALLOW_UNAUTHENTICATED=1.")
 @RULESET_OPTION
 @handle_errors
-def serve(host: str, port: int, workers: Optional[int], threads: int, public_url: Optional[str], dev: bool,
+def serve(host: str, port: int, workers: Optional[int], threads: Optional[int], public_url: Optional[str], dev: bool,
           allow_unauthenticated_cds: bool, ruleset_path: Optional[Path]) -> None:
     """Start the mscc-triage HTTP service (production server: gunicorn)."""
     ruleset = load_for_cli(ruleset_path, with_form=True)  # check the rules and the form's words first
-    env = dict(os.environ, MSCC_HOST=host, MSCC_PORT=str(port), MSCC_THREADS=str(threads))
+    env = dict(os.environ, MSCC_HOST=host, MSCC_PORT=str(port))
     env["MSCC_TRIAGE_RULES"] = str(ruleset.path)
     if workers:
         env["MSCC_WORKERS"] = str(workers)
+    if threads:   # else MSCC_THREADS, if set, stands (it was overwritten by this option's default)
+        env["MSCC_THREADS"] = str(threads)
     if public_url:
         env["MSCC_PUBLIC_BASE_URL"] = public_url
     folder = instance_folder()
@@ -57,9 +61,12 @@ def serve(host: str, port: int, workers: Optional[int], threads: int, public_url
         env[key] = env.get(key) or str(default)
     if allow_unauthenticated_cds:
         env["MSCC_CDS_ALLOW_UNAUTHENTICATED"] = "1"
-    load_settings(env)   # a bad setting stops here, in one line naming it (SettingsError, exit 2)
+    settings = load_settings(env)   # a bad setting stops here, in one line naming it (SettingsError, exit 2)
     click.echo(f"mscc-triage: ruleset {ruleset.name} {ruleset.version} ({ruleset.sha256[:12]}), "
                f"http://{host}:{port}/", err=True)
+    if not dev:
+        click.echo(f"mscc-triage: {settings.workers or multiprocessing.cpu_count()} worker processes x "
+                   f"{settings.server_threads} threads", err=True)
     if env.get("MSCC_CDS_ISSUERS_FILE"):
         click.echo(f"mscc-triage: CDS Hooks calls need a JWT of an issuer in {env['MSCC_CDS_ISSUERS_FILE']}", err=True)
     elif env.get("MSCC_CDS_ALLOW_UNAUTHENTICATED", "") in ("1", "true", "yes"):

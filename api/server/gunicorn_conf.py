@@ -26,7 +26,7 @@ from triage.settings import load_settings
 settings = load_settings()   # every setting, read once, when gunicorn starts
 bind = f"{settings.host}:{settings.port}"
 workers = settings.workers or multiprocessing.cpu_count()
-threads = settings.threads
+threads = settings.server_threads
 worker_class = "mscc_triage_api.server.worker.BufferingWorker"
 worker_connections = settings.worker_connections   # open connections per worker
 # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -67,3 +70,31 @@ def test_a_broken_ruleset_stops_the_server_from_starting(tmp_path):
         assert "mscc.yaml, rule mscc.analgesia" in err and "'analgesics' is not in the vocabulary" in err
     finally:
         stop_server(proc)
+
+
+def test_threads_come_from_mscc_threads_when_the_option_is_not_given():
+    # `triage serve` used to pass its option's default (2) over MSCC_THREADS, so the setting was ignored
+    proc, url = start_server("--workers", "1", env={"MSCC_THREADS": "3"})
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
+            assert response.status == 200
+        assert "1 worker processes x 3 threads" in server_log(proc)
+    finally:
+        stop_server(proc)
+    proc, url = start_server("--workers", "1", "--threads", "5", env={"MSCC_THREADS": "3"})
+    try:
+        assert "1 worker processes x 5 threads" in server_log(proc)   # the option wins over the setting
+    finally:
+        stop_server(proc)
+
+
+def test_gunicorn_runs_the_threads_the_settings_name():
+    def threads(**env: str) -> int:   # gunicorn's settings module, read in a fresh process, no other MSCC_ setting
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MSCC_")}
+        out = subprocess.run([sys.executable, "-c", "import mscc_triage_api.server.gunicorn_conf as c; print(c.threads)"],
+                             env={**clean, **env}, capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    assert threads() == 8                                   # SQLite record: threads wait on its fsync together
+    assert threads(MSCC_RECORD_DSN="postgresql://db.example/mscc") == 2   # a PostgreSQL connection each
+    assert threads(MSCC_THREADS="3", MSCC_RECORD_DSN="postgresql://db.example/mscc") == 3
