@@ -46,6 +46,8 @@ def triage_case() -> Response:
 
 def _wants_fhir() -> bool:
     """``Accept: application/fhir+json`` preferred over plain JSON asks for the FHIR form of the result."""
+    if "fhir" not in request.headers.get("Accept", "").lower():   # most calls: no need to parse the header
+        return False   # (a wildcard gives plain JSON the same quality: never preferred)
     accept = request.accept_mimetypes
     return accept.quality("application/fhir+json") > accept.quality("application/json") \
         and "application/fhir+json" in accept.values()

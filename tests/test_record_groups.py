@@ -218,3 +218,78 @@ def test_a_results_canonical_form_is_the_same_bytes_by_either_writer(ruleset):  
     data = ResultData(entry["result"], probe=[1e-05, 0.00001, 1e16, -2.5], text="\x1f\u2028é\U0001F600")
     assert canonical_member(data) == canonical(dict(data))
     assert b"1e-05" in canonical_member(data)                    # json.dumps's form, not orjson's 0.00001
+
+
+def test_a_cases_canonical_form_is_the_same_bytes_by_either_writer(ruleset):  # noqa: F811
+    """The recorded case is written by orjson too (keys sorted), the same bytes as json.dumps: cases of
+    every density, with and without laboratory values (floats, which fall back to json.dumps)."""
+    from triage._random_cases import random_valid_cases
+    from triage._record_format import CaseData, canonical_member
+
+    with_float = 0
+    for density in (0.1, 0.5, 0.9):
+        for case in random_valid_cases(seed=37, n=200, density=density):
+            entry = decision_entry("api", case, ruleset.evaluate(case))
+            assert type(entry["case"]) is CaseData
+            assert canonical_member(entry["case"]) == canonical(dict(entry["case"]))
+            with_float += b"." in canonical(dict(entry["case"]))
+    assert with_float > 20   # the fallback was taken, not only the fast path
+    labs = CaseData({"labs": {"corrected_calcium_mmol_l": 2.61, "platelets_10e9_l": 1e-05}, "b": ["é", 3]})
+    assert canonical_member(labs) == canonical(dict(labs)) and b"1e-05" in canonical_member(labs)
+
+
+@pytest.mark.parametrize("value", ["", "plain", "é\u2028\x1f\"\\/\U0001F600", 0, -7, 2**70, True, False, None, 1.5,
+                                   [1, "a"], {"b": 1, "a": 2}])
+def test_a_members_canonical_form_is_canonical(value):
+    """Strings and integers take a short way to their canonical form: the same bytes as canonical()."""
+    from triage._record_format import canonical_member
+
+    assert canonical_member(value) == canonical(value)
+
+
+def test_a_lone_surrogate_is_refused_by_the_short_way_too():
+    from triage._record_format import canonical_member
+
+    with pytest.raises(UnicodeEncodeError):
+        canonical("\ud800")
+    with pytest.raises(UnicodeEncodeError):
+        canonical_member("\ud800")
+
+
+def test_a_results_dump_is_proved_floatless_by_its_schema():
+    """The record skips the scan for floats in a result's canonical form because the Result model's
+    schema admits none; the proof fails for a model with a float, an untyped value or an untyped list."""
+    from typing import Any, Optional
+
+    from pydantic import BaseModel
+
+    from triage._record_format import _no_float, result_dump_is_floatless
+
+    def proved(model: type[BaseModel]) -> bool:
+        schema = model.model_json_schema(mode="serialization")
+        return _no_float(schema) and all(_no_float(sub) for sub in schema.get("$defs", {}).values())
+
+    class Plain(BaseModel):
+        x: int
+        y: list[str]
+        z: Optional[dict[str, bool]] = None
+
+    class Nested(BaseModel):
+        inner: Optional[Plain] = None
+
+    class Floating(BaseModel):
+        x: float
+
+    class Either(BaseModel):
+        inner: Optional[Plain] = None
+        x: int | float = 1
+
+    class Untyped(BaseModel):
+        x: dict[str, Any]
+
+    class Listed(BaseModel):
+        x: list  # type: ignore[type-arg]
+
+    assert result_dump_is_floatless()
+    assert proved(Plain) and proved(Nested)
+    assert not any(proved(m) for m in (Floating, Either, Untyped, Listed))

@@ -33,25 +33,85 @@ def canonical(obj: Any) -> bytes:
 class ResultData(dict[str, Any]):
     """A result as the record keeps it, made from a :class:`Result` (its JSON dump): string keys,
     strings, integers, booleans and nulls, no float (the model has none, and no NaN). Its canonical form
-    is written by orjson (:func:`canonical_member`), several times faster than ``json.dumps``."""
+    is written by orjson (:func:`canonical_member`), several times faster than ``json.dumps``.
+
+    ``floatless``: set by :func:`decision_entry` when the result model's own schema proves that its dump
+    holds no float (:func:`result_dump_is_floatless`); the text is then not scanned for one."""
+
+    floatless = False
+
+
+class CaseData(dict[str, Any]):
+    """A case as the record keeps it (:func:`recorded_case`), made from a validated case's dump: string
+    keys, strings, integers, booleans, lists and finite floats (the case model refuses NaN and
+    infinities). Written by orjson like :class:`ResultData`; a case holding a float falls back to
+    ``json.dumps``."""
 
 
 # A number with a fraction or an exponent in value position: orjson and json.dumps write some floats
-# differently (1e-05 / 0.00001), so a ResultData holding one (or a string that looks like one) is
-# written by json.dumps. Strings, integers and key order are the same in both (tested on every code point).
+# differently (1e-05 / 0.00001), so a ResultData or CaseData holding one (or a string that looks like
+# one) is written by json.dumps. Strings, integers and key order are the same in both (tested on every
+# code point).
 _FLOAT = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
+_ORJSON_SAFE = (ResultData, CaseData)
+# What json.dumps(s, ensure_ascii=False) writes for a string (the same C function json.dumps calls).
+_string = json.encoder.encode_basestring
 
 
 def canonical_member(value: Any) -> bytes:
-    """:func:`canonical` of one member of a record, the same bytes, faster for a :class:`ResultData`."""
-    if type(value) is ResultData:
+    """:func:`canonical` of one member of a record: the same bytes, faster for a string, an integer,
+    a :class:`ResultData` or a :class:`CaseData`."""
+    kind = type(value)
+    if kind is str:
+        return _string(value).encode("utf-8")   # a lone surrogate raises here, as in canonical()
+    if kind is int:
+        return int.__repr__(value).encode("ascii")
+    if kind in _ORJSON_SAFE:
         try:
             text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:   # not JSON as json.dumps sees it either (e.g. a lone surrogate)
             return canonical(value)
-        if _FLOAT.search(text) is None:
+        if getattr(value, "floatless", False) or _FLOAT.search(text) is None:
             return text
     return canonical(value)
+
+
+_SCHEMA_KEYWORDS = ("type", "$ref", "anyOf", "allOf", "oneOf", "enum", "const")
+
+
+def _no_float(node: Any) -> bool:
+    """Whether a JSON schema (pydantic's) admits no float: no ``number`` type, no untyped value."""
+    if node is False:
+        return True
+    if not isinstance(node, dict) or not any(key in node for key in _SCHEMA_KEYWORDS):
+        return False   # True, {} or a schema without a type: any value, a float included
+    types = node.get("type")
+    if types == "number" or (isinstance(types, list) and "number" in types):
+        return False
+    if any(isinstance(v, float) for v in [*node.get("enum", ()), node.get("const")]):
+        return False
+    for key in ("anyOf", "allOf", "oneOf", "prefixItems"):
+        if not all(_no_float(sub) for sub in node.get(key, ())):
+            return False
+    if not all(_no_float(sub) for sub in node.get("properties", {}).values()):
+        return False
+    if types == "array" and not _no_float(node.get("items", {})):
+        return False
+    if types == "object" and "properties" not in node and not _no_float(node.get("additionalProperties", {})):
+        return False
+    if types == "object" and "additionalProperties" in node and not _no_float(node["additionalProperties"]):
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def result_dump_is_floatless() -> bool:
+    """Whether no :class:`Result` can dump to JSON with a float in it, proved from the model's serialization
+    schema (every type and definition; a ``number`` or an untyped field anywhere disproves it). When it
+    holds, a result's canonical form written by orjson needs no scan for floats; a model that gains one
+    is scanned again, without anybody having to remember."""
+    schema = Result.model_json_schema(mode="serialization")
+    return _no_float(schema) and all(_no_float(sub) for sub in schema.get("$defs", {}).values())
 
 
 def record_hash(body: Mapping[str, Any]) -> str:
@@ -111,8 +171,7 @@ def recorded_case(case: Any) -> dict[str, Any]:
     normalised case no longer shows."""
     sent = validate_case(case).model_dump()
     sent.pop("case_id", None)
-    compact: dict[str, Any] = _compact(sent)
-    return compact
+    return CaseData(_compact(sent))
 
 
 def recorded_result(result: Result | Mapping[str, Any]) -> dict[str, Any]:
@@ -140,6 +199,12 @@ class CdsContext:
         return out
 
 
+def _result_data(data: dict[str, Any]) -> ResultData:
+    out = ResultData(data)
+    out.floatless = result_dump_is_floatless()   # a Result's dump: its schema speaks for it
+    return out
+
+
 def decision_entry(channel: str, case: Any, result: Result, *, request_id: Optional[str] = None,
                    cds: Optional[CdsContext] = None, dumped: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """The body of a decision record, before the store gives it ``seq``, ``time`` and ``prev``.
@@ -151,7 +216,7 @@ def decision_entry(channel: str, case: Any, result: Result, *, request_id: Optio
     entry: dict[str, Any] = {
         "record_format": RECORD_FORMAT, "kind": "decision", "id": request_id or uuid.uuid4().hex,
         "channel": channel, "case": recorded_case(case),
-        "result": ResultData(recorded_result(result if dumped is None else dumped)),
+        "result": _result_data(recorded_result(result if dumped is None else dumped)),
         "ruleset": {"name": result.ruleset.name, "version": result.ruleset.version, "sha256": result.ruleset.sha256},
         "versions": software_versions(),
     }

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 from ._errors import RecordNotFound, RecordUnavailable
 from ._record_format import (
-    GENESIS, RECORD_FORMAT, Broken, CdsContext, PruneReport, Record, Verification, canonical, canonical_member,
+    GENESIS, RECORD_FORMAT, Broken, CdsContext, PruneReport, Record, Verification, canonical_member,
     decision_entry, record_hash, time_bound, utc_now,
 )
 from ._result import Result
@@ -524,7 +524,7 @@ def _members(entry: Mapping[str, Any]) -> dict[str, str]:
     members sorted by key, joined by commas, in braces (what ``json.dumps(sort_keys=True)`` writes)."""
     if not all(isinstance(key, str) for key in entry):
         raise TypeError("a record's members are named by strings")
-    return {key: canonical(key).decode("utf-8") + ":" + canonical_member(value).decode("utf-8")
+    return {key: canonical_member(key).decode("utf-8") + ":" + canonical_member(value).decode("utf-8")
             for key, value in entry.items()}
 
 
