@@ -17,10 +17,10 @@ alike), and the largest single process of the tree. Progress lines from the comm
 they run. The temporary folder is removed at the end. Figures, not a test: on a shared machine timings
 are noisy.
 
-How fast the engine goes depends on how many case shapes the record holds: the engine keeps the
-what-if programs of the last 128 shapes it met, so a small pool (the default, 100) measures a record
-whose patients look alike, and ``--distinct 2000`` one where every case is new to the engine (dense
-random cases; several times slower).
+How fast the engine goes depends on how many case shapes the record holds: each worker keeps what
+fired for the last cases it met (at most 8,192, ``triage._triage.MAX_KEPT_ANSWERS``), so a small pool
+(the default, 100) measures a record whose patients look alike, and ``--distinct 100000`` one where a
+worker meets a case again only long after it forgot it: every evaluation is a full engine run.
 """
 
 from __future__ import annotations
