@@ -1,4 +1,4 @@
-"""The engine's urgency against a second, independent reading of the spec (tests/urgency_oracle.py), on
+"""The engine's urgency and critical flags against a second, independent reading of the spec (tests/urgency_oracle.py), on
 random valid cases of every density and on cases drawn around every threshold the urgency rules read
 (ages 16, 50, 60; onsets 24 and 48 hours; calcium 1.90, 2.20, 2.90, 3.0, 3.5; platelets 50; SINS 7
 and 13; every Bilsky grade). A disagreement names the case and the rules the second reading fired."""
@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any, Optional
 
 import pytest
-from urgency_oracle import RANK, urgency
+from urgency_oracle import RANK, reading, urgency
 
 import triage
 from triage._case import normalised_dict
@@ -70,12 +70,17 @@ def _compare(ruleset: triage.Ruleset, cases: Any, want_valid: int) -> Counter[st
             normalised = normalised_dict(triage.validate_case(case))
         except triage.CaseValidationError:
             continue   # a contradictory draw: the case format refuses it, there is nothing to triage
-        expected, raised = urgency(normalised)
-        got = ruleset.evaluate(case).urgency
+        expected, raised, flags = reading(normalised)
+        result = ruleset.evaluate(case)
+        got = result.urgency
         seen[got] += 1
         if got != expected:
             side = "UNDER-triage" if RANK[got] < RANK[expected] else "over-triage"
             disagreements.append(f"{side}: engine {got}, spec {expected} ({raised}): {json.dumps(case)}")
+        critical = {f.id for f in result.flags if f.severity == "critical"}
+        if critical != flags:
+            disagreements.append(f"critical flags: engine {sorted(critical)}, spec {sorted(flags)} ({raised}): "
+                                 f"{json.dumps(case)}")
         if sum(seen.values()) == want_valid:
             break
     assert not disagreements, f"{len(disagreements)} disagreements, first:\n" + "\n".join(disagreements[:5])

@@ -1,9 +1,9 @@
-"""A second, independent reading of the urgency of clinical-rules 2.2, in plain Python.
+"""A second, independent reading of the urgency and the critical flags of clinical-rules 2.2, in plain Python.
 
 Written from the spec's tables ("Derived concepts", "MSCC rules", "Steroids", "Definitive treatment",
 "Calcium and bone-health rules") without reading ``rules/``: every rule that sets or raises the urgency
 (M1 and its urgent form, M2, M3, M4, M7, M9, M10, M19, M24, M26, M27, M31, M32, M34, H1, B8, B9), each
-from its row. It reads the *normalised* case (the engine's normalisation, case-format.md), so it checks
+from its row, and the six critical flags (Vocabulary) from the rows that give them. It reads the *normalised* case (the engine's normalisation, case-format.md), so it checks
 the rule files and their compilation, not the normalisation, which has tests of its own.
 
 ``tests/test_urgency_oracle.py`` compares it with the engine on random and boundary cases: two
@@ -23,6 +23,16 @@ def _true(value: Any) -> bool:
 
 def urgency(n: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     """The urgency the spec gives the normalised case ``n``, and the (rule, level) of each rule raising it."""
+    level, raised, _ = reading(n)
+    return level, raised
+
+
+def critical_flags(n: dict[str, Any]) -> set[str]:
+    """The critical flags the spec gives the normalised case ``n`` (Vocabulary: the six of severity critical)."""
+    return reading(n)[2]
+
+
+def reading(n: dict[str, Any]) -> tuple[str, list[tuple[str, str]], set[str]]:
     patient, pres, assess, labs = n["patient"], n["presentation"], n["assessment"], n["labs"]
     history, age = patient["cancer"]["history"], patient["age_years"]
     pain_v, weak, par, sph, sci = (pres["focal_vertebral_pain"], pres["weakness"], pres["paraesthesia"],
@@ -68,18 +78,27 @@ def urgency(n: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     high_region = region in ("cervical", "thoracic", "thoracolumbar")
 
     raised: list[tuple[str, str]] = []
+    flags: set[str] = set()
     m1 = cancer_context and neuro_deficit and not excluded
+    urgent_form = m1 and isolated and not confirmed
     if m1:
-        raised.append(("M1", "urgent" if isolated and not confirmed else "emergency"))
+        raised.append(("M1", "urgent" if urgent_form else "emergency"))
+        if rapid and not urgent_form:
+            flags.add("rapidly_progressive_deficit")
     if cauda_equina and not excluded:
         raised.append(("M2", "emergency"))
+        flags.add("cauda_equina_red_flags")
     m3 = history == "none" and (cord_signs or (confirmed and neuro_deficit)) and not excluded
     if m3:
         raised.append(("M3", "emergency"))
+        if rapid:
+            flags.add("rapidly_progressive_deficit")
     if cancer_context and _true(pain_v["present"]) and not neuro_deficit and not excluded:
         raised.append(("M4", "urgent"))
     if excluded and neuro_deficit:
         raised.append(("M7", "emergency" if rapid else "urgent"))
+        if rapid:
+            flags.add("rapidly_progressive_deficit")
     if confirmed and not neuro_deficit:
         raised.append(("M19", "urgent"))
     if history == "none" and _true(pain_v["present"]) and not excluded \
@@ -96,11 +115,14 @@ def urgency(n: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
         raised.append(("M32", "emergency"))
     if tetraparesis and not excluded:
         raised.append(("M34", "emergency"))
+        flags.add("tetraparesis")
     if haematoma_risk and cord_signs and not excluded and (_true(pres["recent_neuraxial_procedure"]) or sudden):
         raised.append(("H1", "emergency"))
     sins = assess["sins"]["total"]
     if sins is not None and sins >= 7:
         raised.append(("M9", "urgent"))
+        if sins >= 13:
+            flags.add("sins_unstable")
     if assess["escc_grade"] in ("2", "3"):
         raised.append(("M10", "urgent"))
     calcium = labs["corrected_calcium_mmol_l"]
@@ -108,7 +130,9 @@ def urgency(n: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
         hyper, hypo = _true(pres["hypercalcaemia_symptoms"]), _true(pres["hypocalcaemia_symptoms"])
         if calcium >= 3.0 or (calcium >= 2.90 and hyper):
             raised.append(("B8", "emergency" if calcium >= 3.5 or (calcium >= 3.0 and hyper) else "urgent"))
+            flags.add("significant_hypercalcaemia")
         if calcium < 2.20 and (calcium < 1.90 or hypo):
             raised.append(("B9", "emergency"))
+            flags.add("severe_hypocalcaemia")
     level = max((lvl for _, lvl in raised), key=RANK.__getitem__, default="routine")
-    return level, raised
+    return level, raised, flags
