@@ -1,4 +1,4 @@
-"""The engine's urgency and critical flags against a second, independent reading of the spec (tests/urgency_oracle.py), on
+"""The engine's urgency, critical flags and scans (MRI and CT actions) against a second, independent reading of the spec (tests/urgency_oracle.py), on
 random valid cases of every density and on cases drawn around every threshold the urgency rules read
 (ages 16, 50, 60; onsets 24 and 48 hours; calcium 1.90, 2.20, 2.90, 3.0, 3.5; platelets 50; SINS 7
 and 13; every Bilsky grade). A disagreement names the case and the rules the second reading fired."""
@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any, Optional
 
 import pytest
-from urgency_oracle import RANK, reading, urgency
+from urgency_oracle import CT, IMAGING, RANK, reading, urgency
 
 import triage
 from triage._case import normalised_dict
@@ -62,6 +62,9 @@ def boundary_case(rng: random.Random) -> dict[str, Any]:
     }
 
 
+_SCANS = frozenset(IMAGING) | frozenset(CT.values())
+
+
 def _compare(ruleset: triage.Ruleset, cases: Any, want_valid: int) -> Counter[str]:
     seen: Counter[str] = Counter()
     disagreements = []
@@ -70,7 +73,7 @@ def _compare(ruleset: triage.Ruleset, cases: Any, want_valid: int) -> Counter[st
             normalised = normalised_dict(triage.validate_case(case))
         except triage.CaseValidationError:
             continue   # a contradictory draw: the case format refuses it, there is nothing to triage
-        expected, raised, flags = reading(normalised)
+        expected, raised, flags, scans = reading(normalised)
         result = ruleset.evaluate(case)
         got = result.urgency
         seen[got] += 1
@@ -81,6 +84,9 @@ def _compare(ruleset: triage.Ruleset, cases: Any, want_valid: int) -> Counter[st
         if critical != flags:
             disagreements.append(f"critical flags: engine {sorted(critical)}, spec {sorted(flags)} ({raised}): "
                                  f"{json.dumps(case)}")
+        imaging = {a for a in result.action_ids() if a in _SCANS}
+        if imaging != scans:
+            disagreements.append(f"scans: engine {sorted(imaging)}, spec {sorted(scans)} ({raised}): {json.dumps(case)}")
         if sum(seen.values()) == want_valid:
             break
     assert not disagreements, f"{len(disagreements)} disagreements, first:\n" + "\n".join(disagreements[:5])
