@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(ROOT))
         import api
 
-        app = api.create_app({"RECORD_PATH": os.path.join(tmp, "records.sqlite3")})
+        app = api.create_app({"RECORD_PATH": os.path.join(tmp, "records.sqlite3"),
+                              "CDS_STORE_PATH": os.path.join(tmp, "cds.sqlite3")})   # all in tmp, removed
         client = app.test_client()
         for i in range(200):   # warm-up: durable sessions, the what-if's kept answers
             _one(client, CASES[i % len(CASES)])
