@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -61,10 +62,12 @@ def test_a_bad_issuers_file_stops_the_start_with_the_reason(tmp_path, monkeypatc
 
 def test_the_body_limit_comes_from_the_environment():
     code = "from mscc_triage_api import create_app; print(create_app({'TESTING': True}).config['MAX_CONTENT_LENGTH'])"
-    out = subprocess.run([sys.executable, "-c", code], env={"MSCC_MAX_BODY_BYTES": "2048", "PATH": ""},
+    # a bare environment but for the run's private folders: the app's temporary stores go under them
+    private = {k: os.environ[k] for k in ("TMPDIR", "XDG_DATA_HOME", "XDG_RUNTIME_DIR") if k in os.environ}
+    out = subprocess.run([sys.executable, "-c", code], env={**private, "MSCC_MAX_BODY_BYTES": "2048", "PATH": ""},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "2048"
-    bad = subprocess.run([sys.executable, "-c", code], env={"MSCC_MAX_BODY_BYTES": "lots", "PATH": ""},
+    bad = subprocess.run([sys.executable, "-c", code], env={**private, "MSCC_MAX_BODY_BYTES": "lots", "PATH": ""},
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "MSCC_MAX_BODY_BYTES='lots': must be a whole number from 1024" in bad.stderr
 
