@@ -95,12 +95,10 @@ def _no_float(node: Any) -> bool:
             return False
     if not all(_no_float(sub) for sub in node.get("properties", {}).values()):
         return False
-    if types == "array" and not _no_float(node.get("items", {})):
-        return False
-    if types == "object" and "properties" not in node and not _no_float(node.get("additionalProperties", {})):
-        return False
-    if types == "object" and "additionalProperties" in node and not _no_float(node["additionalProperties"]):
-        return False
+    if types == "array":
+        return _no_float(node.get("items", {}))          # no items: any value
+    if types == "object" and ("additionalProperties" in node or "properties" not in node):
+        return _no_float(node.get("additionalProperties", {}))   # a map without a value type: any value
     return True
 
 
