@@ -12,7 +12,8 @@ some of them; the README's settings table is the reference):
   ``https://triage.example.org/``: the JWT audience and the links in cards; required when CDS Hooks
   issuers are configured, never taken from the request's Host header.
 - ``MSCC_CDS_STORE_PATH`` -> ``CDS_STORE_PATH``: the SQLite file of seen JWT ids and feedback; by
-  default a new private folder per app, shared by the workers of one server (loaded before they fork).
+  default a new private folder per app, shared by the workers of one server (loaded before they fork),
+  removed when the process that built the app exits.
 - ``MSCC_CDS_ISSUERS_FILE`` -> ``CDS_TRUSTED_ISSUERS``: a JSON file ``{"<iss>": {"keys": [JWK, ...]}}``
   or ``{"<iss>": {"jku": "https://..."}}`` of the EHRs allowed to call CDS Hooks, with their public keys
   or the one JWK Set URL each may use (``api/cds/jwks.py``).
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import triage
@@ -153,7 +153,9 @@ def _check_config(app: Flask) -> None:
                              f"above 0 and at most 3600, not {app.config.get('CDS_JWT_MAX_LIFETIME_S')!r}")
     app.config["CDS_JWT_MAX_LIFETIME_S"] = lifetime
     if not app.config.get("CDS_STORE_PATH"):
-        app.config["CDS_STORE_PATH"] = os.path.join(tempfile.mkdtemp(prefix="mscc-triage-"), "cds.sqlite3")
+        from .scratch import private_folder
+
+        app.config["CDS_STORE_PATH"] = os.path.join(private_folder("mscc-triage-"), "cds.sqlite3")
 
 
 def ruleset_of(app: Flask) -> triage.Ruleset:

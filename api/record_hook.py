@@ -11,14 +11,14 @@ Settings (config key <- environment variable):
 - ``RECORD_DSN`` <- ``MSCC_RECORD_DSN``: PostgreSQL (several servers sharing one record).
 - ``RECORD_PATH`` <- ``MSCC_RECORD_PATH``: the SQLite file; default
   ``$XDG_DATA_HOME/mscc-triage/records.sqlite3`` (``~/.local/share/mscc-triage/records.sqlite3``).
-  An app built with ``TESTING`` and no path keeps its records in a private temporary folder.
+  An app built with ``TESTING`` and no path keeps its records in a private temporary folder, removed
+  when the process exits.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
 from flask import Flask, Response, current_app, g
@@ -27,6 +27,7 @@ import triage
 from triage import CdsContext, Record, RecordStore, RecordUnavailable, open_store
 
 from .problems import unavailable
+from .scratch import private_folder
 
 EXTENSION = "mscc_records"
 HEADER = "X-Request-Id"
@@ -53,7 +54,7 @@ def init_app(app: Flask) -> None:
     dsn = app.config.get("RECORD_DSN") or None     # MSCC_RECORD_DSN / MSCC_RECORD_PATH, read by create_app
     path = app.config.get("RECORD_PATH") or None
     if not dsn and not path and app.testing:
-        path = os.path.join(tempfile.mkdtemp(prefix="mscc-records-"), "records.sqlite3")
+        path = os.path.join(private_folder("mscc-records-"), "records.sqlite3")
     app.config["RECORD_DSN"], app.config["RECORD_PATH"] = dsn, path
     app.extensions[EXTENSION] = open_store(path, dsn)
 

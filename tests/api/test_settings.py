@@ -81,3 +81,34 @@ def test_the_api_page_serves_the_format_documents(client):
         assert response.get_data(as_text=True).startswith("#")
     assert client.get("/docs/../README.md").status_code == 404
     assert client.get("/docs/secrets.md").status_code == 404
+
+
+def test_an_app_given_no_store_paths_removes_its_own_folders_when_its_process_exits(tmp_path):
+    """An integrator's create_app() with no CDS store path (and a testing app with no record path)
+    keeps them in private temporary folders: used while the app runs, gone once its process exits;
+    a forked child that exits first leaves them to the parent."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    code = (
+        "import json, os\n"
+        "from mscc_triage_api import create_app\n"
+        "app = create_app({'TESTING': True})\n"
+        "c = app.test_client()\n"
+        "assert c.post('/v1/triage', json={'presentation': {'weakness': {'present': True}}}).status_code == 200\n"
+        "assert c.get('/healthz').status_code == 200\n"
+        "paths = [app.config['CDS_STORE_PATH'], app.config['RECORD_PATH']]\n"
+        "assert all(os.path.exists(p) for p in paths), paths\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    raise SystemExit(0)\n"   # the child's exit runs the inherited hooks: they must leave the folders
+        "os.waitpid(pid, 0)\n"
+        "assert all(os.path.exists(p) for p in paths), 'a forked child removed its parent\\'s folders'\n"
+        "print(json.dumps(paths))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSCC_")}
+    env["TMPDIR"] = str(scratch)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    paths = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(p.startswith(str(scratch)) for p in paths), paths
+    assert list(scratch.iterdir()) == []
