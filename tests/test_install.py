@@ -84,6 +84,7 @@ COMMANDS = {
     # Two commands
     "./dev serve": FIRST_SERVE,
     "./dev test": not_run("the whole test suite, this test included; CI runs it first (.ci/run)"),
+    "./dev test -n 0": not_run("the whole test suite again, in one process (pytest's own -n 0); ./dev test runs it"),
     "./dev": not_run("the script's name in prose; its two commands are listed"),
     "scripts/memcheck": not_run("the vignettes replayed under valgrind, minutes; CI runs it (.ci/run)"),
     # Install it
