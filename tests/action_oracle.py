@@ -76,6 +76,7 @@ def read(n: dict[str, Any], raw: Optional[dict[str, Any]] = None) -> Reading:
     bone_mets = _t(cancer["bone_metastases"])
 
     # ---- derived concepts ----
+    # (as in tests/urgency_oracle.py, whose reading was read first: a spec change to a concept changes both)
     cancer_context = history in ("current", "past", "suspected", "unknown")
     pain = _t(pain_v["present"]) or _t(sci["present"])
     cord_signs = any(map(_t, (weak["present"], sph["present"], par["sensory_level"], par["saddle_anaesthesia"],
