@@ -65,6 +65,21 @@ def _cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
     return total
 
 
+def _filesystem(path: str) -> str:
+    """The type of the filesystem holding ``path`` (from /proc/mounts; "unknown" elsewhere)."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                parts = line.split()
+                if len(parts) > 2 and (path == parts[1] or path.startswith(parts[1].rstrip("/") + "/")) \
+                        and len(parts[1]) > len(best):
+                    best, kind = parts[1], parts[2]
+    except OSError:
+        pass
+    return kind
+
+
 def _one(client, body: str) -> None:  # type: ignore[no-untyped-def]
     response = client.post("/v1/triage", data=body, content_type="application/json")
     if response.status_code != 200:
@@ -104,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         stats = pstats.Stats(profiler)
 
         total = _cumulative(stats, *STEPS[0][1])
-        print(f"{args.n} requests, 5 valid cases in turn, record in {tmp} (TMPDIR=/dev/shm: on tmpfs)")
+        kind = _filesystem(tmp)
+        print(f"{args.n} requests, 5 valid cases in turn, record in {tmp} ({kind}; TMPDIR=/dev/shm puts it on tmpfs)")
         print(f"unprofiled: {plain * 1e3:.2f} ms/request ({1 / plain:.0f} requests/s, one thread)")
         print(f"profiled:   {total / args.n * 1e3:.2f} ms/request (cProfile inflates Python-heavy steps)")
         print(f"{'step':48} {'ms/req':>7} {'% of request':>12}")
