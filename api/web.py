@@ -49,14 +49,32 @@ def _lang_of_request() -> str:
 
 # ------------------------------------------------------------------------------------ form -> case
 
+# A number as a clinician types it: ASCII digits, at most one decimal mark ("." or ","), an optional sign
+# (a negative number then gets the case's own range message). No exponent, no "_", no other script's digits.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)")
+# "1,000" or "12.500": a thousands separator, or a decimal mark followed by three digits? Refused, never
+# guessed (read as 1.0, a post-void residual of "1,000" mL would drop the cauda equina red flag).
+_GROUPED = re.compile(r"[+-]?[1-9][0-9]{0,2}(?:[.,][0-9]{3})+")
+
+
+def _answers(form: Any, path: str) -> list[str]:
+    """Every non-empty answer the form sent for a field (a browser sends one; a script may send more)."""
+    sent = form.getlist(path) if hasattr(form, "getlist") else [form.get(path)]
+    return [text for text in ((value or "").strip() for value in sent) if text]
+
+
 def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """The case the form describes, and the form's own errors (field path -> message code)."""
     case: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for path, spec in FIELDS.items():
-        raw = (form.get(path) or "").strip()
-        if raw == "":
+        answers = _answers(form, path)
+        if not answers:
             continue
+        if len(set(answers)) > 1:   # two different answers to one question: neither is taken
+            errors[path] = "answered_twice"
+            continue
+        raw = answers[0]
         value: Any
         if spec.kind == "tristate":
             if raw not in ("true", "false"):
@@ -69,16 +87,19 @@ def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
                 continue
             value = raw
         elif spec.kind == "integer":
-            if not re.fullmatch(r"[+-]?\d{1,12}", raw):   # more digits than any bound: refused, never int()
-                errors[path] = "not_a_whole_number" if re.fullmatch(r"[+-]?\d+", raw) is None else "invalid_value"
+            if not re.fullmatch(r"[+-]?[0-9]{1,12}", raw):   # more digits than any bound: refused, never int()
+                errors[path] = ("ambiguous_number" if _GROUPED.fullmatch(raw) else
+                                "not_a_whole_number" if re.fullmatch(r"[+-]?[0-9]+", raw) is None else "invalid_value")
                 continue
             value = int(raw)
         else:
-            try:
-                value = float(raw.replace(",", "."))
-            except (ValueError, OverflowError):
+            if _GROUPED.fullmatch(raw):
+                errors[path] = "ambiguous_number"
+                continue
+            if not _NUMBER.fullmatch(raw) or len(raw) > 40:
                 errors[path] = "not_a_number"
                 continue
+            value = float(raw.replace(",", "."))
             if value != value or value in (float("inf"), float("-inf")):
                 errors[path] = "not_a_number"
                 continue

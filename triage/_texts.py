@@ -71,6 +71,8 @@ PAGE_WORDS = (
 MESSAGES: dict[str, frozenset[str]] = {
     "not_a_number": frozenset(),
     "not_a_whole_number": frozenset(),
+    "ambiguous_number": frozenset(),
+    "answered_twice": frozenset(),
     "out_of_range": frozenset({"op", "bound"}),
     "contradiction": frozenset({"other"}),
     "incomplete_sins": frozenset(),

@@ -84,6 +84,51 @@ def test_unreadable_values_are_field_errors_never_dropped():
                       "presentation.weakness.present": "invalid_value", "patient.cancer.history": "invalid_value"}
 
 
+PVR = "presentation.sphincter_disturbance.post_void_residual_ml"
+
+
+@pytest.mark.parametrize("typed", ["1,000", "1.000", "12.500", "2,610", "1,000,000", "+1,000"])
+def test_a_thousands_separator_is_refused_never_read_as_a_decimal(typed):
+    """'1,000' mL read as 1.0 would drop the retention (>= 200 mL) and the cauda equina red flag."""
+    case, errors = case_from_form({PVR: typed, "patient.age_years": typed})
+    assert errors == {PVR: "ambiguous_number", "patient.age_years": "ambiguous_number"} and case == {}
+
+
+@pytest.mark.parametrize("typed, value", [("1000", 1000.0), ("2,61", 2.61), ("2.61", 2.61), ("0,125", 0.125),
+                                          ("1000,5", 1000.5), (",5", 0.5), ("300.", 300.0), ("+300", 300.0),
+                                          ("-3", -3.0), ("12,5", 12.5)])
+def test_a_number_with_one_decimal_mark_is_read(typed, value):
+    case, errors = case_from_form({PVR: typed})
+    assert errors == {} and case["presentation"]["sphincter_disturbance"]["post_void_residual_ml"] == value
+
+
+@pytest.mark.parametrize("typed", ["1_000", "2e2", "\u0663\u0660\u0660", "\uff13\uff10\uff10", "1,000.5", "1.000,5",
+                                   "1 000", "0x12c", "inf", "nan", "1,2,3", ".", "9" * 41])
+def test_what_is_not_a_plain_number_is_refused(typed):
+    case, errors = case_from_form({PVR: typed, "patient.age_years": typed})
+    assert errors[PVR] == "not_a_number" and "patient.age_years" in errors and case == {}
+
+
+def test_two_different_answers_to_one_question_are_refused(client):
+    from werkzeug.datastructures import MultiDict
+    _, errors = case_from_form(MultiDict([("presentation.weakness.present", "false"),
+                                          ("presentation.weakness.present", "true"), (PVR, "10"), (PVR, "900"),
+                                          ("presentation.sciatica.present", "true"), ("presentation.sciatica.present", "true")]))
+    assert errors == {"presentation.weakness.present": "answered_twice", PVR: "answered_twice"}
+    for url, words in (("/", "Answered twice with different values"), ("/fr/", "Deux réponses différentes")):
+        page = client.post(url, data=MultiDict([("presentation.weakness.present", "false"),
+                                                ("presentation.weakness.present", "true")]))
+        html = page.get_data(as_text=True)
+        assert page.status_code == 422 and words in html and 'id="result"' not in html   # no result shown
+
+
+def test_an_ambiguous_number_is_shown_next_to_its_field_in_both_languages(client):
+    for url, words in (("/", "without a thousands separator"), ("/fr/", "sans séparateur de milliers")):
+        page = client.post(url, data={"presentation.sphincter_disturbance.present": "true", PVR: "1,000"})
+        html = page.get_data(as_text=True)
+        assert page.status_code == 422 and words in html and 'value="1,000"' in html and 'id="result"' not in html
+
+
 def test_result_page(client):
     html = client.post("/", data={"patient.cancer.history": "current",
                                   "presentation.focal_vertebral_pain.present": "true"}).get_data(as_text=True)
