@@ -5,7 +5,10 @@ used by their ``resourceType`` whatever key they came under (HealthChain sends o
 ``condition``). A declared template counts as sent when its key is present, even as ``null`` (the EHR
 looked and found nothing: never fetched again), or when resources of its type came under another key.
 Resources about another patient than ``context.patientId`` (a Patient of another id, a ``subject`` or
-``patient`` reference to another Patient) are an integration error of the caller (HealthChain's
+``patient`` reference to another Patient), and resources the triage reads that are not shown to be about
+it (a Patient without an id; a Condition, Observation, medication or Procedure whose subject is missing,
+an identifier only, a Group, or an absolute URL on another server than the call's ``fhirServer``), are an
+integration error of the caller (HealthChain's
 sandbox, for one, invents a random patient id): the call answers 412 naming how many resources of
 which type were set aside and why, never a card (a card from another patient's record, or from what
 is left of this one, could wrongly reassure). Nothing about the other patient (ids, names, values)
@@ -29,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..problems import ApiProblem
-from .fetch import (CannotFetch, FetchFailed, FetchSettings, FhirFetchError, allowed_base, fetch_all, token_of)
+from .fetch import (CannotFetch, FetchFailed, FetchSettings, FhirFetchError, allowed_base, fetch_all,
+                    normalise_base, token_of)
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")   # a prefetch key echoed in a problem only when it looks like one
@@ -109,29 +113,71 @@ def _resources_of(value: Any, name: str, strict: bool) -> list[dict[str, Any]]:
     return found
 
 
-def _about_other_patient(resource: dict[str, Any], patient_id: Optional[str]) -> Optional[str]:
-    """Why the resource is about another patient than ``patient_id`` (None: it is not, or nothing to check).
+# The resource types the mapping reads about the patient: each must name its patient, by a reference to
+# ``Patient/<context.patientId>`` (FHIR R4: ``subject`` 1..1 on all but Observation, where a search by
+# patient always fills it). A subject that cannot be checked (an identifier only, a Group, a contained or
+# malformed reference, an absolute URL on another server than the call's fhirServer, none at all) is not
+# shown to be about this patient: set aside like one about another patient, never triaged.
+ABOUT_THE_PATIENT = frozenset({"Condition", "Observation", "MedicationRequest", "MedicationStatement", "Procedure"})
+_PATIENT_REFERENCE = re.compile(r"^Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+
+def _reference_target(reference: str, server: Optional[str]) -> Optional[str]:
+    """The Patient id a reference names, relative or absolute on the call's FHIR server (None: neither)."""
+    if "://" in reference:
+        if server is None:
+            return None
+        base, _, rest = reference.rpartition("/Patient/")
+        if not base or normalise_base(base) != server:
+            return None
+        reference = "Patient/" + rest
+    match = _PATIENT_REFERENCE.match(reference)
+    return match.group(1) if match else None
+
+
+def _about_other_patient(resource: dict[str, Any], patient_id: Optional[str],
+                         server: Optional[str] = None) -> Optional[str]:
+    """Why the resource is not shown to be about ``patient_id`` (None: it is, or nothing to check).
 
     ``patient_id`` None: no check (offline mapping); "" (the call has no ``context.patientId``): every
-    resource that names a patient is about another one."""
+    resource that names a patient is about another one. ``server``: the call's fhirServer (normalised),
+    against which an absolute reference is checked."""
     if patient_id is None:
         return None
-    if resource.get("resourceType") == "Patient":
-        if isinstance(resource.get("id"), str) and resource["id"] != patient_id:
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        if not isinstance(resource.get("id"), str):
+            return "a Patient without an id"
+        if resource["id"] != patient_id:
             return "Patient.id is not context.patientId"
         return None
-    for name in ("subject", "patient"):
-        ref = resource.get(name)
-        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-            match = re.match(r"^(?:.*/)?Patient/([^/]+)$", ref["reference"])
+    checked = kind in ABOUT_THE_PATIENT
+    named = [name for name in ("subject", "patient") if resource.get(name) is not None]
+    if not named:
+        return f"{kind} has no subject" if checked else None
+    for name in named:
+        ref = resource[name]
+        reference = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(reference, str):
+            if checked:
+                return f"{name} is not a reference to a Patient by id"
+            continue
+        target = _reference_target(reference, server)
+        if target is None:
+            if checked:
+                return f"{name} is not a reference to a Patient on the call's FHIR server"
+            match = re.match(r"^(?:.*/)?Patient/([^/]+)$", reference)
             if match and match.group(1) != patient_id:
                 return f"{name} is not context.patientId"
+        elif target != patient_id:
+            return f"{name} is not context.patientId"
     return None
 
 
-def _add(record: Record, resources: list[dict[str, Any]], patient_id: Optional[str], source: str) -> None:
+def _add(record: Record, resources: list[dict[str, Any]], patient_id: Optional[str], source: str,
+         server: Optional[str] = None) -> None:
     for resource in resources:
-        why = _about_other_patient(resource, patient_id)
+        why = _about_other_patient(resource, patient_id, server)
         if why is not None:
             record.set_aside.append((source, resource["resourceType"], why))
             continue
@@ -160,7 +206,8 @@ def other_patient_problem(record: Record, patient_id_missing: bool = False) -> A
                   for (source, resource_type, reason), n in sorted(counts.items())])
 
 
-def read_prefetch(prefetch: Any, patient_id: Optional[str] = None) -> tuple[Record, set[str]]:
+def read_prefetch(prefetch: Any, patient_id: Optional[str] = None,
+                  server: Optional[str] = None) -> tuple[Record, set[str]]:
     """The record in the prefetch, and the declared keys it covers (present, even null, or sent by type).
 
     With ``patient_id`` (a call's ``context.patientId``, "" when it has none), resources about another
@@ -172,7 +219,7 @@ def read_prefetch(prefetch: Any, patient_id: Optional[str] = None) -> tuple[Reco
         raise bad_prefetch("prefetch must be an object of FHIR resources")
     for name, value in prefetch.items():
         source = f"prefetch.{name}" if SAFE_KEY.match(str(name)) else "prefetch (a key)"
-        _add(record, _resources_of(value, str(name), strict=name in TEMPLATES), patient_id, source)
+        _add(record, _resources_of(value, str(name), strict=name in TEMPLATES), patient_id, source, server)
     covered = set()
     for key, template in TEMPLATES.items():
         if key in prefetch:
@@ -202,7 +249,8 @@ def gather(body: dict[str, Any], settings: FetchSettings) -> Record:
     """The record of a CDS Hooks request: prefetch first, then the FHIR server for what is missing."""
     context = body.get("context") if isinstance(body.get("context"), dict) else {}
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
-    record, covered = read_prefetch(body.get("prefetch"), patient_id or "")
+    server = normalise_base(body["fhirServer"]) if isinstance(body.get("fhirServer"), str) else None
+    record, covered = read_prefetch(body.get("prefetch"), patient_id or "", server)
     if record.set_aside:   # never a card, never a fetch, for a record about someone else
         raise other_patient_problem(record, patient_id_missing=not patient_id)
     missing = [key for key in TEMPLATES if key not in covered]
@@ -234,7 +282,7 @@ def gather(body: dict[str, Any], settings: FetchSettings) -> Record:
     for error in failed:
         record.unavailable[error.key] = error.reason
     for key, resource in fetched.items():
-        _add(record, _resources_of(resource, key, strict=False), patient_id, f"fetched.{key}")
+        _add(record, _resources_of(resource, key, strict=False), patient_id, f"fetched.{key}", server)
         record.origin[key] = "fetched from the FHIR server"
     if record.set_aside:   # the FHIR server answered for another patient
         raise other_patient_problem(record)

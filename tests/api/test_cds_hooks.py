@@ -190,7 +190,8 @@ def test_bad_requests(client):
     assert client.post(SERVICE, json=body).status_code == 400
     body["prefetch"]["conditions"] = [{"resourceType": "Condition"}]
     assert client.post(SERVICE, json=body).status_code == 400
-    body["prefetch"]["conditions"] = {"resourceType": "Condition"}   # one Condition, not a Bundle: read liberally
+    body["prefetch"]["conditions"] = {"resourceType": "Condition",   # one Condition, not a Bundle: read liberally
+                                      "subject": {"reference": "Patient/" + body["context"]["patientId"]}}
     assert client.post(SERVICE, json=body).status_code == 200
 
 

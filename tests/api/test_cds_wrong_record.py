@@ -244,3 +244,71 @@ def test_findings_are_every_mapped_field_but_the_age():
     assert findings({}) == [] and findings({"patient": {"age_years": 70, "cancer": {}}}) == []
     assert findings({"patient": {"age_years": 70, "cancer": {"history": "past"}}}) == ["patient.cancer.history"]
     assert findings({"presentation": {"weakness": {"present": False}}}) == ["presentation.weakness.present"]
+
+
+# ------------------------------------------------------------------------------ not shown to be this patient's: 412
+# (audit of 2026-12-05: only a plain "Patient/<other id>" was caught; these were triaged as the context patient)
+
+UNCHECKABLE_SUBJECTS = [
+    ({"identifier": {"system": "urn:mrn", "value": "victim-99"}}, "subject is not a reference to a Patient by id"),
+    ({"reference": "https://other-hospital.example/fhir/Patient/mscc-2"},
+     "subject is not a reference to a Patient on the call's FHIR server"),
+    ({"reference": "Group/mscc-2"}, "subject is not a reference to a Patient on the call's FHIR server"),
+    ({"reference": {"x": 1}}, "subject is not a reference to a Patient by id"),
+    ({"reference": "#p1"}, "subject is not a reference to a Patient on the call's FHIR server"),
+    ({"reference": "patient/mscc-2"}, "subject is not a reference to a Patient on the call's FHIR server"),
+    (None, "Condition has no subject"),
+]
+
+
+@pytest.mark.parametrize("subject, reason", UNCHECKABLE_SUBJECTS)
+def test_a_condition_not_shown_to_be_this_patients_is_set_aside_never_triaged(client, subject, reason):
+    body = request("breast-bone-mets-weakness")
+    condition = body["prefetch"]["conditions"]["entry"][1]["resource"]
+    assert condition["subject"] == {"reference": "Patient/mscc-2"}
+    if subject is None:
+        del condition["subject"]
+    else:
+        condition["subject"] = subject
+    problem = never_a_card(client.post(SERVICE, json=body))
+    assert problem["setAside"] == [{"source": "prefetch.conditions", "resourceType": "Condition", "count": 1,
+                                    "reason": reason}]
+    nothing_of(json.dumps(problem), "victim-99", "other-hospital")
+
+
+def test_a_patient_without_an_id_is_set_aside(client):
+    body = request("breast-bone-mets-weakness")
+    del body["prefetch"]["patient"]["id"]
+    problem = never_a_card(client.post(SERVICE, json=body))
+    assert problem["setAside"] == [{"source": "prefetch.patient", "resourceType": "Patient", "count": 1,
+                                    "reason": "a Patient without an id"}]
+
+
+@pytest.mark.parametrize("reference", ["Patient/mscc-2", "Patient/mscc-2/_history/3", "{server}/Patient/mscc-2",
+                                       "{server}/Patient/mscc-2/_history/1"])
+def test_references_to_this_patient_relative_or_on_the_calls_server_are_read(client, fhir, reference):
+    body = request("breast-bone-mets-weakness")
+    body["fhirServer"] = fhir.base("open")
+    for entry in body["prefetch"]["conditions"]["entry"]:
+        entry["resource"]["subject"] = {"reference": reference.format(server=fhir.base("open") + "/")}
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["cards"][0]["indicator"] == "critical"
+
+
+def test_an_absolute_reference_without_a_fhir_server_to_check_it_against_is_set_aside(client, fhir):
+    body = request("breast-bone-mets-weakness")
+    body["prefetch"]["conditions"]["entry"][0]["resource"]["subject"] = {"reference": fhir.base("open") + "/Patient/mscc-2"}
+    body.pop("fhirServer", None)
+    problem = never_a_card(client.post(SERVICE, json=body))
+    assert problem["setAside"][0]["reason"] == "subject is not a reference to a Patient on the call's FHIR server"
+
+
+def test_a_resource_the_triage_does_not_read_keeps_the_old_check_only(client):
+    """An Encounter (read by nobody) with a Group subject is left alone; one naming another Patient is not."""
+    body = request("breast-bone-mets-weakness")
+    body["prefetch"]["encounter"] = {"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Group/ward-4"}}
+    assert client.post(SERVICE, json=body).status_code == 200
+    body = request("breast-bone-mets-weakness")
+    body["prefetch"]["encounter"] = {"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/other"}}
+    never_a_card(client.post(SERVICE, json=body))

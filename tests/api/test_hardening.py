@@ -55,15 +55,16 @@ def test_nesting_just_over_the_limit_is_a_400_and_under_it_is_validated(client):
 
 
 ENTRY_OF = {"resourceType": "Bundle", "type": "searchset"}
+P1 = {"reference": "Patient/p1"}   # every Condition and Observation names its patient (else: set aside, 412)
 
 
 @pytest.mark.parametrize("change", [
     {"conditions": dict(ENTRY_OF, entry=5)},
     {"observations": dict(ENTRY_OF, entry={"resource": {}})},
-    {"conditions": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Condition", "code": {"coding": 5}}}])},
-    {"conditions": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Condition",
+    {"conditions": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Condition", "subject": P1, "code": {"coding": 5}}}])},
+    {"conditions": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Condition", "subject": P1,
                                                         "clinicalStatus": {"coding": "active"}}}])},
-    {"observations": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Observation", "code": {"coding": 5}}}])},
+    {"observations": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Observation", "subject": P1, "code": {"coding": 5}}}])},
 ])
 def test_malformed_fhir_is_a_400_naming_it(client, change):
     body = assert_problem(client.post(SERVICE, json=cds_body(**change)), 400)
@@ -73,7 +74,7 @@ def test_malformed_fhir_is_a_400_naming_it(client, change):
 @pytest.mark.parametrize("coding", [[5], [{"system": ["x"], "code": "1"}], [{"system": {}, "code": {}}],
                                     [{"system": "http://snomed.info/sct", "code": ["399068003"]}]])
 def test_odd_codings_map_nothing(client, coding):
-    change = {"conditions": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Condition", "code": {"coding": coding}}}])}
+    change = {"conditions": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Condition", "subject": P1, "code": {"coding": coding}}}])}
     assert client.post(SERVICE, json=cds_body(**change)).status_code == 200
 
 
