@@ -183,6 +183,7 @@ WHY_WORDS: dict[str, tuple[str, str]] = {
     "no_usable_value": ("no usable value", "pas de valeur utilisable"),
     "outside_limits": ("{number} is outside the limits the triage accepts",
                        "{number} est hors des limites admises par le triage"),
+    "conflicting_values": ("{numbers} recorded at the same time", "{numbers} enregistrés au même moment"),
     "no_start": ("no start date, so neither this episode nor long-term",
                  "pas de date de début : ni cet épisode ni au long cours"),
     "future_start": ("its start date is in the future", "sa date de début est dans le futur"),
@@ -447,6 +448,8 @@ def _why_words(entry: Mapped, words: CardWords) -> str:
             params["status"] = STATUS_WORDS.get(params["status"], (params["status"],) * 2)[1 if words.fr else 0]
         if "celsius" in params:
             params["celsius"] = words.number(str(params["celsius"]))
+        if "numbers" in params:
+            params["numbers"] = " / ".join(words.number(n) for n in str(params["numbers"]).split(" / "))
         return escape(WHY_WORDS[entry.why][1 if words.fr else 0].format(**params))
     if entry.why:
         return escape(entry.reason)

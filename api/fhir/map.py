@@ -90,6 +90,7 @@ WHY: dict[str, str] = {
     "unit_not_converted": "unit {unit!r} not converted",
     "no_usable_value": "no usable value",
     "outside_limits": "{number} outside the case's limits",
+    "conflicting_values": "{numbers} recorded at the same time",
     "no_start": "no start date (authoredOn / effective start), so neither this episode nor long-term",
     "future_start": "its start date is in the future",
     "long_term": "started {ago} days ago, more than {days}: long-term",
@@ -241,6 +242,9 @@ def _display(concept: Any, family: str, code: str) -> str:
 
 
 def _status(concept: Any) -> Optional[str]:
+    if concept is not None and not isinstance(concept, dict):   # e.g. "refuted": never read as no status at all
+        raise bad_prefetch("A status (clinicalStatus, verificationStatus) must be a CodeableConcept, an object "
+                           "with a 'coding' array, not a plain value.")
     for coding in _coding_list(concept):
         if isinstance(coding, dict) and isinstance(coding.get("code"), str) and coding["code"]:
             return coding["code"]
@@ -364,6 +368,7 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
     seen: dict[str, list[Evidence]] = {}
     refused: list[Mapped] = []
     latest: dict[str, tuple[Optional[dt.datetime], float, str, Evidence]] = {}
+    clashing: dict[str, set[float]] = {}   # labs with different values at their latest time
     fever_at: Optional[float] = None
     for obs in record.of("Observation"):
         if obs.get("status") in ("cancelled", "entered-in-error"):
@@ -401,7 +406,11 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
             else:
                 when = _when(obs)
                 held = latest.get(path)
-                if held is None or (when is not None and (held[0] is None or when > held[0])):
+                if held is not None and when == held[0] and number != held[1]:
+                    # two values for the same time (or both undated): neither is taken, the card says why
+                    clashing.setdefault(path, {held[1]}).add(number)
+                elif held is None or (when is not None and (held[0] is None or when > held[0])):
+                    clashing.pop(path, None)
                     quantity = obs["valueQuantity"]
                     said = f"{quantity.get('value')} {quantity.get('code') or quantity.get('unit')}"
                     latest[path] = (when, number, f"Observation {codes[0][1]}: {said}",
@@ -416,6 +425,13 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
         set_path(case, path, value)
         mapped.append(Mapped(path, value, f"{path} = {'present' if value else 'absent'} (Observation)",
                              tuple(seen.get(path, ()))))
+    for path, numbers in clashing.items():
+        _, _, _, evidence = latest.pop(path)
+        said = " / ".join(plain_number(n) for n in sorted(numbers))
+        params = (("numbers", said),)
+        refused.insert(0, Mapped(path, None, f"{path} left unknown ({WHY['conflicting_values'].format(numbers=said)})",
+                                 (Evidence("Observation", evidence.system, evidence.code, evidence.display),),
+                                 "conflicting_values", params))
     for path, (_, number, source, evidence) in latest.items():
         set_path(case, path, number)
         mapped.append(Mapped(path, number, f"{path} = {plain_number(number)} ({source})", (evidence,)))

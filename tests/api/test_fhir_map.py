@@ -243,3 +243,20 @@ def test_a_field_whose_unmapped_entry_is_deleted_is_named():
         trimmed = copy.deepcopy(data)
         trimmed["unmapped"] = [e for e in data["unmapped"] if e["field"] != entry["field"]]
         assert neither_mapped_nor_unmapped(CodeMap(trimmed)) == sorted(NOT_YET_LISTED | {entry["field"]})
+
+
+def test_two_values_of_a_lab_at_the_same_time_leave_it_unknown_and_say_why():
+    """Audit of 5 December: calcium 2.4 and 3.7 at the same time showed 2.4 and hid the 3.7."""
+    for order in ((2.4, 3.7), (3.7, 2.4)):
+        case, lines = case_of(*[quantity_obs("29265-6", v, "mmol/L") for v in order])
+        assert "corrected_calcium_mmol_l" not in case.get("labs", {}), case
+        assert "labs.corrected_calcium_mmol_l left unknown (2.4 / 3.7 recorded at the same time)" in lines
+    # the same value twice is one value; a later time settles it; an earlier one does not
+    assert case_of(*[quantity_obs("29265-6", 3.7, "mmol/L")] * 2)[0]["labs"]["corrected_calcium_mmol_l"] == 3.7
+    later = quantity_obs("29265-6", 2.5, "mmol/L", when="2026-11-28T09:00:00Z")
+    earlier = quantity_obs("29265-6", 2.5, "mmol/L", when="2026-11-28T07:00:00Z")
+    pair = [quantity_obs("29265-6", v, "mmol/L") for v in (2.4, 3.7)]
+    assert case_of(*pair, later)[0]["labs"]["corrected_calcium_mmol_l"] == 2.5
+    assert case_of(later, *pair)[0]["labs"]["corrected_calcium_mmol_l"] == 2.5
+    assert "corrected_calcium_mmol_l" not in case_of(earlier, *pair)[0].get("labs", {})
+

@@ -71,6 +71,17 @@ def test_malformed_fhir_is_a_400_naming_it(client, change):
     assert body["title"] == "Bad prefetch"
 
 
+@pytest.mark.parametrize("status", ["clinicalStatus", "verificationStatus"])
+@pytest.mark.parametrize("value", ["refuted", "active", 5, ["refuted"]])
+def test_a_status_that_is_not_a_codeable_concept_is_a_400_never_read_as_no_status(client, status, value):
+    """Audit of 5 December: verificationStatus "refuted" (a string) was read as no status: a confirmed cancer."""
+    change = {"conditions": dict(ENTRY_OF, entry=[{"resource": {"resourceType": "Condition", "subject": P1, status: value,
+                                                                "code": {"coding": [{"system": "http://snomed.info/sct",
+                                                                                     "code": "399068003"}]}}}])}
+    body = assert_problem(client.post(SERVICE, json=cds_body(**change)), 400)
+    assert body["title"] == "Bad prefetch" and "CodeableConcept" in body["detail"]
+
+
 @pytest.mark.parametrize("coding", [[5], [{"system": ["x"], "code": "1"}], [{"system": {}, "code": {}}],
                                     [{"system": "http://snomed.info/sct", "code": ["399068003"]}]])
 def test_odd_codings_map_nothing(client, coding):
