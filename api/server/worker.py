@@ -35,6 +35,7 @@ import errno
 import json
 import selectors
 import socket
+import threading
 import time
 from functools import partial
 from typing import Any, Optional
@@ -175,11 +176,41 @@ class _Captured:
         self.data += data
 
 
+class _RequestBlindLog:
+    """gunicorn's logger, without the request's own bytes: gunicorn's "Invalid request" warning quotes the
+    request line or a header, and its "Error handling request" the URI, so a name or a record number typed
+    into a URL would reach the log. They name the kind of error instead (the guide: no patient identifiers
+    in logs). Everything else goes to gunicorn's logger as it is."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+        self._local = threading.local()
+
+    def about(self, exc: Optional[BaseException]) -> None:
+        self._local.exc = exc     # the error this thread is reporting (handle_error runs in many threads)
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(msg, str) and msg.startswith("Invalid request from ip="):
+            head, _, _ = msg.partition(": ")     # "Invalid request from ip=<address>" (no ": " in an address)
+            msg = f"{head}: {type(getattr(self._local, 'exc', None)).__name__} (the request's text is not logged)"
+            args = ()
+        self._log.warning(msg, *args, **kwargs)
+
+    def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(msg, str) and msg.startswith("Error handling request"):
+            msg, args = "Error handling request (its URI is not logged)", ()
+        self._log.exception(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+
 class BufferingWorker(ThreadWorker):
     """gthread, but a connection gets a thread only once its request is complete in memory."""
 
     def init_process(self) -> None:
         settings = load_settings()           # read once, in the worker, at its start
+        self.log = _RequestBlindLog(self.log)
         self.read_timeout = float(settings.request_read_timeout)
         self.max_body = int(settings.max_body_bytes)
         self.buffering: dict[TConn, tuple[float, RequestBuffer]] = {}
@@ -429,7 +460,14 @@ class BufferingWorker(ThreadWorker):
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's status and log line, but a problem document instead of its HTML page."""
         captured = _Captured()
-        super().handle_error(req, captured, addr, exc)
+        blind = self.log if isinstance(self.log, _RequestBlindLog) else None
+        if blind is not None:
+            blind.about(exc)
+        try:
+            super().handle_error(req, captured, addr, exc)
+        finally:
+            if blind is not None:
+                blind.about(None)
         status_line = captured.data.split(b"\r\n", 1)[0].decode("latin-1")
         parts = status_line.split(" ", 2)
         if len(parts) < 3 or not parts[1].isdigit():

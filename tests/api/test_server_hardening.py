@@ -127,6 +127,22 @@ def test_an_oversized_token_gets_a_431_problem_not_html(small_server):
     assert json.loads(body)["status"] == 431 and b"<html" not in answer
 
 
+def test_a_malformed_request_line_is_logged_without_its_text(small_server):
+    """Audit of 5 December: gunicorn's "Invalid request" warning quoted the request line, so a name or a
+    record number typed into a URL reached the log. The warning now names the kind of error only."""
+    proc, url = small_server
+    for data in (b"GET /?patient=John Smith MRN-998877 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: x\r\nX-Patient MRN-554433: 1\r\nConnection: close\r\n\r\n"):
+        assert raw_exchange(port_of(url), data).startswith(b"HTTP/1.1 400 ")
+    time.sleep(0.3)
+    log = server_log(proc)
+    warnings = [line for line in log.splitlines() if "Invalid request from ip=" in line]
+    assert len(warnings) >= 2, log
+    assert all("(the request's text is not logged)" in line for line in warnings), warnings
+    assert "MRN-998877" not in log and "Smith" not in log and "MRN-554433" not in log
+    assert post_case(url) == 200    # the worker goes on
+
+
 def test_security_headers_and_app_error_logs_with_time_and_pid(small_server, tmp_path):
     proc, url = small_server
     with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
