@@ -98,6 +98,20 @@ def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+MAX_INT_DIGITS = 4000   # read, then refused by the case's bounds naming the field; past it, a 400 in our words
+
+
+def _whole_number(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    words = f"a whole number of {digits} digits (at most {MAX_INT_DIGITS} are read)"
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(words)
+    try:
+        return int(text)
+    except ValueError:   # Python's own limit set lower than ours (PYTHONINTMAXSTRDIGITS): still our words
+        raise ValueError(words) from None
+
+
 def read_json_body() -> Any:
     """The request body as JSON: 415 unless JSON, 413 over the limit, 400 unless well-formed."""
     mimetype = request.mimetype or ""
@@ -106,7 +120,8 @@ def read_json_body() -> Any:
                          f"Send the case as application/json, not {mimetype or 'no content type'}.")
     raw = read_body()
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates,
+                          parse_int=_whole_number)
     except UnicodeDecodeError:
         raise ApiProblem(400, "Malformed JSON", "The body is not UTF-8 text.") from None
     except RecursionError:

@@ -90,7 +90,7 @@ def verify_jwt() -> Optional[dict[str, Any]]:
                             "(and MSCC_PUBLIC_BASE_URL), or start it with 'triage serve "
                             "--allow-unauthenticated-cds' for development.")
     auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer "):
+    if auth[:len("Bearer ")].lower() != "bearer ":   # the scheme is case-insensitive (RFC 9110 11.1)
         raise _unauthorized("A CDS Hooks call must carry 'Authorization: Bearer <JWT>'.")
     token = auth[len("Bearer "):].strip()
     try:

@@ -240,6 +240,14 @@ def test_valid_jwt_is_accepted(secured, keys):
     assert call(secured, token(keys[0])).status_code == 200
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+def test_the_bearer_scheme_is_case_insensitive(secured, keys, scheme):
+    """RFC 9110 11.1: the scheme is case-insensitive (audit of 5 December: 'bearer <JWT>' was a 401)."""
+    response = secured.post(SERVICE, json=request_body(), headers={"Authorization": f"{scheme} {token(keys[0])}"})
+    assert response.status_code == 200
+    assert secured.post(SERVICE, json=request_body(), headers={"Authorization": f"Basic {token(keys[0])}"}).status_code == 401
+
+
 def test_missing_jwt_is_401(secured):
     response = call(secured)
     assert response.status_code == 401 and response.mimetype == "application/problem+json"

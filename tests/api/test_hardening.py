@@ -43,6 +43,19 @@ def assert_problem(response, status: int) -> dict:
 
 # ------------------------------------------------------------------------------ item 4: malformed input
 
+@pytest.mark.parametrize("digits", [4001, 5000, 60_000])
+def test_a_whole_number_of_too_many_digits_is_a_400_in_our_words(client, digits):
+    """Audit of 5 December: 5,000 digits answered with Python's own limit message (sys.set_int_max_str_digits)."""
+    for sign in ("", "-"):
+        body = assert_problem(client.post("/v1/triage", data='{"patient": {"age_years": %s%s}}' % (sign, "9" * digits),
+                                          content_type="application/json"), 400)
+        assert f"a whole number of {digits} digits (at most 4000 are read)" in body["detail"]
+        assert "sys." not in body["detail"] and "4300" not in body["detail"]
+    # 4,000 digits are read, and refused by the case's own bound, naming the field
+    assert client.post("/v1/triage", data='{"patient": {"age_years": %s}}' % ("9" * 4000),
+                       content_type="application/json").status_code == 422
+
+
 def test_10000_level_nesting_is_a_400(client):
     for data in (b"[" * 10_000 + b"]" * 10_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000):
         body = assert_problem(client.post("/v1/triage", data=data, content_type="application/json"), 400)
