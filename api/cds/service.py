@@ -220,14 +220,18 @@ def service() -> Response:
             or not _utf8(body["hookInstance"]) or len(body["hookInstance"]) > 200:
         raise ApiProblem(400, "Bad request", "A CDS Hooks request for patient-view with a hookInstance (a string of "
                                              "at most 200 characters) is expected.")
+    context = body.get("context")
+    if not isinstance(context, dict) or not isinstance(context.get("patientId"), str) or not context["patientId"]:
+        # patient-view's context.patientId is required (CDS Hooks): without it no record is this patient's
+        raise ApiProblem(400, "Bad request", "context.patientId is required: the id (a non-empty string) of the "
+                                             "patient in view; nothing was read or triaged without it.")
     record = gather(body, current_app.extensions[FETCH])
     codemap = current_app.extensions.get("mscc_codemap") or default_codemap()
     case, mapped = case_from_record(record, codemap, dt.datetime.now(dt.timezone.utc))
     rs = ruleset_of(current_app)
     valid = validate_case(case)   # once: the evaluation and the record share it
     result = rs.evaluate(valid)
-    context = body.get("context") if isinstance(body.get("context"), dict) else {}
-    patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
+    patient_id = context["patientId"]
     words = _card_words(rs)
     if findings(case):
         card = cards.card_for(result, rs, mapped, public_root(), record, patient_id,

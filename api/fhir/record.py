@@ -12,7 +12,8 @@ integration error of the caller (HealthChain's
 sandbox, for one, invents a random patient id): the call answers 412 naming how many resources of
 which type were set aside and why, never a card (a card from another patient's record, or from what
 is left of this one, could wrongly reassure). Nothing about the other patient (ids, names, values)
-is echoed or logged. Without a ``context.patientId``, every resource naming a patient is set aside.
+is echoed or logged. A call without a ``context.patientId`` is a 400 before anything is read
+(api/cds/service.py).
 
 What is still missing is fetched from ``fhirServer`` (see :mod:`.fetch`), when the server is on
 the allow-list. A required template (patient, conditions, observations) that cannot be had answers

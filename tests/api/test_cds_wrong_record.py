@@ -154,12 +154,15 @@ def test_a_fhir_server_that_answers_for_another_patient_is_a_412(client, fhir, c
     nothing_of(caplog.text, *OTHER_RECORD)
 
 
-def test_without_a_context_patient_id_no_resource_naming_a_patient_is_used(client):
+@pytest.mark.parametrize("context", [None, [], {}, {"patientId": None}, {"patientId": ""}, {"patientId": 5}])
+def test_without_a_context_patient_id_the_call_is_a_400_naming_it_and_nothing_is_read(client, fhir, context):
     body = request("breast-bone-mets-weakness")
-    del body["context"]["patientId"]
-    problem = never_a_card(client.post(SERVICE, json=body))
-    assert "no context.patientId" in problem["detail"]
-    assert sum(s["count"] for s in problem["setAside"]) == 8
+    body["fhirServer"] = fhir.base("open")
+    body["context"] = context
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 400 and response.mimetype == "application/problem+json"
+    assert "context.patientId is required" in response.get_json()["detail"] and "cards" not in response.get_json()
+    assert fhir.requests == []
 
 
 def test_nothing_is_recorded_or_remembered_for_a_refused_call(app, client):

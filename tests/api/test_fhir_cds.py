@@ -190,7 +190,10 @@ def test_observations_that_cannot_be_fetched_from_a_given_server_are_a_412(clien
 @pytest.mark.parametrize("patient", ["..", "a/b", "x?y=1", "", "é"])
 def test_a_patient_id_that_is_not_a_fhir_id_is_never_put_in_a_url(client, fhir, patient):
     response = client.post(SERVICE, json=call(fhir, patient=patient))
-    assert response.status_code == 412 and response.get_json()["type"] == "urn:mscc-triage:problem:fhir-cannot-fetch"
+    if patient == "":   # no patient at all: a 400 naming context.patientId
+        assert response.status_code == 400 and "context.patientId is required" in response.get_json()["detail"]
+    else:
+        assert response.status_code == 412 and response.get_json()["type"] == "urn:mscc-triage:problem:fhir-cannot-fetch"
     assert fhir.requests == []
 
 
