@@ -183,6 +183,7 @@ WHY_WORDS: dict[str, tuple[str, str]] = {
     "no_usable_value": ("no usable value", "pas de valeur utilisable"),
     "outside_limits": ("{number} is outside the limits the triage accepts",
                        "{number} est hors des limites admises par le triage"),
+    "units_disagree": ("unit “{unit}” and code “{code}” disagree", "unité « {unit} » et code « {code} » en désaccord"),
     "conflicting_values": ("{numbers} recorded at the same time", "{numbers} enregistrés au même moment"),
     "no_start": ("no start date, so neither this episode nor long-term",
                  "pas de date de début : ni cet épisode ni au long cours"),

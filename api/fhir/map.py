@@ -91,6 +91,7 @@ WHY: dict[str, str] = {
     "no_usable_value": "no usable value",
     "outside_limits": "{number} outside the case's limits",
     "conflicting_values": "{numbers} recorded at the same time",
+    "units_disagree": "unit {unit!r} and UCUM code {code!r} disagree",
     "no_start": "no start date (authoredOn / effective start), so neither this episode nor long-term",
     "future_start": "its start date is in the future",
     "long_term": "started {ago} days ago, more than {days}: long-term",
@@ -396,7 +397,10 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
             if number is None or spec.minimum is None or spec.maximum is None or not spec.minimum <= number <= spec.maximum:
                 quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
                 unit = quantity.get("code") or quantity.get("unit")
-                why, params = (("unit_not_converted", (("unit", str(unit)[:20]),))
+                why, params = (("units_disagree", (("unit", str(quantity.get("unit"))[:20]),
+                                                   ("code", str(quantity.get("code"))[:20])))
+                               if number is None and units.units_disagree(quantity, kind)
+                               else ("unit_not_converted", (("unit", str(unit)[:20]),))
                                if number is None and units.unit_known(quantity, kind) is False
                                else ("no_usable_value", ()) if number is None
                                else ("outside_limits", (("number", plain_number(number)),)))

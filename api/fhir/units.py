@@ -43,14 +43,29 @@ CONVERSIONS: dict[str, dict[str, Callable[[float], float]]] = {
 }
 
 
-def _converter(quantity: dict[str, Any], table: dict[str, Callable[[float], float]]) -> Optional[Callable[[float], float]]:
-    converter = None
+def _both(quantity: dict[str, Any], table: dict[str, Callable[[float], float]]
+          ) -> tuple[Optional[Callable[[float], float]], Optional[Callable[[float], float]]]:
+    """The conversions the UCUM code and the unit text each name (None: it names none)."""
     code, system, unit = quantity.get("code"), quantity.get("system"), quantity.get("unit")
-    if isinstance(code, str) and system == UCUM:
-        converter = table.get(code)
-    if converter is None and isinstance(unit, str):
-        converter = table.get(unit) or table.get(unit.strip().lower())
-    return converter
+    by_code = table.get(code) if isinstance(code, str) and system == UCUM else None
+    by_text = (table.get(unit) or table.get(unit.strip().lower())) if isinstance(unit, str) else None
+    return by_code, by_text
+
+
+def units_disagree(quantity: Any, kind: str) -> bool:
+    """Whether the Quantity's UCUM code and its unit text name different units of ``kind`` (3.6 "mg/dL"
+    coded "mmol/L"): which one the value is in cannot be told, so it is not used."""
+    if not isinstance(quantity, dict):
+        return False
+    by_code, by_text = _both(quantity, CONVERSIONS[kind])
+    return by_code is not None and by_text is not None and not math.isclose(by_code(1.0), by_text(1.0))
+
+
+def _converter(quantity: dict[str, Any], table: dict[str, Callable[[float], float]]) -> Optional[Callable[[float], float]]:
+    by_code, by_text = _both(quantity, table)
+    if by_code is not None and by_text is not None and not math.isclose(by_code(1.0), by_text(1.0)):
+        return None   # the code and the text disagree: neither is taken
+    return by_code or by_text
 
 
 def unit_known(quantity: Any, kind: str) -> Optional[bool]:

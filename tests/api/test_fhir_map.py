@@ -260,3 +260,18 @@ def test_two_values_of_a_lab_at_the_same_time_leave_it_unknown_and_say_why():
     assert case_of(later, *pair)[0]["labs"]["corrected_calcium_mmol_l"] == 2.5
     assert "corrected_calcium_mmol_l" not in case_of(earlier, *pair)[0].get("labs", {})
 
+
+
+def test_a_unit_text_and_code_that_disagree_leave_the_lab_unknown_and_say_why():
+    """Audit of 5 December: 3.6 with unit "mg/dL" and code "mmol/L" was read as 3.6 mmol/L (the code won)."""
+    obs = quantity_obs("29265-6", 3.6, "mmol/L")
+    obs["valueQuantity"]["unit"] = "mg/dL"
+    case, lines = case_of(obs)
+    assert "corrected_calcium_mmol_l" not in case.get("labs", {})
+    assert "labs.corrected_calcium_mmol_l left unknown (Observation 29265-6: unit 'mg/dL' and UCUM code 'mmol/L' disagree)" in lines
+    agree = quantity_obs("29265-6", 3.6, "mmol/L")
+    agree["valueQuantity"]["unit"] = "mmol/l"            # the same unit, written otherwise
+    assert case_of(agree)[0]["labs"]["corrected_calcium_mmol_l"] == 3.6
+    words = quantity_obs("29265-6", 3.6, "mmol/L")
+    words["valueQuantity"]["unit"] = "millimoles per litre"   # a text no table names: the code decides
+    assert case_of(words)[0]["labs"]["corrected_calcium_mmol_l"] == 3.6
