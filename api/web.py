@@ -159,6 +159,7 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     record_failed = False
     triaged = request.method == "POST" and ("_switch" not in request.form or "_triaged" in request.form)
     prefilled = False
+    prefill_lost = False
     if request.method == "POST":
         values = {k: v for k, v in request.form.items() if k in FIELDS}
     elif request.args.get("from"):
@@ -167,6 +168,8 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
         answers = prefilled_answers(current_app, request.args["from"])
         if answers is not None:
             values, prefilled = form_values(answers), True
+        else:   # an expired or unknown link: say so, never a blank form that looks like the record's
+            prefill_lost = True
     if triaged:
         case, form_errors = case_from_form(request.form)
         for path, code in form_errors.items():
@@ -208,7 +211,7 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     note = Markup(render_template("triage_note.html", **context).strip() + "\n") if result and not context["not_enough"] else ""
     return render_template(
         "triage_form.html", **context, field_errors=field_errors, general_errors=general_errors,
-        engine_failed=engine_failed, record_failed=record_failed, triaged=triaged, note=note, prefilled=prefilled,
+        engine_failed=engine_failed, record_failed=record_failed, triaged=triaged, note=note, prefilled=prefilled, prefill_lost=prefill_lost,
         other_lang_url="/fr/" if lang == "en" else "/", self_url="/" if lang == "en" else "/fr/",
     ), status
 

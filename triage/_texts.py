@@ -63,7 +63,7 @@ PAGE_WORDS = (
     "errors_title", "disclaimer", "print", "engine_error_title", "engine_error_body", "engine_error_retry",
     "error_title", "error_body", "back_to_form",
     "so_far", "ask_first_raise", "ask_first_flags", "critical_flags", "other_flags", "note_title", "copy", "copied",
-    "copy_failed", "findings_given", "none_given", "triaged_at", "prefilled", "record_error_title", "withheld", "release",
+    "copy_failed", "findings_given", "none_given", "triaged_at", "prefilled", "prefill_lost", "record_error_title", "withheld", "release",
     "not_enough", "not_enough_body", "ask_first", "then", "sources", "not_assessed_list",
     "new_case_title", "new_case_body", "new_case_nothing", "new_case_keep", "new_case_confirm",
 )

@@ -91,6 +91,11 @@ def test_an_expired_form_link_opens_an_empty_form(client, monkeypatch):
     assert cds_module.prefilled_answers(client.application, path.split("?from=", 1)[1]) is None
     fr = client.get(path.replace("/?from=", "/fr/?from=")).get_data(as_text=True)
     assert 'id="prefilled"' not in fr
+    # the page says the record's answers were not loaded (audit of 5 December: a blank form, no word)
+    assert 'id="prefill-lost"' in page and "has expired or is unknown: nothing was filled in" in page
+    assert 'id="prefill-lost"' in fr and "a expiré ou est inconnu" in fr
+    assert 'id="prefill-lost"' in client.get("/?from=bogus").get_data(as_text=True)
+    assert 'id="prefill-lost"' not in client.get("/").get_data(as_text=True)   # no link: no word about one
 
 
 def test_expired_answers_are_deleted_when_the_next_card_is_made(app, client, monkeypatch):
