@@ -184,6 +184,8 @@ WHY_WORDS: dict[str, tuple[str, str]] = {
     "outside_limits": ("{number} is outside the limits the triage accepts",
                        "{number} est hors des limites admises par le triage"),
     "units_disagree": ("unit “{unit}” and code “{code}” disagree", "unité « {unit} » et code « {code} » en désaccord"),
+    "birth_date_unusable": ("no age of 0 to 120 years can be read from it",
+                            "aucun âge de 0 à 120 ans ne peut en être déduit"),
     "conflicting_values": ("{numbers} recorded at the same time", "{numbers} enregistrés au même moment"),
     "no_start": ("no start date, so neither this episode nor long-term",
                  "pas de date de début : ni cet épisode ni au long cours"),

@@ -91,6 +91,7 @@ WHY: dict[str, str] = {
     "no_usable_value": "no usable value",
     "outside_limits": "{number} outside the case's limits",
     "conflicting_values": "{numbers} recorded at the same time",
+    "birth_date_unusable": "not a date of birth from which an age of 0 to 120 years can be read",
     "units_disagree": "unit {unit!r} and UCUM code {code!r} disagree",
     "no_start": "no start date (authoredOn / effective start), so neither this episode nor long-term",
     "future_start": "its start date is in the future",
@@ -318,6 +319,9 @@ def _when(obs: dict[str, Any], issued: bool = True) -> Optional[dt.datetime]:
 def _patient(record: Record, case: dict[str, Any], mapped: list[Mapped], today: dt.date) -> None:
     for patient in record.of("Patient")[:1]:
         age = _age(patient.get("birthDate"), today)
+        if age is None and patient.get("birthDate") is not None:   # given, but no age can be read from it
+            mapped.append(Mapped("patient.age_years", None, "patient.age_years left unknown (Patient.birthDate: "
+                                 f"{WHY['birth_date_unusable']})", (Evidence("Patient"),), "birth_date_unusable"))
         if age is not None:
             set_path(case, "patient.age_years", age)
             mapped.append(Mapped("patient.age_years", age, f"age {age} years (Patient.birthDate)",
