@@ -46,6 +46,7 @@ from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 
 from triage.settings import load_settings
 
+from .. import SECURITY_HEADERS
 from ..limits import MAX_HEAD_BYTES, max_body_bytes
 LINGER_SECONDS = 2.0          # a refused connection: how long its unread bytes are discarded
 LINGER_BYTES = 1024 * 1024    # ... and how many at most, before the socket is closed anyway
@@ -157,9 +158,10 @@ class RequestBuffer:
 def problem_bytes(status: int, reason: str, detail: str) -> bytes:
     """A complete HTTP/1.1 response carrying a problem document; the connection is closed after it."""
     body = json.dumps({"type": "about:blank", "title": reason, "status": status, "detail": detail}).encode()
+    # the same security headers as every answer of the app (README: "every answer carries ...")
+    security = "".join(f"{name}: {value}\r\n" for name, value in SECURITY_HEADERS.items())
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: {PROBLEM}\r\n"
-            f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\n"
-            f"Cache-Control: no-store\r\n\r\n")
+            f"Content-Length: {len(body)}\r\n{security}Cache-Control: no-store\r\n\r\n")
     return head.encode("latin-1") + body
 
 

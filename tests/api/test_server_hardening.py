@@ -124,6 +124,10 @@ def test_an_oversized_token_gets_a_431_problem_not_html(small_server):
                           + b"a" * 9000 + b"\r\nContent-Length: 0\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 ") and b"application/problem+json" in head
+    # answered by the worker before the app, with the app's security headers all the same (audit of 5 December)
+    for header in (b"Content-Security-Policy: default-src 'self'; frame-ancestors 'none'", b"Referrer-Policy: no-referrer",
+                   b"X-Content-Type-Options: nosniff", b"X-Frame-Options: DENY"):
+        assert header in head, head
     assert json.loads(body)["status"] == 431 and b"<html" not in answer
 
 
