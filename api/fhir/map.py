@@ -421,8 +421,10 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                     clashing.pop(path, None)
                     quantity = obs["valueQuantity"]
                     said = f"{quantity.get('value')} {quantity.get('code') or quantity.get('unit')}"
+                    # the card shows when the value was taken (a lab has no window: a clinician judges its age)
+                    dated = f"{said}, {when.date().isoformat()}" if when is not None else said
                     latest[path] = (when, number, f"Observation {codes[0][1]}: {said}",
-                                    Evidence("Observation", *codes[0], _display(obs.get("code"), *codes[0]), said))
+                                    Evidence("Observation", *codes[0], _display(obs.get("code"), *codes[0]), dated))
         if codemap.fever is not None and set(codes) & codemap.fever[3] and obs.get("status") in LAB_STATUSES:
             when = _when(obs, issued=False)   # a fever must be placed in time by when it was measured
             celsius = units.convert(obs.get("valueQuantity"), "temperature_celsius")

@@ -346,3 +346,15 @@ def test_openapi_documents_every_status_and_strict_integers(client):
     assert response.status_code == 422 and response.get_json()["errors"][0]["code"] == "int_type"
     response = client.post("/v1/triage", json={"patient": {"age_years": "70"}})
     assert response.status_code == 422 and response.get_json()["errors"][0]["code"] == "int_type"
+
+
+def test_a_lab_on_the_card_says_when_it_was_taken(client):
+    """Audit of 5 December: a calcium of 2020 was shown as if of today. Labs have no window (the spec sets
+    none); the card gives the date so that the clinician can judge the value's age."""
+    calcium = {"resourceType": "Observation", "subject": P1, "status": "final",
+               "code": {"coding": [{"system": "http://loinc.org", "code": "29265-6"}]},
+               "valueQuantity": {"value": 3.6, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+               "effectiveDateTime": "2020-01-01T08:00:00Z"}
+    response = client.post(SERVICE, json=cds_body(observations=dict(ENTRY_OF, entry=[{"resource": calcium}])))
+    assert response.status_code == 200
+    assert "3.6 mmol/L, 2020-01-01" in response.get_json()["cards"][0]["detail"]
