@@ -174,7 +174,14 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
         case, form_errors = case_from_form(request.form)
         for path, code in form_errors.items():
             field_errors[path] = t.messages[code][lang]
-        if not form_errors:
+        # A browser posts only the form's own fields; a script's misspelt or foreign one is named, never
+        # dropped (the JSON API refuses unknown keys the same way), and a body that is not form data too.
+        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data") \
+                and (request.content_length or request.get_data(cache=True)):
+            general_errors.append(t.messages["not_form_data"][lang])
+        for name in [k for k in request.form.keys() if k not in FIELDS and not k.startswith("_")][:5]:
+            general_errors.append(t.messages["unknown_field"][lang].format(name=name[:60]))
+        if not form_errors and not general_errors:
             try:
                 valid = triage.validate_case(case)   # once: the evaluation and the record share it
                 result = rs.evaluate(valid)

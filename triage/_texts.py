@@ -73,6 +73,8 @@ MESSAGES: dict[str, frozenset[str]] = {
     "not_a_whole_number": frozenset(),
     "ambiguous_number": frozenset(),
     "answered_twice": frozenset(),
+    "unknown_field": frozenset({"name"}),
+    "not_form_data": frozenset(),
     "out_of_range": frozenset({"op", "bound"}),
     "contradiction": frozenset({"other"}),
     "incomplete_sins": frozenset(),

@@ -652,3 +652,22 @@ def test_a_monstrous_number_is_a_field_error_never_a_500(client, field, raw):
     answer = client.post("/", data={field: raw})
     assert answer.status_code == 422, answer.status_code
     assert f'id="{field}-error"' in answer.get_data(as_text=True) or "error" in answer.get_data(as_text=True)
+
+
+def test_a_field_the_form_does_not_ask_is_named_and_nothing_is_triaged(client):
+    """Audit of 5 December: 'presentation.weaknes.present=true' (misspelt) gave 'Not enough answered yet'."""
+    for url, words in (("/", "is not a question of this form"), ("/fr/", "pas une question de ce formulaire")):
+        page = client.post(url, data={"presentation.weaknes.present": "true", "presentation.sciatica.present": "false"})
+        html = page.get_data(as_text=True)
+        assert page.status_code == 422 and words in html and "presentation.weaknes.present" in html
+        assert 'id="result"' not in html
+    # the form's own controls (_switch, _triaged) are not questions and pass
+    assert client.post("/", data={"presentation.weakness.present": "true", "_triaged": "1"}).status_code == 200
+
+
+def test_a_body_that_is_not_form_data_is_refused_with_a_word(client):
+    for headers, body in (({"Content-Type": "application/json"}, '{"presentation": {"weakness": {"present": true}}}'),
+                          ({"Content-Type": "text/plain"}, "presentation.weakness.present=true")):
+        page = client.post("/", data=body, headers=headers)
+        html = page.get_data(as_text=True)
+        assert page.status_code == 422 and "This page reads form answers" in html and 'id="result"' not in html
