@@ -52,18 +52,19 @@ def _both(quantity: dict[str, Any], table: dict[str, Callable[[float], float]]
     return by_code, by_text
 
 
+def _disagree(by_code: Optional[Callable[[float], float]], by_text: Optional[Callable[[float], float]]) -> bool:
+    return by_code is not None and by_text is not None and not math.isclose(by_code(1.0), by_text(1.0))
+
+
 def units_disagree(quantity: Any, kind: str) -> bool:
     """Whether the Quantity's UCUM code and its unit text name different units of ``kind`` (3.6 "mg/dL"
     coded "mmol/L"): which one the value is in cannot be told, so it is not used."""
-    if not isinstance(quantity, dict):
-        return False
-    by_code, by_text = _both(quantity, CONVERSIONS[kind])
-    return by_code is not None and by_text is not None and not math.isclose(by_code(1.0), by_text(1.0))
+    return isinstance(quantity, dict) and _disagree(*_both(quantity, CONVERSIONS[kind]))
 
 
 def _converter(quantity: dict[str, Any], table: dict[str, Callable[[float], float]]) -> Optional[Callable[[float], float]]:
     by_code, by_text = _both(quantity, table)
-    if by_code is not None and by_text is not None and not math.isclose(by_code(1.0), by_text(1.0)):
+    if _disagree(by_code, by_text):
         return None   # the code and the text disagree: neither is taken
     return by_code or by_text
 

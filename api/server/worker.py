@@ -462,14 +462,11 @@ class BufferingWorker(ThreadWorker):
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's status and log line, but a problem document instead of its HTML page."""
         captured = _Captured()
-        blind = self.log if isinstance(self.log, _RequestBlindLog) else None
-        if blind is not None:
-            blind.about(exc)
+        self.log.about(exc)   # init_process made self.log a _RequestBlindLog
         try:
             super().handle_error(req, captured, addr, exc)
         finally:
-            if blind is not None:
-                blind.about(None)
+            self.log.about(None)
         status_line = captured.data.split(b"\r\n", 1)[0].decode("latin-1")
         parts = status_line.split(" ", 2)
         if len(parts) < 3 or not parts[1].isdigit():
