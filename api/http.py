@@ -41,12 +41,12 @@ def triage_case() -> Response:
 
         resource = guidance_response(result, rules, cds.public_root(), request_id=written.id)
         return Response(json.dumps(resource, ensure_ascii=False), mimetype="application/fhir+json")
-    return json_response(json.dumps(dumped, ensure_ascii=False))
+    return json_response(triage.Result.json_of(dumped))   # Result.to_json's bytes
 
 
 def _wants_fhir() -> bool:
     """``Accept: application/fhir+json`` preferred over plain JSON asks for the FHIR form of the result."""
-    if "fhir" not in request.headers.get("Accept", "").lower():   # most calls: no need to parse the header
+    if "fhir" not in request.environ.get("HTTP_ACCEPT", "").lower():   # most calls: no need to parse the header
         return False   # (a wildcard gives plain JSON the same quality: never preferred)
     accept = request.accept_mimetypes
     return accept.quality("application/fhir+json") > accept.quality("application/json") \

@@ -149,16 +149,17 @@ def software_versions() -> dict[str, str]:
     return found
 
 
-def _compact(node: Any) -> Any:
-    """The case without its nulls (it validates back to the same case)."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
+def _compact(node: dict[str, Any]) -> dict[str, Any]:
+    """A dump made with ``exclude_none`` without its empty groups: the case without its nulls (it
+    validates back to the same case)."""
+    out = {}
+    for key, value in node.items():
+        if type(value) is dict:
             value = _compact(value)
-            if value is not None and value != {}:
-                out[key] = value
-        return out
-    return node
+            if not value:
+                continue
+        out[key] = value
+    return out
 
 
 def recorded_case(case: Any) -> dict[str, Any]:
@@ -167,7 +168,7 @@ def recorded_case(case: Any) -> dict[str, Any]:
     Not normalised: normalisation is part of the evaluation (replayed with it), and a rule may read
     what the sender left out (``as_sent``: unable to walk with gait not recorded), which the
     normalised case no longer shows."""
-    sent = validate_case(case).model_dump()
+    sent = validate_case(case).model_dump(exclude_none=True)   # pydantic drops the nulls, in Rust
     sent.pop("case_id", None)
     return CaseData(_compact(sent))
 

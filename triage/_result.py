@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable, Literal, Optional, Sequence, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from ._compile import Unit, settle_actions, urgency_of
@@ -107,7 +108,20 @@ class Result(_Frozen):
 
     def to_json(self, indent: int | None = None) -> str:
         """Deterministic JSON: the same case always gives the same bytes."""
-        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=indent)
+        return Result.json_of(self.model_dump(mode="json"), indent)
+
+    @staticmethod
+    def json_of(dumped: dict[str, Any], indent: int | None = None) -> str:
+        """A result's ``model_dump(mode="json")`` as :meth:`Result.to_json` writes it: compact (no spaces)
+        or indented by 2, written by orjson (about 15 times faster than ``json.dumps``, a share of every
+        HTTP answer); other indents by ``json.dumps``, in the same layout. Non-ASCII text is written as
+        UTF-8, not escaped. A result holds no float (``result_dump_is_floatless``), where the two writers
+        could differ."""
+        if indent is None:
+            return orjson.dumps(dumped).decode("utf-8")
+        if indent == 2:
+            return orjson.dumps(dumped, option=orjson.OPT_INDENT_2).decode("utf-8")
+        return json.dumps(dumped, ensure_ascii=False, indent=indent)
 
     def action_ids(self) -> list[str]:
         return [a.id for a in self.actions]
