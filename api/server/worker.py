@@ -14,7 +14,9 @@ all answered as problem details (RFC 9457) from the event loop, without a thread
   408, then the connection is closed (an idle connection that sent nothing is just closed);
 - a body over ``MAX_BODY_BYTES`` (declared by ``Content-Length`` or counted over the chunks of a
   chunked body): 413 at once, without reading the rest;
-- a header section over ``MAX_HEAD_BYTES``: 431.
+- a header section over ``MAX_HEAD_BYTES``: 431;
+- a header section with a line ending in a bare LF, or an HTTP/1.1 request without exactly one
+  ``Host`` (RFC 9112, 3.2): 400 at once (a bare LF used to wait for the read timeout).
 
 A refused connection is closed gracefully ("lingering close", RFC 9112 section 9.6): the answer is
 sent, the sending side shut, and what the client still sends is read and discarded for at most
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import selectors
 import socket
 import threading
@@ -52,8 +55,9 @@ LINGER_SECONDS = 2.0          # a refused connection: how long its unread bytes 
 LINGER_BYTES = 1024 * 1024    # ... and how many at most, before the socket is closed anyway
 PROBLEM = "application/problem+json"
 
-INCOMPLETE, COMPLETE, BODY_TOO_LARGE, HEAD_TOO_LARGE, HAND_OVER = (
-    "incomplete", "complete", "body_too_large", "head_too_large", "hand_over")
+INCOMPLETE, COMPLETE, BODY_TOO_LARGE, HEAD_TOO_LARGE, HAND_OVER, BAD_REQUEST = (
+    "incomplete", "complete", "body_too_large", "head_too_large", "hand_over", "bad_request")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 class RequestBuffer:
@@ -76,12 +80,17 @@ class RequestBuffer:
         self._chunk_pos = 0      # offset (in data) of the next chunk-size line
         self._chunk_total = 0    # body bytes counted so far
         self._in_trailers = False
+        self.problem = ""        # with BAD_REQUEST: why, in a sentence for the client
 
     def feed(self, data: bytes) -> str:
         searched_to = max(0, len(self.data) - 3)
         self.data += data
         if self.body_start is None:
             end = self.data.find(b"\r\n\r\n", searched_to)
+            if _BARE_LF.search(self.data, max(0, searched_to), end if end >= 0 else len(self.data)):
+                # never the end of a head we read: answered now, not after REQUEST_READ_TIMEOUT
+                self.problem = "A line of the request ends in a bare LF; HTTP/1.1 lines end in CRLF (RFC 9112, 2.2)."
+                return BAD_REQUEST
             if end < 0:
                 return HEAD_TOO_LARGE if len(self.data) > self.max_head else INCOMPLETE
             if end + 4 > self.max_head:
@@ -100,18 +109,26 @@ class RequestBuffer:
     def _read_head(self, head: bytes) -> Optional[str]:
         lengths: list[str] = []
         codings: list[str] = []
-        for line in head.split(b"\r\n")[1:]:
+        lines = head.split(b"\r\n")
+        hosts = 0
+        for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep:
                 return HAND_OVER
             key = name.strip().lower()
             text = value.strip().decode("latin-1")
-            if key == b"content-length":
+            if key == b"host":
+                hosts += 1
+            elif key == b"content-length":
                 lengths.append(text)
             elif key == b"transfer-encoding":
                 codings.append(text.lower())
             elif key == b"expect" and text.lower() == "100-continue":
                 self.expects_continue = True
+        if hosts > 1 or (hosts == 0 and lines[0].endswith(b" HTTP/1.1")):   # RFC 9112, 3.2: a 400
+            self.problem = ("An HTTP/1.1 request names its Host in one Host header field (RFC 9112, 3.2); "
+                            f"this one has {hosts}.")
+            return BAD_REQUEST
         if codings:
             if lengths or codings[-1].split(",")[-1].strip() != "chunked":
                 return HAND_OVER          # gunicorn refuses these
@@ -358,6 +375,9 @@ class BufferingWorker(ThreadWorker):
         if verdict == HEAD_TOO_LARGE:
             self._answer(conn, 431, "Request Header Fields Too Large",
                          f"The request's header section is larger than {buf.max_head} bytes.")
+            return True
+        if verdict == BAD_REQUEST:
+            self._answer(conn, 400, "Bad Request", buf.problem)
             return True
         # complete (or malformed: gunicorn's parser answers it); no read will block from here
         self._unwatch(conn)

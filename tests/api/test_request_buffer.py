@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mscc_triage_api.server.worker import (BODY_TOO_LARGE, COMPLETE, HAND_OVER, HEAD_TOO_LARGE, INCOMPLETE, RequestBuffer,
-                                 problem_bytes)
+from mscc_triage_api.server.worker import (BAD_REQUEST, BODY_TOO_LARGE, COMPLETE, HAND_OVER, HEAD_TOO_LARGE, INCOMPLETE,
+                                           RequestBuffer, problem_bytes)
 
 HEAD = b"POST /v1/triage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
@@ -36,6 +36,16 @@ def feed_all(parts: list[bytes], **limits) -> list[str]:
     ([HEAD + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"], [HAND_OVER]),
     ([HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"], [HAND_OVER]),
     ([HEAD + b"no colon here\r\n\r\n"], [HAND_OVER]),
+    # a bare LF ends no line of ours: refused at once, not after the read timeout (which it used to wait for)
+    ([b"GET /healthz HTTP/1.1\nHost: x\n\n"], [BAD_REQUEST]),
+    ([b"GET / HTTP/1.1\r\nHost: x\r", b"\nX: 1\n"], [INCOMPLETE, BAD_REQUEST]),
+    # ... but the body is not the head: a JSON body may hold line feeds
+    ([HEAD + b"Content-Length: 3\r\n\r\n{\n}"], [COMPLETE]),
+    # HTTP/1.1 names its Host exactly once (RFC 9112, 3.2); HTTP/1.0 need not
+    ([b"GET /healthz HTTP/1.1\r\n\r\n"], [BAD_REQUEST]),
+    ([b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"], [BAD_REQUEST]),
+    ([b"GET /healthz HTTP/1.0\r\n\r\n"], [COMPLETE]),
+    ([b"GET /healthz HTTP/1.1\r\nhOsT: x\r\n\r\n"], [COMPLETE]),
 ])
 def test_verdicts(parts, verdicts):
     assert feed_all(parts) == verdicts

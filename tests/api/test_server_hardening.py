@@ -105,6 +105,22 @@ def test_a_request_not_complete_in_time_gets_a_408_problem(small_server):
     assert 1.5 < time.monotonic() - started < 5
 
 
+def test_a_bare_lf_or_a_missing_host_is_a_400_at_once(small_server):
+    """Audit of 5 December: a request whose lines end in a bare LF waited for the 2 s read timeout and
+    got a 408; an HTTP/1.1 request without Host was answered 200 (RFC 9112, 3.2: a 400)."""
+    _, url = small_server
+    for data, why in ((b"GET /healthz HTTP/1.1\nHost: x\n\n", b"bare LF"),
+                      (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", b"Host header field")):
+        started = time.monotonic()
+        answer = raw_exchange(port_of(url), data)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ") and b"application/problem+json" in head, answer
+        assert why in body and json.loads(body)["status"] == 400
+        assert time.monotonic() - started < 1.5     # not the read timeout (2 s here)
+    answer = raw_exchange(port_of(url), b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 200 ") or answer.startswith(b"HTTP/1.1 200 "), answer
+
+
 def test_a_chunked_body_over_the_limit_is_413(small_server):
     _, url = small_server
     head = b"POST /v1/triage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
