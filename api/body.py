@@ -118,6 +118,7 @@ def read_json_body() -> Any:
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         raise ApiProblem(415, "Unsupported Media Type",
                          f"Send the case as application/json, not {mimetype or 'no content type'}.")
+    refuse_content_coding()
     raw = read_body()
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates,
@@ -131,6 +132,20 @@ def read_json_body() -> Any:
     if _too_deep(data):
         raise _too_deep_problem()
     return data
+
+
+def refuse_content_coding() -> None:
+    """415 for a body sent with a content coding (``Content-Encoding: gzip``): the server reads bodies
+    as sent, and would otherwise read compressed bytes as the JSON text (RFC 9110, 15.5.16: 415, with
+    ``Accept-Encoding`` naming the codings it reads)."""
+    codings = [c.strip().lower() for c in request.environ.get("HTTP_CONTENT_ENCODING", "").split(",")]
+    unread = [c for c in codings if c and c != "identity"]
+    if unread:
+        problem = ApiProblem(415, "Unsupported Media Type",
+                             f"The body is sent with Content-Encoding {unread[0][:40]!r}; this server reads bodies "
+                             "without a content coding: send the JSON as it is.")
+        problem.response.headers["Accept-Encoding"] = "identity"
+        raise problem
 
 
 def _too_deep_problem() -> ApiProblem:

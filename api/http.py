@@ -173,7 +173,7 @@ def openapi_document() -> dict[str, Any]:
                                 f"{MAX_JSON_DEPTH}), or a malformed request"),
         "408": problem_response("The request was not complete in time (production server)"),
         "413": problem_response(f"Body larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes, chunked or not"),
-        "415": problem_response("Not JSON (send application/json)"),
+        "415": problem_response("Not JSON (send application/json), or a body with a Content-Encoding (send it as it is)"),
         "431": problem_response("Request header fields too large (production server)"),
     }
     failures = {
@@ -239,7 +239,7 @@ Decision support for clinicians; it does not replace clinical judgement.</p>
 <a href="docs/vignette-format.md">vignettes</a> (the replayable test format).</p>
 <h2>POST /v1/triage</h2><p>A case (case-format 2.2) in, a result (result-format 2.2) out.
 Errors are problem details (<code>application/problem+json</code>): 422 lists every invalid field's path and reason;
-400 malformed JSON; 413 over {{ limit }} bytes; 415 not JSON; 503 when the engine failed on the case
+400 malformed JSON; 413 over {{ limit }} bytes; 415 not JSON, or compressed; 503 when the engine failed on the case
 (no result: triage clinically) or the CDS store cannot be written.</p>
 <pre>curl -s -X POST {{ root }}v1/triage -H 'Content-Type: application/json' \\
   -d '{"patient": {"cancer": {"history": "current"}}, "presentation": {"weakness": {"present": true}}}'</pre>

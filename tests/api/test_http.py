@@ -58,6 +58,23 @@ def test_wrong_content_type_is_415(client):
     assert response.status_code == 415 and response.mimetype == "application/problem+json"
 
 
+def test_a_compressed_body_is_415_naming_the_coding(client):
+    """Reviewer B (5 December): Content-Encoding was ignored, so gzip bytes were read as the JSON text
+    (a 400 "not UTF-8"), and a body marked gzip but sent plain was triaged as if unmarked."""
+    import gzip
+
+    for data, coding in ((gzip.compress(json.dumps(CASE).encode()), "gzip"), (json.dumps(CASE).encode(), "gzip"),
+                         (json.dumps(CASE).encode(), "identity, br")):
+        response = client.post("/v1/triage", data=data, content_type="application/json",
+                               headers={"Content-Encoding": coding})
+        assert response.status_code == 415 and response.mimetype == "application/problem+json", coding
+        assert response.headers["Accept-Encoding"] == "identity"
+        assert coding.split(", ")[-1] in response.get_json()["detail"]
+    response = client.post("/v1/triage", data=json.dumps(CASE), content_type="application/json",
+                           headers={"Content-Encoding": "identity"})
+    assert response.status_code == 200
+
+
 def test_body_over_the_limit_is_413(client, app):
     big = b'{"case_id": "' + b"x" * (app.config["MAX_CONTENT_LENGTH"] + 10) + b'"}'
     response = client.post("/v1/triage", data=big, content_type="application/json")
