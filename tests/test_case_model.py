@@ -223,3 +223,23 @@ def test_validation_does_not_change_the_callers_data():
     before = copy.deepcopy(data)
     parse_case(data)
     assert data == before
+
+
+def test_a_lone_surrogate_is_named_where_it_is():
+    """Reviewer B (5 December): a key holding a lone surrogate (JSON "\\ud800") was reported at the object
+    holding it, or at the empty path for the case itself, as "input should be a valid string"."""
+    import json
+
+    def problems(text: str) -> list[dict[str, str]]:
+        with pytest.raises(triage.CaseValidationError) as caught:
+            triage.validate_case(json.loads(text))
+        return [p.as_dict() for p in caught.value.problems]
+
+    top = problems('{"\\ud800": true}')
+    assert [(p["path"], p["code"]) for p in top] == [("\\ud800", "unknown_field")]
+    assert "lone surrogate" in top[0]["reason"]
+    inner = problems('{"patient": {"age_years": 50, "x\\udfff": 1}}')
+    assert [(p["path"], p["code"]) for p in inner] == [("patient.x\\udfff", "unknown_field")]
+    value = problems('{"patient": {"cancer": {"history": "\\ud800"}}}')
+    assert [(p["path"], p["code"]) for p in value] == [("patient.cancer.history", "string_unicode")]
+    assert value[0]["reason"] == "must be valid Unicode text (it holds a lone surrogate)"

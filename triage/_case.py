@@ -297,7 +297,28 @@ def _pydantic_problem(error: dict[str, Any], data: Any) -> Problem:
         return Problem(path, f"must be one of {expected}", "invalid_value")
     if kind == "model_type" or kind == "dict_type":
         return Problem(path, "must be an object", "invalid_type")
+    if kind == "string_unicode":   # a lone surrogate (JSON's "\ud800"): in a key, or in a value
+        node = _node_at(data, error["loc"])
+        text = error.get("input")
+        if isinstance(node, dict) and isinstance(text, str) and text in node:
+            key = ascii(text)[1:-1]   # printable, so the path can be shown and logged as it is
+            return Problem(".".join([*loc, key]), f"is not a field of case-format {CASE_FORMAT} (the key is not "
+                                                  "valid Unicode text: it holds a lone surrogate)", "unknown_field")
+        return Problem(path, "must be valid Unicode text (it holds a lone surrogate)", kind)
     return Problem(path, error["msg"][0].lower() + error["msg"][1:], kind)
+
+
+def _node_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    """What the case as sent holds at ``loc`` (None when there is nothing there)."""
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
 
 
 def _model_at(loc: list[str]) -> type[BaseModel] | None:
