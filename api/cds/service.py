@@ -357,11 +357,28 @@ def _feedback_row(index: int, item: Any) -> tuple[float, str, str, int, Optional
                     or not _utf8(reason.get("code", "")):
                 raise bad("'overrideReason.reason' must be a Coding (an object with a string 'code').")
             code = reason.get("code") or None
+            # only the reasons the cards offer: anything else would be counted as a reason nobody was given
+            if code is not None and (code not in cards.OVERRIDE_CODES
+                                     or reason.get("system", cards.OVERRIDE_SYSTEM) != cards.OVERRIDE_SYSTEM):
+                raise bad(f"'overrideReason.reason' must be one of the reasons the card offers (system "
+                          f"{cards.OVERRIDE_SYSTEM}: {', '.join(sorted(cards.OVERRIDE_CODES))}).")
         if not isinstance(override.get("userComment", ""), str):
             raise bad("'overrideReason.userComment' must be a string.")
-    if not isinstance(item.get("outcomeTimestamp", ""), str):
-        raise bad("'outcomeTimestamp' must be a string (an instant).")
+    stamp = item.get("outcomeTimestamp")
+    if stamp is not None and not _instant(stamp):
+        raise bad("'outcomeTimestamp' must be an ISO 8601 date and time (such as 2026-12-05T10:00:00Z).")
     return (time.time(), card[:64], outcome, len(accepted), code[:64] if code else None)
+
+
+def _instant(value: Any) -> bool:
+    """Whether ``value`` is an ISO 8601 date and time (CDS Hooks' ``outcomeTimestamp``)."""
+    if not isinstance(value, str) or len(value) > 40 or "T" not in value.upper():
+        return False
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 @bp.get(f"/cds-services/{SERVICE_ID}/feedback/summary")

@@ -205,6 +205,26 @@ def test_feedback_is_recorded_without_patient_data(client, app):
     assert client.post(SERVICE + "/feedback", json={"feedback": [{"outcome": "maybe"}]}).status_code == 400
 
 
+@pytest.mark.parametrize("change, named", [
+    ({"overrideReason": {"reason": {"code": "too-busy"}}}, "reasons the card offers"),
+    ({"overrideReason": {"reason": {"system": "http://other.example/reasons", "code": "already-done"}}},
+     "reasons the card offers"),
+    ({"outcomeTimestamp": "yesterday"}, "outcomeTimestamp"),
+    ({"outcomeTimestamp": "2026-11-22"}, "outcomeTimestamp"),
+    ({"outcomeTimestamp": 1764000000}, "outcomeTimestamp"),
+])
+def test_feedback_a_card_could_not_have_given_is_refused(client, app, change, named):
+    """Reviewer B (5 December): an override reason the cards never offer, or a timestamp that is no
+    instant, was stored and counted in the summary as if it were feedback on a card."""
+    item = {"card": "abc-123", "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:00:00Z", **change}
+    response = client.post(SERVICE + "/feedback", json={"feedback": [item]})
+    assert response.status_code == 400 and named in response.get_json()["detail"]
+    assert recorded_feedback(app) == []
+    item.pop("outcomeTimestamp")   # CDS Hooks requires it; read liberally when absent, as before
+    item.pop("overrideReason", None)
+    assert client.post(SERVICE + "/feedback", json={"feedback": [item]}).status_code == 200
+
+
 # ------------------------------------------------------------------------------ JWT
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_feedback_given_to_one_server_is_seen_by_all(tmp_path, pg_dsn, signer):
     card = first.test_client().post(SERVICE, json=body(), headers={
         "Authorization": f"Bearer {signer(SERVICE)}"}).get_json()["cards"][0]
     items = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
-                           "overrideReason": {"reason": {"code": "not-clinically-indicated"}}},
+                           "overrideReason": {"reason": {"code": "not-indicated"}}},
                           {"card": card["uuid"], "outcome": "accepted"}]}
     response = second.test_client().post(SERVICE + "/feedback", json=items,
                                          headers={"Authorization": f"Bearer {signer(SERVICE + '/feedback')}"})

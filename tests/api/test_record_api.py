@@ -189,7 +189,7 @@ def _cds_call_and_feedback(url: str) -> tuple[str, str]:
         record_id = response.headers["X-Request-Id"]
         card = json.loads(response.read())["cards"][0]
     feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
-                              "overrideReason": {"reason": {"code": "not-clinically-indicated"}}}]}
+                              "overrideReason": {"reason": {"code": "not-indicated"}}}]}
     request = urllib.request.Request(url + "/cds-services/mscc-triage/feedback", data=json.dumps(feedback).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
