@@ -239,7 +239,11 @@ def test_a_cases_canonical_form_is_the_same_bytes_by_either_writer(ruleset):  # 
 
 
 @pytest.mark.parametrize("value", ["", "plain", "é\u2028\x1f\"\\/\U0001F600", 0, -7, 2**70, True, False, None, 1.5,
-                                   [1, "a"], {"b": 1, "a": 2}])
+                                   [1, "a"], {"b": 1, "a": 2},
+                                   # dicts of strings take orjson's way (a record's ruleset, versions, CDS context)
+                                   {}, {"b": "1", "a": "2", "é": "x", "\U0001F600": "y", "\uffff": "z"},
+                                   {"hook": "é\u2028\x1f\"\\/", "cards": ["a", "\x00"], "none": []},
+                                   {"a": "1", "n": 1.5}, {"a": ["1", 2]}])
 def test_a_members_canonical_form_is_canonical(value):
     """Strings and integers take a short way to their canonical form: the same bytes as canonical()."""
     from triage._record_format import canonical_member
@@ -254,6 +258,9 @@ def test_a_lone_surrogate_is_refused_by_the_short_way_too():
         canonical("\ud800")
     with pytest.raises(UnicodeEncodeError):
         canonical_member("\ud800")
+    for value in ({"a": "\ud800"}, {"\ud800": "a"}, {"cards": ["\udfff"]}):
+        with pytest.raises(UnicodeEncodeError):
+            canonical_member(value)
 
 
 def test_a_results_dump_is_proved_floatless_by_its_schema():
