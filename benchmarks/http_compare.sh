@@ -3,7 +3,8 @@
 # Flask + gunicorn + durable-rules app (benchmarks/minimal_app.py), same workers x threads, same bodies,
 # in one run; and the same `triage serve` with its record on tmpfs (/dev/shm), for what recording on
 # disk costs. Each server is started in turn, warmed up, then driven by wrk at 16 and 32 connections;
-# prints requests/s, p50/p90/p99 (ms) and non-2xx for each, and the ratio ours/minimal.
+# prints requests/s, p50/p90/p99 (ms), non-2xx and the server's CPU ms a request for each, and the ratios
+# ours/minimal (throughput, and CPU a request).
 #   benchmarks/http_compare.sh [SECONDS] [WORKERS] [THREADS]
 # Our server gets a private XDG_DATA_HOME / XDG_RUNTIME_DIR (so its decision record) in a temporary
 # folder on disk ($TMPDIR, default /var/tmp), removed at the end. Load generator and servers share
@@ -32,15 +33,27 @@ wait_up() {
 }
 stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; }
 
-# wrk's summary -> "rps p50 p90 p99 non2xx errors" (latencies in ms).
+# CPU time (ticks: utime + stime) of the server: its process and every descendant (master, workers).
+tree() { local p; echo "$1"; for p in $(pgrep -P "$1"); do tree "$p"; done; }
+cpu_ticks() { local s=0 p; for p in $(tree "$1"); do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$s"; }
+
+# wrk's summary -> "rps p50 p90 p99 non2xx errors cpu_ms_per_request" (latencies in ms). The server's CPU
+# per request is steadier than its throughput on a shared machine (wrk and other loads take cores, not
+# the work a request needs).
 measure() {  # port connections seconds
-  wrk -t2 -c"$2" -d"${3}s" --latency -s "$tmp/cases.lua" "http://127.0.0.1:$1/v1/triage" | awk '
+  local before after
+  before=$(cpu_ticks "$pid")
+  wrk -t2 -c"$2" -d"${3}s" --latency -s "$tmp/cases.lua" "http://127.0.0.1:$1/v1/triage" >"$tmp/wrk.out"
+  after=$(cpu_ticks "$pid")
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; return v * 1000 }
+    /requests in/ { n = $1 }
     /Requests\/sec/ { rps = $2 }
     /^ +50%/ { p50 = ms($2) } /^ +90%/ { p90 = ms($2) } /^ +99%/ { p99 = ms($2) }
     /Non-2xx/ { non2xx = $NF }
     /Socket errors/ { errs = $0; sub(/.*errors: /, "", errs); gsub(/ /, "", errs) }
-    END { printf "%s %.1f %.1f %.1f %d %s\n", rps, p50, p90, p99, non2xx + 0, (errs == "" ? "none" : errs) }'
+    END { printf "%s %.1f %.1f %.1f %d %s %.2f\n", rps, p50, p90, p99, non2xx + 0, (errs == "" ? "none" : errs),
+                 (n > 0 ? 1000 * ticks / hz / n : 0) }' "$tmp/wrk.out"
 }
 
 declare -A result
@@ -74,14 +87,16 @@ echo "POST /v1/triage, 5 valid cases in turn; servers: $workers workers x $threa
 echo "ours: triage serve (BufferingWorker), record on $(df -T "$tmp" | awk 'NR==2 {print $2}') ($records)"
 echo "tmpfs: the same triage serve, record on $(df -T "$shm" | awk 'NR==2 {print $2}')"
 echo "minimal: benchmarks/minimal_app.py, gunicorn gthread; $(nproc) cores, shared with wrk"
-printf '%-8s %5s %10s %9s %9s %9s %7s  %s\n' server conns "req/s" "p50 ms" "p90 ms" "p99 ms" non2xx "socket errors"
+printf '%-8s %5s %10s %9s %9s %9s %7s %11s  %s\n' server conns "req/s" "p50 ms" "p90 ms" "p99 ms" non2xx "cpu ms/req" \
+  "socket errors"
 for c in 16 32; do
   for name in ours tmpfs minimal; do
-    read -r rps p50 p90 p99 non2xx errs <<<"${result[$name,$c]}"
-    printf '%-8s %5s %10s %9s %9s %9s %7s  %s\n' "$name" "$c" "$rps" "$p50" "$p90" "$p99" "$non2xx" "$errs"
+    read -r rps p50 p90 p99 non2xx errs cpu <<<"${result[$name,$c]}"
+    printf '%-8s %5s %10s %9s %9s %9s %7s %11s  %s\n' "$name" "$c" "$rps" "$p50" "$p90" "$p99" "$non2xx" "$cpu" "$errs"
   done
-  read -r ours_rps _ <<<"${result[ours,$c]}"; read -r min_rps _ <<<"${result[minimal,$c]}"
+  read -r ours_rps _ _ _ _ _ ours_cpu <<<"${result[ours,$c]}"; read -r min_rps _ _ _ _ _ min_cpu <<<"${result[minimal,$c]}"
   read -r shm_rps _ <<<"${result[tmpfs,$c]}"
-  awk -v o="$ours_rps" -v m="$min_rps" -v t="$shm_rps" -v c="$c" 'BEGIN {
-    printf "ratio ours/minimal at %s connections: %.2fx; record on disk costs %.0f%% of tmpfs throughput\n", c, o / m, 100 * (1 - o / t) }'
+  awk -v o="$ours_rps" -v m="$min_rps" -v t="$shm_rps" -v c="$c" -v oc="$ours_cpu" -v mc="$min_cpu" 'BEGIN {
+    printf "ratio ours/minimal at %s connections: %.2fx throughput, %.2fx by server CPU a request (minimal/ours); ", c, o / m, mc / oc
+    printf "record on disk costs %.0f%% of tmpfs throughput\n", 100 * (1 - o / t) }'
 done
