@@ -197,7 +197,7 @@ def test_a_fetching_call_with_hostile_context_server_and_token(client, fhir_serv
 
 def test_every_feedback_field_hostile_names_the_item(app, client):
     item = {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-27T07:00:00Z",
-            "overrideReason": {"reason": {"code": "patient-declined", "system": "http://example.org/reasons",
+            "overrideReason": {"reason": {"code": "patient-declined", "system": "urn:mscc-triage:override-reason",
                                           "display": "Patient declined"}, "userComment": "because"},
             "acceptedSuggestions": [{"id": "s1"}]}
     good = {"card": "c0", "outcome": "accepted"}
