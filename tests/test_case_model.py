@@ -47,7 +47,6 @@ def test_empty_case_is_valid_and_history_defaults_to_unknown():
     ({"assessment": {"sins": {"total": "7"}}}, "assessment.sins.total"),
     ({"presentation": "weakness"}, "presentation"),
     ({"case_id": "x" * 65}, "case_id"),
-    ({"case_id": "has space"}, "case_id"),
     ({"case_id": 12}, "case_id"),
 ])
 def test_wrong_types_and_values_are_rejected_with_their_path(data, path):
@@ -243,3 +242,59 @@ def test_a_lone_surrogate_is_named_where_it_is():
     value = problems('{"patient": {"cancer": {"history": "\\ud800"}}}')
     assert [(p["path"], p["code"]) for p in value] == [("patient.cancer.history", "string_unicode")]
     assert value[0]["reason"] == "must be valid Unicode text (it holds a lone surrogate)"
+
+
+@pytest.mark.parametrize("case_id", ["has space", "dossier é-17", "", "x" * 64, "tab\there", "\u4e2d\u6587"])
+def test_any_case_id_of_at_most_64_characters_is_echoed(case_id):
+    """case-format 2.2 asks only "<= 64 chars" of case_id. This model used to refuse a space, an accent
+    or an empty id (printable ASCII only): valid cases answered 422 (audit of 5 December)."""
+    assert triage.evaluate({"case_id": case_id}).case_id == case_id
+
+
+LARGE = {"patient.cancer.metastasis_count": 10**400, "patient.treatments.checkpoint_inhibitor_start_days_ago": 10**12,
+         "presentation.weakness.onset_hours": 1e300, "presentation.sphincter_disturbance.post_void_residual_ml": 1e12,
+         "presentation.non_ambulatory_hours": 1.7e308, "presentation.complete_paraplegia_hours": 5e9,
+         "assessment.life_expectancy_months": 1e20}
+
+
+def test_counts_and_durations_have_no_upper_bound_and_compare_as_themselves():
+    """case-format 2.2 bounds counts and durations from below only (">= 0"). They used to be refused past
+    1000, 36,500, 100,000, 5000 or 1200: valid cases answered 422. A number past the engine's limit reaches
+    durable as the limit; every threshold lies within it, so the result is the one of a merely large number."""
+    from triage._conditions import ENGINE_NUMBER_LIMIT
+
+    def case(values: dict) -> dict:
+        data: dict = {"patient": {"cancer": {"history": "current"}}, "presentation": {"weakness": {"present": True}},
+                      "assessment": {"mri_performed": False}}
+        for path, value in values.items():
+            triage.set_path(data, path, value)
+        return data
+
+    huge = triage.evaluate(case(LARGE))
+    merely_large = triage.evaluate(case({path: 5000 for path in LARGE}))
+    assert huge.to_json() == merely_large.to_json()
+    assert huge.urgency == "emergency"
+    # and a rule cannot name a threshold the limit could reach
+    assert all(abs(t) < ENGINE_NUMBER_LIMIT for t in _thresholds())
+
+
+def _thresholds() -> list[float]:
+    """Every number a rule file compares with (``gt``, ``ge``, ``lt``, ``le`` anywhere in rules/)."""
+    import yaml
+
+    found: list[float] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("gt", "ge", "lt", "le") and isinstance(value, (int, float)):
+                    found.append(value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for path in sorted(triage.default_ruleset().path.glob("*.yaml")):
+        walk(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert len(found) > 10   # the ruleset compares numbers
+    return found

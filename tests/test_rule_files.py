@@ -40,6 +40,9 @@ def load_error(folder: Path) -> RulesetError:
      "a tri-state test is true, false or unknown", None),
     ("bone_health.yaml", "bone.high_calcium", lambda r: r.update(when={"field": "labs.corrected_calcium_mmol_l", "gt": 26.0}),
      "outside the range of labs.corrected_calcium_mmol_l", None),
+    # a duration has no upper bound, but a threshold the engine's limit could reach is refused
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"field": "presentation.non_ambulatory_hours", "gt": 10**9}),
+     "beyond what the engine compares", None),
     ("bone_health.yaml", "bone.high_calcium", lambda r: r.update(when={"field": "labs.corrected_calcium_mmol_l", "gt": "2.6"}),
      "must be a number", None),
     ("mscc.yaml", "mscc.analgesia", lambda r: r.update(actions=["analgesics"]),

@@ -62,12 +62,12 @@ class Cancer(_Model):
     primary: Optional[Primary] = None
     bone_metastases: TriState = None
     spinal_metastases: TriState = None
-    metastasis_count: Optional[WholeNumber] = Field(None, ge=0, le=1000)
+    metastasis_count: Optional[WholeNumber] = Field(None, ge=0)
 
 
 class Treatments(_Model):
     checkpoint_inhibitor: TriState = None
-    checkpoint_inhibitor_start_days_ago: Optional[WholeNumber] = Field(None, ge=0, le=36500)
+    checkpoint_inhibitor_start_days_ago: Optional[WholeNumber] = Field(None, ge=0)
     corticosteroids: TriState = None  # v2.2: started for THIS episode (suspected MSCC)
     long_term_corticosteroids: TriState = None  # v2.2: taken for another reason before this episode
     anticoagulant: TriState = None  # v2.2: therapeutic anticoagulation, or dual antiplatelet therapy, now
@@ -103,7 +103,7 @@ class Weakness(_Model):
     limbs: Optional[Literal["legs", "arms", "arms_and_legs"]] = None
     bilateral: TriState = None
     progressive: TriState = None
-    onset_hours: Optional[float] = Field(None, ge=0, le=100000)
+    onset_hours: Optional[float] = Field(None, ge=0)
 
 
 class Paraesthesia(_Model):
@@ -119,7 +119,7 @@ class SphincterDisturbance(_Model):
     urinary_incontinence: TriState = None
     faecal_incontinence: TriState = None
     altered_urinary_sensation: TriState = None  # v2: new difficulty starting, or reduced bladder/stream sensation
-    post_void_residual_ml: Optional[float] = Field(None, ge=0, le=5000)
+    post_void_residual_ml: Optional[float] = Field(None, ge=0)
 
 
 class Sciatica(_Model):
@@ -140,8 +140,8 @@ class Presentation(_Holder):
     hypercalcaemia_symptoms: TriState = None  # v2.2: thirst, polyuria, confusion, drowsiness, constipation, nausea
     recent_neuraxial_procedure: TriState = None  # v2.2: spinal/epidural anaesthesia, catheter, LP or spinal surgery, 7 days
     ambulatory_status: Optional[Literal["independent", "with_aid", "non_ambulatory"]] = None
-    non_ambulatory_hours: Optional[float] = Field(None, ge=0, le=100000)
-    complete_paraplegia_hours: Optional[float] = Field(None, ge=0, le=100000)  # v2: no movement in both legs
+    non_ambulatory_hours: Optional[float] = Field(None, ge=0)
+    complete_paraplegia_hours: Optional[float] = Field(None, ge=0)  # v2: no movement in both legs
 
 
 class Sins(_Model):
@@ -160,7 +160,7 @@ class Assessment(_Holder):
     mri_compression: TriState = None
     escc_grade: Optional[EsccGrade] = None
     vertebral_fracture: TriState = None
-    life_expectancy_months: Optional[float] = Field(None, ge=0, le=1200)
+    life_expectancy_months: Optional[float] = Field(None, ge=0)
     mri_contraindicated: TriState = None  # v2.2: MRI cannot be done (device, claustrophobia, habitus)
     sins: Sins = Field(default_factory=Sins)
 
@@ -175,7 +175,8 @@ class Labs(_Model):
 class Case(_Holder):
     """One person at one moment (case-format 2.2). Every group and field is optional."""
 
-    case_id: Optional[str] = Field(None, min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+    # case-format: "<= 64 chars", nothing more (a space, an accent: the sender's opaque id, echoed back)
+    case_id: Optional[str] = Field(None, max_length=64)
     patient: Patient = Field(default_factory=Patient)
     presentation: Presentation = Field(default_factory=Presentation)
     assessment: Assessment = Field(default_factory=Assessment)

@@ -33,6 +33,10 @@ from ._case import FIELDS
 URGENCIES = ("routine", "urgent", "emergency")
 URGENCY_RANK = {level: rank for rank, level in enumerate(URGENCIES)}  # higher is more urgent
 COMPARISONS = ("gt", "ge", "lt", "le")
+# The largest magnitude the engine is given: a case's number beyond it (case-format bounds most numbers
+# from below only: 1e300 hours is valid) reaches durable as this limit, and every threshold of a rule
+# lies strictly within it, so every comparison comes out as it would on the number itself.
+ENGINE_NUMBER_LIMIT = 10**9
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,9 @@ def _parse_field_test(raw: dict[str, Any], where: str) -> Condition:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConditionError(f"{where}.{op}", f"must be a number, not {value!r}")
             lo, hi = spec.minimum, spec.maximum
+            if not -ENGINE_NUMBER_LIMIT < value < ENGINE_NUMBER_LIMIT:
+                raise ConditionError(f"{where}.{op}", f"{value} is beyond what the engine compares "
+                                                      f"(within ±{ENGINE_NUMBER_LIMIT:,})")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise ConditionError(f"{where}.{op}", f"{value} is outside the range of {path} ({lo}..{hi}): "
                                                       f"a threshold there can never be crossed; check the units")

@@ -50,6 +50,7 @@ from typing import Any, Optional
 import durable_rules_engine as _dre
 
 from ._compile import Program, Unit, action_movers, number_text, urgency_of
+from ._conditions import ENGINE_NUMBER_LIMIT
 from ._errors import EngineError
 
 _LOCK = threading.Lock()
@@ -105,13 +106,18 @@ def _definition_json(definition: dict[str, Any]) -> str:
 
 
 def encode(value: Any) -> str | None:
-    """A case value as a JSON fragment the engine reads; ``None`` for a choice or number not given."""
+    """A case value as a JSON fragment the engine reads; ``None`` for a choice or number not given.
+
+    A number beyond ``ENGINE_NUMBER_LIMIT`` is written as the limit: every threshold lies within it,
+    so no comparison changes, and durable never reads a number of hundreds of digits."""
     if value is True:
         return YES
     if value is False:
         return NO
     if value is None:
         return None
+    if type(value) in (int, float) and not -ENGINE_NUMBER_LIMIT <= value <= ENGINE_NUMBER_LIMIT:
+        value = ENGINE_NUMBER_LIMIT if value > 0 else -ENGINE_NUMBER_LIMIT
     return to_json(value)
 
 
