@@ -57,6 +57,21 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)")
 _GROUPED = re.compile(r"[+-]?[1-9][0-9]{0,2}(?:[.,][0-9]{3})+")
 
 
+def _within(value: float, spec: Any) -> bool:
+    return (spec.minimum is None or value >= spec.minimum) and (spec.maximum is None or value <= spec.maximum)
+
+
+def _only_decimal(raw: str, spec: Any) -> bool:
+    """Whether "2.495" can only be a decimal for this field: read with a decimal mark it is within the
+    field's range, read as thousands it is not (a calcium of 2495 mmol/L). The CDS card's form link
+    writes a calcium converted from mg/dL with three decimals; it used to be refused as ambiguous."""
+    if raw.count(",") + raw.count(".") != 1:   # "1,000,000": no decimal reading at all
+        return False
+    decimal = float(raw.replace(",", "."))
+    grouped = float(raw.replace(",", "").replace(".", ""))
+    return _within(decimal, spec) and not _within(grouped, spec)
+
+
 def _answers(form: Any, path: str) -> list[str]:
     """Every non-empty answer the form sent for a field (a browser sends one; a script may send more)."""
     sent = form.getlist(path) if hasattr(form, "getlist") else [form.get(path)]
@@ -93,7 +108,7 @@ def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
                 continue
             value = int(raw)
         else:
-            if _GROUPED.fullmatch(raw):
+            if _GROUPED.fullmatch(raw) and not _only_decimal(raw, spec):
                 errors[path] = "ambiguous_number"
                 continue
             if not _NUMBER.fullmatch(raw) or len(raw) > 40:
@@ -127,6 +142,9 @@ def message_for(problem: triage.Problem, lang: str, t: FormTexts) -> str:
     if problem.code == "contradiction":
         mentioned = [p for p in re.findall(r"[a-z_]+(?:\.[a-z_0-9]+)+", problem.reason) if p in FIELDS and p != problem.path]
         other = t.fields[mentioned[0]][lang] if mentioned else ""
+        sums = re.fullmatch(r"is (\d+), but the six components add up to (\d+)", problem.reason)
+        if sums and not mentioned:   # the SINS total against its components: no other field to name
+            return t.messages["sins_sum"][lang].format(given=sums.group(1), computed=sums.group(2))
     op, bound = "", ""
     match = re.search(r"must be (<=|>=) (\S+)", problem.reason)
     if match:
@@ -176,9 +194,12 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
             field_errors[path] = t.messages[code][lang]
         # A browser posts only the form's own fields; a script's misspelt or foreign one is named, never
         # dropped (the JSON API refuses unknown keys the same way), and a body that is not form data too.
-        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data") \
+        multipart = request.mimetype == "multipart/form-data" and bool(request.mimetype_params.get("boundary"))
+        if request.mimetype != "application/x-www-form-urlencoded" and not multipart \
                 and (request.content_length or request.get_data(cache=True)):
             general_errors.append(t.messages["not_form_data"][lang])
+        for name in list(request.files.keys())[:5]:   # werkzeug keeps a part with a filename apart
+            general_errors.append(t.messages["file_part"][lang].format(name=name[:60]))
         for name in [k for k in request.form.keys() if k not in FIELDS and not k.startswith("_")][:5]:
             general_errors.append(t.messages["unknown_field"][lang].format(name=name[:60]))
         if not form_errors and not general_errors:

@@ -75,6 +75,8 @@ MESSAGES: dict[str, frozenset[str]] = {
     "answered_twice": frozenset(),
     "unknown_field": frozenset({"name"}),
     "not_form_data": frozenset(),
+    "file_part": frozenset({"name"}),
+    "sins_sum": frozenset({"given", "computed"}),
     "out_of_range": frozenset({"op", "bound"}),
     "contradiction": frozenset({"other"}),
     "incomplete_sins": frozenset(),

@@ -109,6 +109,33 @@ def test_what_is_not_a_plain_number_is_refused(typed):
     assert errors[PVR] == "not_a_number" and "patient.age_years" in errors and case == {}
 
 
+CALCIUM = "labs.corrected_calcium_mmol_l"
+
+
+@pytest.mark.parametrize("typed, value", [("2.495", 2.495), ("2,495", 2.495), ("1.250", 1.25), ("3.000", 3.0)])
+def test_three_decimals_are_a_decimal_where_thousands_are_out_of_range(typed, value):
+    """Audit of 5 December: a calcium converted from mg/dL (10 mg/dL = 2.495 mmol/L), prefilled by the CDS
+    card's form link, was refused as "a thousands separator": 2495 mmol/L cannot be, 2.495 can."""
+    case, errors = case_from_form({CALCIUM: typed})
+    assert errors == {} and case["labs"]["corrected_calcium_mmol_l"] == value
+
+
+@pytest.mark.parametrize("path, typed", [("labs.platelets_10e9_l", "1.500"),   # 1.5 and 1500 are both platelet counts
+                                         (PVR, "1,000"), ("labs.creatinine_clearance_ml_min", "1,000.5")])
+def test_three_decimals_stay_ambiguous_where_both_readings_can_be(path, typed):
+    case, errors = case_from_form({path: typed})
+    assert case == {} and errors[path] in ("ambiguous_number", "not_a_number")
+
+
+def test_the_cds_prefill_of_a_converted_calcium_is_triaged_as_it_is(client):
+    from mscc_triage_api.web import form_values
+
+    values = form_values({"labs": {"corrected_calcium_mmol_l": 10.0 * 0.2495}, "patient": {"cancer": {"history": "current"}}})
+    for url in ("/", "/fr/"):
+        page = client.post(url, data=values)
+        assert page.status_code == 200, page.get_data(as_text=True)[:300]
+
+
 def test_two_different_answers_to_one_question_are_refused(client):
     from werkzeug.datastructures import MultiDict
     _, errors = case_from_form(MultiDict([("presentation.weakness.present", "false"),
@@ -671,3 +698,34 @@ def test_a_body_that_is_not_form_data_is_refused_with_a_word(client):
         page = client.post("/", data=body, headers=headers)
         html = page.get_data(as_text=True)
         assert page.status_code == 422 and "This page reads form answers" in html and 'id="result"' not in html
+
+
+def test_an_answer_sent_as_a_file_is_named_and_nothing_is_triaged(client):
+    """Audit of 5 December: a multipart part with a filename went to request.files and was dropped, so
+    weakness sent that way came out routine (and was recorded); a multipart body without a boundary was
+    dropped as "not enough answered"."""
+    import io
+
+    for url, words in (("/", "was sent as a file"), ("/fr/", "a été envoyé comme fichier")):
+        page = client.post(url, content_type="multipart/form-data", data={
+            "presentation.focal_vertebral_pain.present": "false",
+            "presentation.weakness.present": (io.BytesIO(b"true"), "a.txt")})
+        html = page.get_data(as_text=True)
+        assert page.status_code == 422 and words in html and "presentation.weakness.present" in html
+        assert 'id="result"' not in html
+    page = client.post("/", data=b"presentation.weakness.present=true", content_type="multipart/form-data")
+    assert page.status_code == 422 and "reads form answers" in page.get_data(as_text=True)
+    page = client.post("/", content_type="multipart/form-data", data={"presentation.weakness.present": "true",
+                                                                        "patient.cancer.history": "current"})
+    assert page.status_code == 200 and "EMERGENCY" in page.get_data(as_text=True)
+
+
+def test_a_sins_total_against_its_components_says_both_numbers(client):
+    data = {"assessment.sins.total": "10", "assessment.sins.location": "junctional", "assessment.sins.pain": "mechanical",
+            "assessment.sins.bone_lesion": "lytic", "assessment.sins.alignment": "normal", "assessment.sins.collapse": "none",
+            "assessment.sins.posterolateral": "none"}
+    for url, words in (("/", "Is 10, but the six SINS components add up to 8"),
+                       ("/fr/", "Vaut 10, mais les six composantes du SINS totalisent 8")):
+        page = client.post(url, data=data)
+        html = page.get_data(as_text=True)
+        assert page.status_code == 422 and words in html and "“”" not in html and "«  »" not in html
