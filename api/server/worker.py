@@ -16,7 +16,9 @@ all answered as problem details (RFC 9457) from the event loop, without a thread
   chunked body): 413 at once, without reading the rest;
 - a header section over ``MAX_HEAD_BYTES``: 431;
 - a header section with a line ending in a bare LF, or an HTTP/1.1 request without exactly one
-  ``Host`` (RFC 9112, 3.2): 400 at once (a bare LF used to wait for the read timeout).
+  ``Host`` (RFC 9112, 3.2): 400 at once (a bare LF used to wait for the read timeout);
+- a transfer coding other than ``chunked`` (``gzip, chunked``): 501 (RFC 9112, 6.1); it used to be
+  passed on undecoded.
 
 A refused connection is closed gracefully ("lingering close", RFC 9112 section 9.6): the answer is
 sent, the sending side shut, and what the client still sends is read and discarded for at most
@@ -55,8 +57,8 @@ LINGER_SECONDS = 2.0          # a refused connection: how long its unread bytes 
 LINGER_BYTES = 1024 * 1024    # ... and how many at most, before the socket is closed anyway
 PROBLEM = "application/problem+json"
 
-INCOMPLETE, COMPLETE, BODY_TOO_LARGE, HEAD_TOO_LARGE, HAND_OVER, BAD_REQUEST = (
-    "incomplete", "complete", "body_too_large", "head_too_large", "hand_over", "bad_request")
+INCOMPLETE, COMPLETE, BODY_TOO_LARGE, HEAD_TOO_LARGE, HAND_OVER, BAD_REQUEST, NOT_IMPLEMENTED = (
+    "incomplete", "complete", "body_too_large", "head_too_large", "hand_over", "bad_request", "not_implemented")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
@@ -132,6 +134,11 @@ class RequestBuffer:
         if codings:
             if lengths or codings[-1].split(",")[-1].strip() != "chunked":
                 return HAND_OVER          # gunicorn refuses these
+            other = [c.strip() for line in codings for c in line.split(",") if c.strip() not in ("chunked", "")]
+            if other:   # gzip, deflate...: gunicorn would pass the coded bytes on as the body
+                self.problem = (f"Transfer-Encoding {other[0][:40]!r} is not supported: send the body chunked "
+                                "or with a Content-Length, without another coding (RFC 9112, 6.1).")
+                return NOT_IMPLEMENTED
             self.chunked = True
             return None
         if lengths:
@@ -378,6 +385,9 @@ class BufferingWorker(ThreadWorker):
             return True
         if verdict == BAD_REQUEST:
             self._answer(conn, 400, "Bad Request", buf.problem)
+            return True
+        if verdict == NOT_IMPLEMENTED:
+            self._answer(conn, 501, "Not Implemented", buf.problem)
             return True
         # complete (or malformed: gunicorn's parser answers it); no read will block from here
         self._unwatch(conn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mscc_triage_api.server.worker import (BAD_REQUEST, BODY_TOO_LARGE, COMPLETE, HAND_OVER, HEAD_TOO_LARGE, INCOMPLETE,
-                                           RequestBuffer, problem_bytes)
+                                           NOT_IMPLEMENTED, RequestBuffer, problem_bytes)
 
 HEAD = b"POST /v1/triage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
@@ -46,6 +46,10 @@ def feed_all(parts: list[bytes], **limits) -> list[str]:
     ([b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"], [BAD_REQUEST]),
     ([b"GET /healthz HTTP/1.0\r\n\r\n"], [COMPLETE]),
     ([b"GET /healthz HTTP/1.1\r\nhOsT: x\r\n\r\n"], [COMPLETE]),
+    # a coding other than chunked would reach the app undecoded (audit of 5 December): 501
+    ([HEAD + b"Transfer-Encoding: gzip, chunked\r\n\r\n"], [NOT_IMPLEMENTED]),
+    ([HEAD + b"Transfer-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n\r\n"], [NOT_IMPLEMENTED]),
+    ([HEAD + b"Transfer-Encoding: Chunked\r\n\r\n0\r\n\r\n"], [COMPLETE]),
 ])
 def test_verdicts(parts, verdicts):
     assert feed_all(parts) == verdicts

@@ -117,6 +117,10 @@ def test_a_bare_lf_or_a_missing_host_is_a_400_at_once(small_server):
         assert head.startswith(b"HTTP/1.1 400 ") and b"application/problem+json" in head, answer
         assert why in body and json.loads(body)["status"] == 400
         assert time.monotonic() - started < 1.5     # not the read timeout (2 s here)
+    coded = (b"POST /v1/triage HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    head, _, body = raw_exchange(port_of(url), coded).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501 ") and b"gzip" in body, head   # it used to be triaged, undecoded
     answer = raw_exchange(port_of(url), b"GET /healthz HTTP/1.0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.0 200 ") or answer.startswith(b"HTTP/1.1 200 "), answer
 
