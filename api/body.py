@@ -112,6 +112,15 @@ def _whole_number(text: str) -> int:
         raise ValueError(words) from None
 
 
+def _finite_number(text: str) -> float:
+    """A JSON number with a fraction or an exponent, as a float; one too small for a float (``1e-400``,
+    which would be read as 0: an age of 0, or a negative duration passing as none) is refused."""
+    value = float(text)
+    if value == 0 and any(digit in "123456789" for digit in text.lower().partition("e")[0]):
+        raise ValueError(f"the number {text[:40]} is too small to be held (it would be read as 0)")
+    return value
+
+
 def read_json_body() -> Any:
     """The request body as JSON: 415 unless JSON, 413 over the limit, 400 unless well-formed."""
     mimetype = request.mimetype or ""
@@ -122,7 +131,7 @@ def read_json_body() -> Any:
     raw = read_body()
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates,
-                          parse_int=_whole_number)
+                          parse_int=_whole_number, parse_float=_finite_number)
     except UnicodeDecodeError:
         raise ApiProblem(400, "Malformed JSON", "The body is not UTF-8 text.") from None
     except RecursionError:

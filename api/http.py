@@ -45,12 +45,39 @@ def triage_case() -> Response:
 
 
 def _wants_fhir() -> bool:
-    """``Accept: application/fhir+json`` preferred over plain JSON asks for the FHIR form of the result."""
-    if "fhir" not in request.environ.get("HTTP_ACCEPT", "").lower():   # most calls: no need to parse the header
-        return False   # (a wildcard gives plain JSON the same quality: never preferred)
-    accept = request.accept_mimetypes
-    return accept.quality("application/fhir+json") > accept.quality("application/json") \
-        and "application/fhir+json" in accept.values()
+    """``Accept: application/fhir+json`` preferred over plain JSON asks for the FHIR form of the result.
+
+    Media types are compared without case and without their parameters (RFC 9110, 8.3.1 and 12.5.1):
+    ``application/fhir+json; fhirVersion=4.0`` (FHIR R4's own parameter) asks for FHIR too. A type's
+    quality is that of the most specific range naming it; a wildcard gives plain JSON the same quality
+    as FHIR, and plain JSON wins a tie."""
+    header = request.environ.get("HTTP_ACCEPT", "")
+    if "fhir" not in header.lower():   # most calls: no need to parse the header
+        return False
+    fhir, json_, any_app, anything = None, None, None, None
+    for part in header.split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = max(0.0, min(1.0, float(value.strip())))
+                except ValueError:
+                    quality = 0.0
+        media = media.lower()
+        if media == "application/fhir+json":
+            fhir = max(fhir or 0.0, quality)
+        elif media == "application/json":
+            json_ = max(json_ or 0.0, quality)
+        elif media == "application/*":
+            any_app = max(any_app or 0.0, quality)
+        elif media == "*/*":
+            anything = max(anything or 0.0, quality)
+    if not fhir:   # FHIR must be named, with a quality above 0
+        return False
+    plain = next((q for q in (json_, any_app, anything) if q is not None), 0.0)
+    return fhir > plain
 
 
 @bp.get("/v1/ruleset")

@@ -132,3 +132,30 @@ def test_no_state_leaks_between_requests(client):
     first = client.post("/v1/triage", json=CASE).get_json()
     client.post("/v1/triage", json={"case_id": "other", "labs": {"corrected_calcium_mmol_l": 3.7}})
     assert client.post("/v1/triage", json=CASE).get_json() == first
+
+
+@pytest.mark.parametrize("accept, fhir", [
+    ("application/fhir+json", True),
+    ("application/fhir+json; fhirVersion=4.0", True),        # FHIR R4's own parameter (audit of 5 December)
+    ("application/fhir+json;charset=utf-8", True),
+    ("Application/FHIR+JSON", True),                         # media types are case-insensitive (RFC 9110)
+    ("application/fhir+json, application/json;q=0.5", True),
+    ("application/json, application/fhir+json;q=0.5", False),
+    ("application/fhir+json, */*", False),                   # a tie: plain JSON
+    ("application/fhir+json;q=0", False),
+    ("application/fhir+json;q=oops", False),
+    ("*/*", False),
+])
+def test_the_fhir_form_is_asked_for_by_accept(client, accept, fhir):
+    response = client.post("/v1/triage", json=CASE, headers={"Accept": accept})
+    assert response.status_code == 200
+    assert (response.mimetype == "application/fhir+json") is fhir, accept
+    assert (response.get_json()["resourceType"] == "GuidanceResponse") if fhir else ("urgency" in response.get_json())
+
+
+def test_a_number_too_small_for_a_float_is_refused_not_read_as_zero(client):
+    for body in ('{"patient": {"age_years": 1e-400}}', '{"presentation": {"weakness": {"onset_hours": -1e-400}}}'):
+        response = client.post("/v1/triage", data=body, content_type="application/json")
+        assert response.status_code == 400 and "too small" in response.get_json()["detail"], body
+    for body in ('{"presentation": {"weakness": {"onset_hours": 0e-400}}}', '{"patient": {"age_years": 0.0}}'):
+        assert client.post("/v1/triage", data=body, content_type="application/json").status_code == 200, body
