@@ -121,6 +121,33 @@ def test_whole_result_agrees_on_the_extended_thresholds(ruleset):
     assert min(seen[level] for level in RANK) >= 5, seen
 
 
+UNBOUNDED = ("patient.cancer.metastasis_count", "patient.treatments.checkpoint_inhibitor_start_days_ago",
+             "presentation.weakness.onset_hours", "presentation.sphincter_disturbance.post_void_residual_ml",
+             "presentation.non_ambulatory_hours", "presentation.complete_paraplegia_hours",
+             "assessment.life_expectancy_months")
+
+
+def _huge(rng: random.Random, case: dict[str, Any]) -> dict[str, Any]:
+    """The case with some counts and durations (bounded from below only) set far past the engine's limit."""
+    from triage import set_path
+
+    case = json.loads(json.dumps(case))
+    for path in UNBOUNDED:
+        if rng.random() < 0.2:
+            whole = path.startswith("patient.")
+            set_path(case, path, rng.choice([10**9, 10**12, 10**400] if whole else [1e9, 1.5e12, 1e300, 1.7e308]))
+    return case
+
+
+def test_whole_result_agrees_with_numbers_past_the_engine_limit(ruleset):
+    """Counts and durations have no upper bound (case-format 2.2); past 10^9 they reach durable as 10^9.
+    The independent reading compares the numbers themselves: the results must not differ."""
+    rng = random.Random(2204)
+    seen = _compare(ruleset, (_huge(rng, c) for c in random_valid_cases(seed=2204, n=900, density=0.05)),
+                    want_valid=300, unknowns_every=3)
+    assert min(seen[level] for level in RANK) >= 5, seen
+
+
 def _valid_vignettes() -> list[tuple[str, Any]]:
     folders = [str(OWN)] + ([str(PUBLIC)] if PUBLIC.is_dir() else [])
     return [(f"{Path(path).stem}:{v.id}", v) for path, v in load_suite(folders) if not v.expect.error]
