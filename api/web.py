@@ -102,7 +102,7 @@ def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
                 continue
             value = raw
         elif spec.kind == "integer":
-            if not re.fullmatch(r"[+-]?[0-9]{1,12}", raw):   # more digits than any bound: refused, never int()
+            if not re.fullmatch(r"[+-]?[0-9]{1,12}", raw):   # the form reads 12 digits at most (a count or days past 10^12 is a typing error); never int() on more
                 errors[path] = ("ambiguous_number" if _GROUPED.fullmatch(raw) else
                                 "not_a_whole_number" if re.fullmatch(r"[+-]?[0-9]+", raw) is None else "invalid_value")
                 continue
