@@ -105,3 +105,60 @@ def test_the_installed_console_script_runs():
     done = subprocess.run(command + ["evaluate", "-"], input="{}", capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["urgency"] == "routine"
+
+
+EMERGENCY = ('{"patient": {"cancer": {"history": "current", "primary": "prostate"}}, "presentation": '
+             '{"weakness": {"present": true, "limbs": "legs", "bilateral": true, "progressive": true}}')
+
+
+@pytest.mark.parametrize("name, text, key", [
+    ("dup.json", EMERGENCY + ', "presentation": {}}', "presentation"),
+    ("dup.yaml", "patient: {cancer: {history: current}}\npresentation: {weakness: {present: true}}\npresentation: {}\n",
+     "presentation"),
+    ("inner.json", '{"presentation": {"weakness": {"present": true, "present": false}}}', "present"),
+])
+def test_a_key_given_twice_is_refused_never_the_last_copy(tmp_path, name, text, key):
+    """Audit of 5 December: the last copy won without a word, so this emergency came out routine
+    (exit 0); POST /v1/triage refused the same body."""
+    (tmp_path / name).write_text(text)
+    out = run("evaluate", str(tmp_path / name))
+    assert out.exit_code == 2 and f"'{key}' appears twice" in out.output and "Traceback" not in out.output
+    assert '"urgency"' not in out.output
+
+
+def test_unreadable_bytes_deep_nesting_and_an_empty_file_exit_2_naming_the_file(tmp_path):
+    cases = {"bytes.json": b"\xff\xfe{}", "deep.json": b"[" * 5000 + b"]" * 5000, "deep.yaml": b"- " * 3000 + b"x",
+             "empty.json": b"  \n"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        out = run("evaluate", str(tmp_path / name))
+        assert out.exit_code == 2 and name in out.output and "Traceback" not in out.output, (name, out.output)
+    out = CliRunner().invoke(main, ["evaluate", "-"], input=b"\xff")
+    assert out.exit_code == 2 and "not UTF-8" in out.output, out.output
+    out = run("evaluate", "-", stdin="\ufeff{}")   # a byte-order mark is not an error
+    assert out.exit_code == 0 and json.loads(out.output)["urgency"] == "routine"
+
+
+def test_a_vignette_file_with_a_key_given_twice_is_named(tmp_path):
+    """Audit of 5 December: a second 'actions_exclude: []' silently dropped the first, and the vignette
+    passed though its exclusion should fail; our own core_unknowns.yaml had one too."""
+    (tmp_path / "v.yaml").write_text(
+        "- id: DUP-1\n  case: {patient: {cancer: {history: current}}, presentation: {weakness: {present: true}}}\n"
+        "  expect:\n    urgency: emergency\n    actions_exclude: [contact_mscc_coordinator_immediately]\n"
+        "    actions_exclude: []\n")
+    (tmp_path / "v.json").write_text('[{"id": "DUP-2", "case": {}, "expect": {"urgency": "routine", '
+                                     '"flags_exclude": ["x"], "flags_exclude": []}}]')
+    for name, key in (("v.yaml", "actions_exclude"), ("v.json", "flags_exclude")):
+        out = run("vignette", "check", str(tmp_path / name))   # the linter refuses the file
+        assert out.exit_code == 2 and f"'{key}' appears twice" in out.output, out.output
+        # replay reads it as YAML and JSON tools do (the last copy: another author's suite still runs),
+        # and says which key was given twice
+        out = run("replay", str(tmp_path / name))
+        assert f"warning: {tmp_path / name}:" in out.output and f"'{key}' appears twice" in out.output, out.output
+        assert "the last one is read" in out.output
+
+
+def test_vignette_new_into_a_missing_folder_exits_2(tmp_path):
+    (tmp_path / "c.json").write_text("{}")
+    out = run("vignette", "new", str(tmp_path / "c.json"), "-o", str(tmp_path / "nowhere" / "v.yaml"))
+    assert out.exit_code == 2 and "cannot be written" in out.output and "Traceback" not in out.output

@@ -7,7 +7,6 @@ Kept apart from ``cli`` so that the command modules import it without importing 
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -16,6 +15,7 @@ import click
 import yaml
 
 from ._errors import CaseValidationError, Problem, TriageError, VignetteFormatError
+from ._strict_input import decode, loads_json, loads_yaml
 from ._texts import load_form_texts
 from ._triage import Ruleset, load_ruleset
 
@@ -70,13 +70,22 @@ def check_form_texts(ruleset: Ruleset) -> None:
         click.echo(f"note: {note}", err=True)
 
 
-def read_case_text(text: str, source: str) -> Any:
-    """A case from JSON or YAML text; unreadable input is an invalid case, never a traceback."""
+def read_case_text(text: str | bytes, source: str) -> Any:
+    """A case from JSON or YAML text (or its UTF-8 bytes); unreadable input is an invalid case naming
+    the file and the reason, never a traceback, and a key given twice is refused, never the last copy."""
+    if not isinstance(text, str):
+        try:
+            text = decode(text)
+        except ValueError as exc:
+            raise CaseValidationError([Problem("", f"{source} {exc}", "unreadable")]) from None
+    if not text.strip():
+        raise CaseValidationError([Problem("", f"{source} is empty: a case is a JSON or YAML object", "unreadable")])
     try:
-        return json.loads(text)
-    except ValueError:
-        pass
+        return loads_json(text)
+    except ValueError as exc:
+        if "appears twice" in str(exc) or "too deep" in str(exc):
+            raise CaseValidationError([Problem("", f"{source}: {exc}", "unreadable")]) from None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        return loads_yaml(text)
+    except (yaml.YAMLError, ValueError) as exc:
         raise CaseValidationError([Problem("", f"{source} is neither JSON nor YAML: {exc}", "unreadable")]) from None

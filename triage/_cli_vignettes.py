@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import click
 import yaml
 
-from ._errors import CaseValidationError, Problem
+from ._errors import CaseValidationError, Problem, VignetteFormatError
+from ._strict_input import DuplicateKeyWarning
 from ._triage import load_ruleset
 from .settings import load_settings
 from ._vignettes import coverage as suite_coverage
@@ -61,7 +63,14 @@ def replay(paths: tuple[Path, ...], ruleset_path: Optional[Path], fmt: str, quie
     The ruleset is --ruleset, else $MSCC_TRIAGE_RULES, else the suite's pyproject.toml
     (vignette_ruleset under [tool.pytest.ini_options]), else the installed one."""
     ruleset = load_for_cli(suite_ruleset(ruleset_path, paths))
-    outcomes = replay_suite(paths, ruleset)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DuplicateKeyWarning)
+        outcomes = replay_suite(paths, ruleset)
+    for warning in caught:   # a key given twice: the last copy was read, and the run says so
+        if issubclass(warning.category, DuplicateKeyWarning):
+            click.echo(f"warning: {warning.message}", err=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     failed = sum(not o.passed for o in outcomes)
     cov = suite_coverage(outcomes, ruleset) if (show_coverage or fail_on_uncovered) else None
     if fmt == "junit":
@@ -138,7 +147,7 @@ def vignette() -> None:
 
 
 @vignette.command("new")
-@click.argument("case_file", type=click.File("r", encoding="utf-8"))
+@click.argument("case_file", type=click.File("rb"))
 @click.option("--id", "vignette_id", default="NEW-1", show_default=True)
 @click.option("--title", default="", help="What the vignette checks.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
@@ -146,7 +155,7 @@ def vignette() -> None:
 @handle_errors
 def vignette_new(case_file: Any, vignette_id: str, title: str, output: Optional[Path], ruleset_path: Optional[Path]) -> None:
     """Write a vignette skeleton recording today's answer for CASE_FILE; then correct what is wrong."""
-    case = read_case_text(case_file.read(), case_file.name)
+    case = read_case_text(case_file.read(), getattr(case_file, "name", "<stdin>"))
     if not isinstance(case, dict):
         raise CaseValidationError([Problem("", "a case must be a JSON object", "invalid_type")])
     ruleset = load_for_cli(suite_ruleset(ruleset_path, (output,) if output else ()))
@@ -154,7 +163,11 @@ def vignette_new(case_file: Any, vignette_id: str, title: str, output: Optional[
                           allow_unicode=True)
     text = "# Recorded from today's result: check every expectation before you rely on it.\n" + text
     if output:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise VignetteFormatError(str(output), [Problem("", f"cannot be written: {exc.strerror or exc}",
+                                                            "unwritable")]) from None
     else:
         click.echo(text, nl=False)
 

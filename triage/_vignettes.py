@@ -6,7 +6,7 @@ An expectation that names an id the ruleset does not know is itself a failure: o
 
 from __future__ import annotations
 
-import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
@@ -19,6 +19,7 @@ from ._conditions import URGENCY_RANK
 from ._hints import closest
 from ._errors import CaseValidationError, Problem, VignetteFormatError
 from ._result import Result
+from ._strict_input import DuplicateKeyWarning, decode, loads_json, loads_yaml, warn_duplicates
 from ._triage import Ruleset
 
 VIGNETTE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -93,8 +94,9 @@ def vignette_files(paths: Iterable[str | Path]) -> list[Path]:
 def load_vignette_file(path: Path) -> list[Vignette]:
     """Read one vignette file (a YAML or JSON list); every problem is reported with its place."""
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        text = decode(path.read_bytes())
+        warn = warn_duplicates(str(path))
+        data = loads_json(text, warn) if path.suffix == ".json" else loads_yaml(text, warn)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise VignetteFormatError(str(path), [Problem("", f"cannot be read: {exc}", "unreadable")]) from None
     if not isinstance(data, list):
@@ -332,10 +334,13 @@ def lint(paths: Iterable[str | Path], ruleset: Ruleset) -> list[str]:
         return [str(exc)]
     for path in files:
         try:
-            vignettes = load_vignette_file(path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", DuplicateKeyWarning)
+                vignettes = load_vignette_file(path)
         except VignetteFormatError as exc:
             found += [f"{path}: {p}" for p in exc.problems]
             continue
+        found += [str(w.message) for w in caught if issubclass(w.category, DuplicateKeyWarning)]
         for v in vignettes:
             if v.key in seen:
                 found.append(f"{path}: {v.key}: duplicate vignette id (also in {seen[v.key]})")

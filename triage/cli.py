@@ -27,13 +27,13 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @RULESET_OPTION
 @click.option("--compact", is_flag=True, help="One line of JSON instead of an indented document.")
 @handle_errors
 def evaluate(file: Any, ruleset_path: Optional[Path], compact: bool) -> None:
     """Triage the case in FILE (JSON or YAML; '-' reads standard input) and print the result as JSON."""
-    data = read_case_text(file.read(), file.name)
+    data = read_case_text(file.read(), getattr(file, "name", "<stdin>"))
     result = load_for_cli(ruleset_path).evaluate(data)
     click.echo(result.to_json(indent=None if compact else 2))
 
