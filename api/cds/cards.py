@@ -201,6 +201,12 @@ WHY_WORDS: dict[str, tuple[str, str]] = {
                          "un seul antiagrégant plaquettaire : pas de double antiagrégation"),
     "fever": ("temperature {celsius} °C within {hours} hours", "température {celsius} °C dans les {hours} heures"),
     "procedure": ("{status}, within {days} days", "{status}, dans les {days} jours"),
+    "absent_too_old": ("recorded absent on {day}, more than {hours} hours ago: not taken as absent now",
+                       "notée absente le {day}, il y a plus de {hours} heures : pas tenue pour absente maintenant"),
+    "absent_undated": ("recorded absent without a date: not taken as absent now",
+                       "notée absente sans date : pas tenue pour absente maintenant"),
+    "absent_not_final": ("recorded absent with status “{status}”: not taken as absent until final",
+                         "notée absente au statut « {status} » : pas tenue pour absente avant d'être finale"),
 }
 # A procedure's FHIR status, in words.
 STATUS_WORDS = {"completed": ("done", "réalisé"), "in-progress": ("in progress", "en cours")}

@@ -44,6 +44,12 @@ FHIR_DATE = re.compile(r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)
 PREFIX_FAMILIES = ("icd10", "atc")
 HISTORY_RANK = {"current": 3, "suspected": 2, "past": 1}
 LAB_STATUSES = ("final", "amended", "corrected", "preliminary")
+# A finding recorded ABSENT is taken as absent now only when it is final and made within this many
+# hours (the temperature's window, the only one clinical-rules gives): a "no weakness" from 2009, an
+# undated one or a preliminary one leaves the finding unknown, so the triage still asks about it
+# (unknown is not absent). A finding recorded PRESENT counts whatever its date: that only raises.
+ABSENT_STATUSES = ("final", "amended", "corrected")
+ABSENT_WITHIN_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,9 @@ WHY: dict[str, str] = {
     "one_antiplatelet": "one antiplatelet only: not dual antiplatelet therapy",
     "fever": "temperature {celsius} °C within {hours} h",
     "procedure": "{status}, within {days} days",
+    "absent_too_old": "recorded absent on {day}, more than {hours} h ago: not taken as absent now",
+    "absent_undated": "recorded absent without a date: not taken as absent now",
+    "absent_not_final": "recorded absent with status {status}: not taken as absent until final",
 }
 
 
@@ -307,6 +316,27 @@ def _within(value: Any, now: dt.datetime, days: float) -> bool:
     return day is not None and 0 <= (now.date() - day).days <= days
 
 
+def _stale_absence(obs: dict[str, Any], now: dt.datetime) -> Optional[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Why an observation recording a finding absent is not taken as absent now (``WHY`` key and its
+    words), or None when it is: final, and made within ``ABSENT_WITHIN_HOURS``."""
+    status = obs.get("status")
+    if status not in ABSENT_STATUSES:
+        return "absent_not_final", (("status", str(status)[:20]),)
+    when = _when(obs)
+    if when is None:   # a date without a time: absent today only if recorded today
+        period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
+        day = next((d for d in (_day(obs.get("effectiveDateTime")), _day(period.get("end")), _day(period.get("start")),
+                                _day(obs.get("issued"))) if d is not None), None)
+        if day is None:
+            return "absent_undated", ()
+        if day == now.date():
+            return None
+        return "absent_too_old", (("day", day.isoformat()), ("hours", f"{ABSENT_WITHIN_HOURS:g}"))
+    if not dt.timedelta(0) <= now - when <= dt.timedelta(hours=ABSENT_WITHIN_HOURS):
+        return "absent_too_old", (("day", when.date().isoformat()), ("hours", f"{ABSENT_WITHIN_HOURS:g}"))
+    return None
+
+
 def _when(obs: dict[str, Any], issued: bool = True) -> Optional[dt.datetime]:
     """When the observation was made (its effective time); else, when ``issued`` is allowed, when it was issued."""
     period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
@@ -375,6 +405,7 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
     latest: dict[str, tuple[Optional[dt.datetime], float, str, Evidence]] = {}
     clashing: dict[str, set[float]] = {}   # labs with different values at their latest time
     fever_at: Optional[float] = None
+    stale_absent: dict[str, tuple[Evidence, str, tuple[tuple[str, str], ...]]] = {}
     for obs in record.of("Observation"):
         if obs.get("status") in ("cancelled", "entered-in-error"):
             continue
@@ -387,10 +418,15 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
             else:
                 answers = set(codemap.codings(obs.get("valueCodeableConcept")))
                 value = True if answers & codemap.present else False if answers & codemap.absent else None
+            hit = next(c for c in codes if c in codemap.observations)
+            evidence = Evidence("Observation", *hit, _display(obs.get("code"), *hit))
+            if value is False:
+                stale = _stale_absence(obs, now)
+                if stale is not None:   # not taken as absent now: the finding stays unknown unless another says
+                    stale_absent.setdefault(path, (evidence, *stale))
+                    value = None
             if value is not None:
                 observed[path] = observed.get(path, False) or value  # present wins
-                hit = next(c for c in codes if c in codemap.observations)
-                evidence = Evidence("Observation", *hit, _display(obs.get("code"), *hit))
                 if evidence not in seen.setdefault(path, []):
                     seen[path].append(evidence)
         lab = next((codemap.labs[c] for c in codes if c in codemap.labs), None)
@@ -435,6 +471,10 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
         set_path(case, path, value)
         mapped.append(Mapped(path, value, f"{path} = {'present' if value else 'absent'} (Observation)",
                              tuple(seen.get(path, ()))))
+    for path, (evidence, why, params) in stale_absent.items():
+        if path not in observed:
+            mapped.append(Mapped(path, None, f"{path} left unknown ({WHY[why].format(**dict(params))})",
+                                 (evidence,), why, params))
     for path, numbers in clashing.items():
         _, _, _, evidence = latest.pop(path)
         said = " / ".join(plain_number(n) for n in sorted(numbers))

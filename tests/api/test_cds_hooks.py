@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 
@@ -32,9 +33,13 @@ def condition(system: str, code: str, clinical: str = "active", verification: st
     }
 
 
-def observation(code: str, value=True, status: str = "final") -> dict:
+def observation(code: str, value=True, status: str = "final", when: str | None = "now") -> dict:
+    """An Observation of a finding, made ``when`` (default: this moment; None: undated)."""
     obs = {"resourceType": "Observation", "id": str(uuid.uuid4())[:8], "status": status,
            "code": {"coding": [{"system": SNOMED, "code": code}]}, "subject": {"reference": "Patient/p1"}}
+    if when is not None:
+        obs["effectiveDateTime"] = (dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+                                    if when == "now" else when)
     if isinstance(value, bool):
         obs["valueBoolean"] = value
     else:
@@ -135,7 +140,7 @@ def test_every_metastasis_code_maps(entry):
 @pytest.mark.parametrize("entry", CODEMAP["observations"], ids=lambda e: e["code"])
 def test_every_observation_code_maps_present_and_absent(entry):
     for value, expected in ((True, True), (False, False), ("52101004", True), ("2667000", False)):
-        node = _case(observations=[observation(entry["code"], value)])
+        node = _case(observations=[observation(entry["code"], value, when="2026-11-22T09:00:00Z")])
         for part in entry["field"].split("."):
             node = node[part]
         assert node is expected
@@ -374,3 +379,38 @@ def test_a_new_scan_route_reaches_the_card_in_both_languages_from_the_two_tables
     assert french[0]["actions"][0]["resource"]["code"]["text"] == "IRM ouverte du rachis entier"
     assert "open MRI" in result.headline
     assert "IRM ouverte du rachis entier dans les 4 heures" in texts.headlines[result.headline]["fr"]
+
+
+WEAKNESS = "26544005"
+
+
+@pytest.mark.parametrize("obs, why", [
+    (observation(WEAKNESS, False, when="2009-06-01"), "absent_too_old"),
+    (observation(WEAKNESS, False, when="2026-11-21T10:00:00Z"), "absent_too_old"),   # 26 hours before noon
+    (observation(WEAKNESS, False, when=None), "absent_undated"),
+    (observation(WEAKNESS, False, status="preliminary", when="2026-11-22T09:00:00Z"), "absent_not_final"),
+    (observation(WEAKNESS, "2667000", status="registered", when="2026-11-22T09:00:00Z"), "absent_not_final"),
+])
+def test_a_finding_recorded_absent_long_ago_undated_or_not_final_stays_unknown(obs, why):
+    """Audit of 5 December: "weakness absent" from 2009 was read as absent today, so the card no longer
+    asked about weakness (unknown is not absent). Absent counts when final and within 24 hours."""
+    case, mapped = case_from_prefetch(request_body(observations=[obs])["prefetch"], default_codemap(),
+                                      dt.date(2026, 11, 22))
+    assert "weakness" not in case.get("presentation", {})
+    line = next(m for m in mapped if m.path == "presentation.weakness.present")
+    assert line.value is None and line.why == why
+    # a recent final "absent" is absent; a "present" of any date or status is present
+    for other, expected in ((observation(WEAKNESS, False, when="2026-11-22T01:00:00Z"), False),
+                            (observation(WEAKNESS, True, when="2009-06-01", status="preliminary"), True)):
+        case, _ = case_from_prefetch(request_body(observations=[obs, other])["prefetch"], default_codemap(),
+                                     dt.date(2026, 11, 22))
+        assert case["presentation"]["weakness"]["present"] is expected
+
+
+def test_an_old_absent_weakness_is_still_asked_on_the_card(client):
+    body = request_body([condition(SNOMED, "254837009")], [observation(WEAKNESS, False, when="2009-06-01")])
+    card = client.post(SERVICE, json=body).get_json()["cards"][0]
+    text = json.dumps(card)
+    assert "recorded absent on 2009-06-01" in text and "not taken as absent now" in text
+    fresh = request_body([condition(SNOMED, "254837009")], [observation(WEAKNESS, False)])
+    assert "not taken as absent" not in json.dumps(client.post(SERVICE, json=fresh).get_json()["cards"][0])
