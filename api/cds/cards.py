@@ -155,6 +155,15 @@ PHRASES: dict[str, tuple[str, str]] = {
                   "contient aucun cancer, métastase, symptôme, résultat biologique ni traitement que ce service sache "
                   "lire. Ce n'est pas une réponse « pas de parcours CMM » : ouvrez le formulaire de triage CMM et "
                   "posez les questions ci-dessous."),
+    "no_symptom_summary": ("No symptom in the record: open the form to triage",
+                           "Aucun symptôme dans le dossier : ouvrir le formulaire pour trier"),
+    "no_symptom_body": ("**No symptom in the record**: the record was read for this patient, but it says nothing "
+                        "about back pain, limb weakness, sensory change, bladder or bowel change or sciatica. This is "
+                        "not a \"no MSCC pathway\" answer: open the MSCC triage form and ask the questions below.",
+                        "**Aucun symptôme dans le dossier** : le dossier de ce patient a été lu, mais il ne dit rien "
+                        "d'une douleur rachidienne, d'un déficit moteur, d'un trouble sensitif, d'un trouble "
+                        "sphinctérien ni d'une sciatique. Ce n'est pas une réponse « pas de parcours CMM » : ouvrez le "
+                        "formulaire de triage CMM et posez les questions ci-dessous."),
     "ask_first": ("Ask first", "À demander d'abord"),
     "age": ("age {age} years", "âge {age} ans"),
     "cancer": ("cancer", "cancer"),
@@ -679,15 +688,16 @@ def _label(path: str, labels: Mapping[str, str], words: CardWords = ENGLISH) -> 
 def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[str, str], mapped: Sequence[Mapped | str],
               root: str, record: Optional[Record] = None, patient_id: Optional[str] = None,
               form_token: Optional[str] = None, cite: Optional[Cite] = None,
-              words: Optional[CardWords] = None) -> dict[str, Any]:
-    """The card for a record read for this patient that held no finding: a warning that asks for the form.
+              words: Optional[CardWords] = None, no_symptom: bool = False) -> dict[str, Any]:
+    """The card for a record read for this patient that held no finding (or, ``no_symptom``, findings but
+    no symptom, and nothing above routine): a warning that asks for the form.
 
     Never "No MSCC pathway today": an empty record is not a reassuring one. ``labels``: case field ->
     the form's English label (``rules/form.yaml``); no field path is shown; ``words`` gives every word in
     one language and wins over ``labels`` and ``cite``. Should the rules still find something to do
     (from the age alone), its actions and orders are kept and the indicator never lowered."""
     words = _words(words, labels, cite)
-    lines = [words.phrase("thin_body"), ""]
+    lines = [words.phrase("no_symptom_body" if no_symptom else "thin_body"), ""]
     sources, numbers = _sources_block(result, ruleset, words)
     if result.unknowns:
         lines.append(f"**{words.phrase('ask_first')}**")
@@ -697,4 +707,5 @@ def thin_card(result: triage.Result, ruleset: triage.Ruleset, labels: Mapping[st
     lines += _record_and_sources(mapped, record, sources, words)
     lines.append(words.disclaimer(result.disclaimer))
     indicator = INDICATOR[result.urgency] if result.urgency == "emergency" else "warning"
-    return _card(result, ruleset, words.phrase("thin_summary"), indicator, lines, root, patient_id, form_token, words)
+    summary = words.phrase("no_symptom_summary" if no_symptom else "thin_summary")
+    return _card(result, ruleset, summary, indicator, lines, root, patient_id, form_token, words)

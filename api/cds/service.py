@@ -233,12 +233,16 @@ def service() -> Response:
     result = rs.evaluate(valid)
     patient_id = context["patientId"]
     words = _card_words(rs)
-    if findings(case):
+    found = findings(case)
+    # Nothing about the five symptom groups, and nothing above routine (a cancer alone, bone metastases
+    # alone): not "No MSCC pathway today", which the form never shows before a symptom is answered either.
+    no_symptom = result.urgency == "routine" and not any(path.startswith(SYMPTOM_PATHS) for path in found)
+    if found and not no_symptom:
         card = cards.card_for(result, rs, mapped, public_root(), record, patient_id,
                               form_token=_keep_for_the_form(case), words=words)
     else:   # read for this patient, but nothing to triage on: ask for the form, never "nothing to do"
         card = cards.thin_card(result, rs, words.labels, mapped, public_root(), record, patient_id,
-                               form_token=_keep_for_the_form(case), words=words)
+                               form_token=_keep_for_the_form(case), words=words, no_symptom=bool(found))
     _remember_card(card)
     # Recorded before answering (503 when it cannot be): the card's uuid joins its feedback to it.
     record_hook.record("cds", valid, result, hook_instance=body["hookInstance"], cards=[card["uuid"]],
@@ -268,6 +272,9 @@ def _text(value: Any) -> Optional[str]:
     return value[:200] if isinstance(value, str) else None
 
 
+# The five symptom groups (the form's SYMPTOM_GROUPS): a record that says nothing of them gives no reassurance.
+SYMPTOM_PATHS = tuple(f"presentation.{group}." for group in ("focal_vertebral_pain", "weakness", "paraesthesia",
+                                                              "sphincter_disturbance", "sciatica"))
 PREFILL_SECONDS = 1800   # the card's form link opens the form filled in for 30 minutes, then an empty form
 
 

@@ -414,3 +414,22 @@ def test_an_old_absent_weakness_is_still_asked_on_the_card(client):
     assert "recorded absent on 2009-06-01" in text and "not taken as absent now" in text
     fresh = request_body([condition(SNOMED, "254837009")], [observation(WEAKNESS, False)])
     assert "not taken as absent" not in json.dumps(client.post(SERVICE, json=fresh).get_json()["cards"][0])
+
+
+@pytest.mark.parametrize("conditions", [[condition(SNOMED, "254837009")], [condition(SNOMED, "94222008")]])
+def test_a_cancer_and_no_symptom_is_a_warning_that_asks_never_no_mscc_pathway(client, conditions):
+    """Audit of 5 December: a record holding only an active cancer (or bone metastases) got the info card
+    "No MSCC pathway today", the most reassuring card for the patient most at risk, with nothing asked.
+    The form shows no routine banner before a symptom is answered either."""
+    for language, summary, asked in (("en", "No symptom in the record", "Ask first"),
+                                     ("fr", "Aucun symptôme dans le dossier", "À demander d'abord")):
+        client.application.config["CDS_CARD_LANGUAGE"] = language
+        client.application.extensions.pop("mscc_card_words", None)
+        card = client.post(SERVICE, json=request_body(conditions)).get_json()["cards"][0]
+        assert card["indicator"] == "warning" and card["summary"].startswith(summary), card["summary"]
+        assert asked in card["detail"] and "No MSCC pathway today" not in json.dumps(card)
+    client.application.config["CDS_CARD_LANGUAGE"] = "en"
+    client.application.extensions.pop("mscc_card_words", None)
+    # a symptom recorded absent today, and the rest unknown: the triage's own answer again
+    card = client.post(SERVICE, json=request_body(conditions, [observation("161891005", False)])).get_json()["cards"][0]
+    assert card["summary"] != "No symptom in the record: open the form to triage"

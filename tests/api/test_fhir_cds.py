@@ -175,7 +175,10 @@ def test_healthchain_without_a_fhir_server_gets_a_card_that_asks_what_it_lacks(c
     response = client.post(SERVICE, json=body)
     assert response.status_code == 200, response.get_json()
     card = response.get_json()["cards"][0]
-    assert "Not yet assessed" in card["detail"] and "observations" in card["detail"]
+    # a cancer and no symptom: a warning that asks, never "No MSCC pathway today" (audit of 5 December)
+    assert card["summary"] == "No symptom in the record: open the form to triage" and card["indicator"] == "warning"
+    assert "Ask first" in card["detail"] and "observations" in card["detail"]
+    assert "Cancer history: Current" in card["detail"]
     assert fhir.requests == []
 
 
