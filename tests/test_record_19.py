@@ -207,3 +207,39 @@ def test_health_is_a_rolled_back_write(backend, ruleset, cases, tmp_path):  # no
     (tmp_path / "blocker").write_text("")
     broken = SqliteStore(tmp_path / "blocker" / "records.sqlite3")
     assert "cannot be written" in broken.health()
+
+
+# ------------------------------------------------------------------------------ audit of 5 December (third round)
+
+def test_the_cards_column_is_checked_against_the_hashed_body(backend, ruleset, cases):  # noqa: F811
+    """The card uuid column (what 'audit show <card uuid>' and feedback look up) was not compared with the
+    hashed body: rewriting it still verified 'ok', and lookups by card then failed or found another record."""
+    from triage._record import CdsContext
+
+    _, store, options, sql = backend
+    fill(store, ruleset, cases[:3])
+    for n in (1, 2):
+        store.record_decision("cds", cases[n], ruleset.evaluate(cases[n]), cds=CdsContext(f"hook-{n}", (f"card-{n}",)))
+    assert store.verify().ok
+    store.close()
+    sql("UPDATE records SET cards = ? WHERE seq = ?", ("card-2", 4))
+    assert_broken(store, options, 4, "cards column")
+    sql("UPDATE records SET cards = ? WHERE seq = ?", ("card-1", 4))
+    sql("UPDATE records SET cards = NULL WHERE seq = ?", (5,))
+    assert_broken(store, options, 5, "cards column")
+
+
+def test_a_damaged_record_is_named_and_nothing_partial_is_exported(backend, ruleset, cases):  # noqa: F811
+    """A record whose content is not JSON made export (after printing the records before it), replay,
+    show and impact end in a traceback; export also printed a chain that did not verify."""
+    _, store, options, sql = backend
+    fill(store, ruleset, cases[:6])
+    store.close()
+    sql("UPDATE records SET body = substr(body, 1, 100) WHERE seq = ?", (4,))
+    out = cli("audit", "export", *options)
+    assert out.exit_code == 1 and "BROKEN: record 4" in out.output and '"hash"' not in out.output, out.output
+    out = cli("audit", "show", "4", *options)
+    assert out.exit_code == 1 and "record 4 is damaged" in out.output and "Traceback" not in out.output, out.output
+    out = cli("audit", "replay", "-j", "1", *options)
+    assert out.exit_code == 1 and "record 4" in out.output and "Traceback" not in out.output, out.output
+    assert cli("audit", "show", "3", *options).exit_code == 0   # the others are still read

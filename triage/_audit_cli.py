@@ -169,8 +169,14 @@ def show(record_id: str, store_path: Optional[Path], dsn: Optional[str]) -> None
 @_store_options
 @handle_errors
 def export(since: Optional[str], all_kinds: bool, store_path: Optional[Path], dsn: Optional[str]) -> None:
-    """Print records as JSON lines (canonical form, with each record's hash)."""
-    for record in _open(store_path, dsn).records(since=since, kind=None if all_kinds else "decision"):
+    """Print records as JSON lines (canonical form, with each record's hash), once the whole chain verifies."""
+    store = _open(store_path, dsn)
+    report = store.verify()   # first: a broken chain exports nothing (no partial or silent export)
+    if report.broken is not None:
+        click.echo(f"BROKEN: {report.broken}", err=True)
+        click.echo("nothing exported: 'triage audit verify' shows the chain", err=True)
+        sys.exit(1)
+    for record in store.records(since=since, kind=None if all_kinds else "decision"):
         click.echo(record.as_json_line())
 
 

@@ -107,6 +107,13 @@ class RecordUnavailable(RecordError):
     exit_code = 5
 
 
+class RecordDamaged(RecordError):
+    """A stored record cannot be read back (its content altered): what ``audit verify`` calls a broken chain."""
+
+    code = "record_damaged"
+    exit_code = 1
+
+
 class RecordNotFound(RecordError):
     """No record with that sequence number, request id or card uuid."""
 

@@ -14,7 +14,7 @@ import uuid
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
-from ._errors import RecordNotFound, RecordUnavailable
+from ._errors import RecordDamaged, RecordNotFound, RecordUnavailable
 from ._record_format import (
     GENESIS, RECORD_FORMAT, Broken, CdsContext, PruneReport, Record, Verification, canonical_member,
     decision_entry, record_hash, time_bound, utc_now,
@@ -366,7 +366,7 @@ class RecordStore:
                 until: Optional[str | dt.date | dt.datetime] = None) -> Iterator[Record]:
         where, params = self._filters(since, kind, until)
         for seq, body, digest in self._scan(where, params):
-            yield Record(seq, digest, json.loads(body))
+            yield Record(seq, digest, _body_of(seq, body))
 
     def bodies(self, since: Optional[str | dt.date | dt.datetime] = None, kind: Optional[str] = "decision",
                until: Optional[str | dt.date | dt.datetime] = None) -> Iterator[tuple[int, str]]:
@@ -400,11 +400,11 @@ class RecordStore:
             if not rows:
                 rows = self._read(f"SELECT seq, body, hash FROM records WHERE cards LIKE {p} ORDER BY seq",
                                   (f"%{text}%",))
-                rows = [r for r in rows if text in json.loads(r[1]).get("cds", {}).get("cards", [])]
+                rows = [r for r in rows if text in (_body_of(r[0], r[1]).get("cds") or {}).get("cards", [])]
         if not rows:
             raise RecordNotFound(f"no record {text!r} (give a seq number, a request id or a CDS card uuid)")
         seq, body, digest = rows[0]
-        return Record(seq, digest, json.loads(body))
+        return Record(seq, digest, _body_of(seq, body))
 
     def count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM records")[0][0])
@@ -429,8 +429,8 @@ class RecordStore:
             if wrong:
                 return self._broken(0, None, head_seq, head_hash,
                                     Broken(_int(checkpoint.get("seq"), head_seq), checkpoint.get("id"), wrong))
-        columns = "seq, body, hash, id, time, channel, kind"
-        for seq, text, stored, col_id, col_time, col_channel, col_kind in self._scan(columns=columns):
+        columns = "seq, body, hash, id, time, channel, kind, cards"
+        for seq, text, stored, col_id, col_time, col_channel, col_kind, col_cards in self._scan(columns=columns):
             count += 1
             try:
                 body = json.loads(text)
@@ -445,6 +445,13 @@ class RecordStore:
                 return self._broken(count, first, head_seq, head_hash,
                                     Broken(seq, rid, "its columns (seq, id, time, channel, kind) differ from its "
                                                      "hashed content (altered or renumbered)"))
+            cds = body.get("cds")
+            cards = cds.get("cards") if isinstance(cds, dict) else None
+            if (" ".join(cards) if isinstance(cards, list) and all(isinstance(c, str) for c in cards) else "") \
+                    != (col_cards or ""):   # the column a card uuid is looked up by (audit show, feedback)
+                return self._broken(count, first, head_seq, head_hash,
+                                    Broken(seq, rid, "its cards column differs from the card uuids of its hashed "
+                                                     "content (altered)"))
             if body.get("kind") == "checkpoint":
                 wrong = _checkpoint_problem(body, earlier, now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
                 if wrong:
@@ -517,6 +524,18 @@ class RecordStore:
     def _broken(count: int, first: Optional[int], head_seq: int, head_hash: str, broken: Broken) -> Verification:
         return Verification(count, first, head_seq, head_hash, broken)
 
+
+
+def _body_of(seq: int, text: Any) -> dict[str, Any]:
+    """A stored record's body; :class:`RecordDamaged` naming the record when it is not a JSON object."""
+    try:
+        body = json.loads(text)
+    except (TypeError, ValueError):
+        body = None
+    if not isinstance(body, dict):
+        raise RecordDamaged(f"record {seq} is damaged: its content is not a JSON object. Nothing more was read; "
+                            "'triage audit verify' checks the whole chain")
+    return body
 
 
 def _members(entry: Mapping[str, Any]) -> dict[str, str]:

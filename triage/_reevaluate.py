@@ -56,11 +56,26 @@ def _ruleset(sha: str) -> Any:
     return found
 
 
+def _readable(text: Any) -> Optional[dict[str, Any]]:
+    """A decision record's body, or None when it is damaged (not JSON, or without its case, result, ruleset)."""
+    try:
+        body = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("ruleset"), dict) or "sha256" not in body["ruleset"] \
+            or not isinstance(body.get("result"), dict) or "case" not in body or "id" not in body:
+        return None
+    return body
+
+
 def _replay_chunk(chunk: list[tuple[int, str]]) -> tuple[int, list[tuple[int, str, str, str]]]:
     """The chunk's size and (seq, id, kind, detail) for every record that does not replay identically."""
     out = []
     for seq, text in chunk:
-        body = json.loads(text)
+        body = _readable(text)
+        if body is None:
+            out.append((seq, "?", "damaged", "its content is not a decision record's JSON"))
+            continue
         sha = body["ruleset"]["sha256"]
         if sha not in _PATHS:
             out.append((seq, body["id"], "missing", sha))
@@ -110,7 +125,10 @@ def _impact_chunk(chunk: list[tuple[int, str]]) -> tuple[int, list[Change], list
     rs = _ruleset(_CANDIDATE)
     changes, errors = [], []
     for seq, text in chunk:
-        body = json.loads(text)
+        body = _readable(text)
+        if body is None:
+            errors.append((seq, "?", "damaged: its content is not a decision record's JSON"))
+            continue
         old = body["result"]
         try:
             new = rs.evaluate(body["case"])
