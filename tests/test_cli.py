@@ -162,3 +162,11 @@ def test_vignette_new_into_a_missing_folder_exits_2(tmp_path):
     (tmp_path / "c.json").write_text("{}")
     out = run("vignette", "new", str(tmp_path / "c.json"), "-o", str(tmp_path / "nowhere" / "v.yaml"))
     assert out.exit_code == 2 and "cannot be written" in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("value", ['"true"', "0", '"off"', "1"])
+def test_a_vignette_error_flag_is_a_boolean_never_a_string_or_a_number(tmp_path, value):
+    """Audit of 5 December: 'error: "true"', 'error: 0' and 'error: "off"' were read as booleans."""
+    (tmp_path / "v.yaml").write_text(f"- id: E-1\n  case: {{patient: {{age_years: 130}}}}\n  expect:\n    error: {value}\n")
+    out = run("vignette", "check", str(tmp_path / "v.yaml"))
+    assert out.exit_code == 2 and "error" in out.output and "bool" in out.output.lower(), out.output

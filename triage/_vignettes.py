@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from ._case import FIELDS, unknown_fields
 from ._conditions import URGENCY_RANK
@@ -29,7 +29,7 @@ class Expect(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     urgency: Optional[Literal["emergency", "urgent", "routine"]] = None
-    error: Optional[bool] = None
+    error: Optional[StrictBool] = None   # "true", 0 or "off" is refused, never read as a boolean
     actions_include: list[str] = []
     actions_exclude: list[str] = []
     flags_include: list[str] = []
