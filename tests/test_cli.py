@@ -170,3 +170,13 @@ def test_a_vignette_error_flag_is_a_boolean_never_a_string_or_a_number(tmp_path,
     (tmp_path / "v.yaml").write_text(f"- id: E-1\n  case: {{patient: {{age_years: 130}}}}\n  expect:\n    error: {value}\n")
     out = run("vignette", "check", str(tmp_path / "v.yaml"))
     assert out.exit_code == 2 and "error" in out.output and "bool" in out.output.lower(), out.output
+
+
+def test_vignette_new_never_overwrites_a_file_without_force(tmp_path):
+    (tmp_path / "c.json").write_text("{}")
+    target = tmp_path / "v.yaml"
+    target.write_text("# corrected by hand\n")
+    out = run("vignette", "new", str(tmp_path / "c.json"), "-o", str(target))
+    assert out.exit_code == 2 and "--force" in out.output and target.read_text() == "# corrected by hand\n"
+    out = run("vignette", "new", str(tmp_path / "c.json"), "-o", str(target), "--force")
+    assert out.exit_code == 0 and "NEW-1" in target.read_text()

@@ -151,10 +151,14 @@ def vignette() -> None:
 @click.option("--id", "vignette_id", default="NEW-1", show_default=True)
 @click.option("--title", default="", help="What the vignette checks.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists (default: refuse).")
 @RULESET_OPTION
 @handle_errors
-def vignette_new(case_file: Any, vignette_id: str, title: str, output: Optional[Path], ruleset_path: Optional[Path]) -> None:
+def vignette_new(case_file: Any, vignette_id: str, title: str, output: Optional[Path], force: bool,
+                 ruleset_path: Optional[Path]) -> None:
     """Write a vignette skeleton recording today's answer for CASE_FILE; then correct what is wrong."""
+    if output and output.exists() and not force:   # a vignette corrected by hand is never overwritten silently
+        raise VignetteFormatError(str(output), [Problem("", "exists already: give --force to replace it", "exists")])
     case = read_case_text(case_file.read(), getattr(case_file, "name", "<stdin>"))
     if not isinstance(case, dict):
         raise CaseValidationError([Problem("", "a case must be a JSON object", "invalid_type")])
