@@ -11,6 +11,8 @@ from typing import Any
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from triage import no_duplicate_keys
+
 from .limits import MAX_JSON_DEPTH
 from .problems import ApiProblem
 
@@ -24,15 +26,6 @@ JSON_TYPES = ("application/json",)
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"the key '{key}' appears twice in one object")
-        seen[key] = value
-    return seen
 
 
 def read_body() -> bytes:
@@ -130,7 +123,7 @@ def read_json_body() -> Any:
     refuse_content_coding()
     raw = read_body()
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates,
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=no_duplicate_keys,
                           parse_int=_whole_number, parse_float=_finite_number)
     except UnicodeDecodeError:
         raise ApiProblem(400, "Malformed JSON", "The body is not UTF-8 text.") from None

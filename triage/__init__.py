@@ -21,6 +21,7 @@ from ._result import (
 from ._record import CdsContext, Record, RecordStore, open_store
 from ._lockfile import LockFile
 from ._sins import sins_category, sins_total
+from ._strict_input import no_duplicate_keys
 from ._texts import HEADLINE_MAX, FormGroup, FormTexts, french_typography, load_form_texts
 from ._triage import Ruleset, default_ruleset, evaluate, load_ruleset
 
@@ -70,6 +71,7 @@ __all__ = [
     "french_typography",
     "load_form_texts",
     "load_ruleset",
+    "no_duplicate_keys",
     "open_store",
     "parse_case",
     "set_path",

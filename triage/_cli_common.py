@@ -7,6 +7,7 @@ Kept apart from ``cli`` so that the command modules import it without importing 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -82,9 +83,10 @@ def read_case_text(text: str | bytes, source: str) -> Any:
         raise CaseValidationError([Problem("", f"{source} is empty: a case is a JSON or YAML object", "unreadable")])
     try:
         return loads_json(text)
-    except ValueError as exc:
-        if "appears twice" in str(exc) or "too deep" in str(exc):
-            raise CaseValidationError([Problem("", f"{source}: {exc}", "unreadable")]) from None
+    except json.JSONDecodeError:
+        pass   # not JSON: read as YAML
+    except ValueError as exc:   # JSON, but a key given twice or nesting too deep: never read as YAML instead
+        raise CaseValidationError([Problem("", f"{source}: {exc}", "unreadable")]) from None
     try:
         return loads_yaml(text)
     except (yaml.YAMLError, ValueError) as exc:

@@ -3,7 +3,7 @@
 A key given twice, bytes that are not UTF-8, nesting deeper than Python's recursion: each is a
 ``ValueError`` naming what is wrong, never the last copy silently winning (a case whose second
 ``"presentation": {}`` emptied the first came out routine) or a traceback. The HTTP API reads its
-bodies by the same rules (``api/body.py``). A vignette file with a key given twice is read as YAML
+bodies with the same :func:`no_duplicate_keys`. A vignette file with a key given twice is read as YAML
 and JSON tools read it (the last copy), with a :class:`DuplicateKeyWarning`: a suite written by
 someone else still replays, the warning says which expectation was dropped, and ``triage vignette
 check`` refuses the file.
@@ -29,6 +29,12 @@ def decode(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"is not UTF-8 text (byte {exc.start}: 0x{data[exc.start]:02x})") from None
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A ``json.loads`` ``object_pairs_hook`` that refuses a key given twice in one object (``ValueError``
+    naming it): what the HTTP API and ``triage evaluate`` read."""
+    return _pairs_hook(None)(pairs)
 
 
 def _pairs_hook(warn: Optional[Callable[[str], None]]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:

@@ -48,6 +48,7 @@ from ..fhir.map import (CODEMAP_PATH, CodeMap, CodeMapError, case_from_prefetch,
                         findings)
 from ..fhir.record import discovery_prefetch, gather
 from ..problems import ApiProblem
+from ..web import SYMPTOM_GROUPS
 from . import cards, jwks
 from .store import Duplicate, StoreUnavailable, store, store_health
 
@@ -272,9 +273,8 @@ def _text(value: Any) -> Optional[str]:
     return value[:200] if isinstance(value, str) else None
 
 
-# The five symptom groups (the form's SYMPTOM_GROUPS): a record that says nothing of them gives no reassurance.
-SYMPTOM_PATHS = tuple(f"presentation.{group}." for group in ("focal_vertebral_pain", "weakness", "paraesthesia",
-                                                              "sphincter_disturbance", "sciatica"))
+# The five symptom groups (the form's): a record that says nothing of them gives no reassurance.
+SYMPTOM_PATHS = tuple(f"presentation.{group}." for group in SYMPTOM_GROUPS)
 PREFILL_SECONDS = 1800   # the card's form link opens the form filled in for 30 minutes, then an empty form
 
 
