@@ -102,11 +102,14 @@ def case_from_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
                 continue
             value = raw
         elif spec.kind == "integer":
-            if not re.fullmatch(r"[+-]?[0-9]{1,12}", raw):   # the form reads 12 digits at most (a count or days past 10^12 is a typing error); never int() on more
+            # 12 digits at most (a count or days past 10^12 is a typing error; never int() on more); a zero
+            # fraction is a whole number, as in the API (case-format 2.2: 67.0 is 67), "67,000" stays ambiguous
+            whole = None if _GROUPED.fullmatch(raw) else re.fullmatch(r"([+-]?[0-9]{1,12})(?:[.,]0+)?", raw)
+            if whole is None:
                 errors[path] = ("ambiguous_number" if _GROUPED.fullmatch(raw) else
                                 "not_a_whole_number" if re.fullmatch(r"[+-]?[0-9]+", raw) is None else "invalid_value")
                 continue
-            value = int(raw)
+            value = int(whole[1])
         else:
             if _GROUPED.fullmatch(raw) and not _only_decimal(raw, spec):
                 errors[path] = "ambiguous_number"

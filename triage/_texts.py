@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import yaml
 
-from ._case import FIELDS
+from ._case import FIELDS, unknown_fields
 from ._errors import RulesetError
 from ._result import source_parts
 from ._ruleset import SEVERITIES
@@ -83,7 +83,7 @@ MESSAGES: dict[str, frozenset[str]] = {
     "invalid_value": frozenset(),
 }
 TEXT_KEYS = frozenset(LANGUAGES)
-FIELD_KEYS = frozenset({*LANGUAGES, "help"})
+FIELD_KEYS = frozenset({*LANGUAGES, "help", "condition"})
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,9 @@ class FormTexts:
     unused: tuple[str, ...] = field(default=())        # entries the ruleset does not know (see above)
     reasons: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # why an action is held -> {en, fr}
     orders: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # scan action -> its draft order {en, fr}
+    # "still to ask" for a field that is not a yes/no finding: the answer that would raise the triage,
+    # in place of "if present" (weakness onset: "if it began less than 48 hours ago") -> {en, fr}
+    conditions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def citations(self, source: str, lang: str) -> list[str]:
         """The readable citations of a rule's or an action's ``source``, each once, in ``lang``."""
@@ -241,10 +244,13 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
     raw_fields = _keyed(form.section("fields", dict))
     labels: dict[str, dict[str, str]] = {}
     help_texts: dict[str, dict[str, str]] = {}
+    conditions: dict[str, dict[str, str]] = {}
     for path, value in raw_fields.items():
         entry = form.text(value, f"fields.{path}", FIELD_KEYS)
         if isinstance(value, dict) and "help" in value:
             help_texts[path] = form.text(value["help"], f"fields.{path}.help")
+        if isinstance(value, dict) and "condition" in value:
+            conditions[path] = form.text(value["condition"], f"fields.{path}.condition")
         if path in fields:
             labels[path] = entry
         else:
@@ -255,6 +261,16 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
             raise form.fail(f"fields.{path}", "missing: every case field needs a label",
                             _hint(path, [p for p in raw_fields if p not in fields]))
     help_texts = {p: h for p, h in help_texts.items() if p in fields}
+    # A field "still to ask" that has no yes/no answer needs the answer that would raise the triage:
+    # "if present" would read the wrong way round ("Walking now: if present: emergency").
+    for path in unknown_fields():
+        if path in fields and fields[path].kind != "tristate" and path not in conditions:
+            raise form.fail(f"fields.{path}.condition", "missing: this field can be still to ask and is not a "
+                            "yes/no finding; say which answer would raise the triage (\"if unable to walk\")")
+    for path in conditions:
+        if path not in fields or fields[path].kind == "tristate" or path not in unknown_fields():
+            raise form.fail(f"fields.{path}.condition", "only a field that can be still to ask and is not a yes/no "
+                            "finding takes a condition (a yes/no finding reads \"if present\")")
 
     # groups: every case field asked exactly once
     groups: list[FormGroup] = []
@@ -467,7 +483,7 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
     unused += [f"{LABELS_FR_FILE}: reasons.{text}: no rule gives this reason" for text in raw_reasons if text not in reasons]
 
     return FormTexts(tuple(groups), labels, help_texts, choices, words, messages, actions, flags, headlines,
-                 titles, sources, tuple(unused), reasons, orders)
+                 titles, sources, tuple(unused), reasons, orders, conditions)
 
 
 def _french_scans(fr: _File, table: Optional[ScanTable], unused: list[str]

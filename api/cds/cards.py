@@ -132,7 +132,7 @@ PHRASES: dict[str, tuple[str, str]] = {
     "not_yet_assessed": ("**Not yet assessed** (each would raise the urgency, add a critical flag or ask a scan)",
                          "**Non évalué** (chaque élément pourrait relever l'urgence, ajouter un point critique ou "
                          "demander une imagerie)"),
-    "if_present": ("if present", "si présent"),
+    "if_present": ("if present", "si oui"),
     "adds": ("adds", "ajoute"),
     "would_ask": ("would ask", "demanderait"),
     "from_record": ("From the record", "D'après le dossier"),
@@ -259,6 +259,11 @@ class CardWords:
     def phrase(self, key: str, **values: Any) -> str:
         return PHRASES[key][1 if self.fr else 0].format(**values)
 
+    def condition(self, path: str) -> str:
+        """"if present", or for a field with no yes/no answer the answer that would raise the triage."""
+        found = self.texts.conditions.get(path) if self.texts is not None else None
+        return found[self.lang] if found else self.phrase("if_present")
+
     def _form(self, section: str, key: str, english: str) -> str:
         if not self.fr or self.texts is None:
             return english
@@ -269,7 +274,7 @@ class CardWords:
         return self._form("words", timing, TIMING_WORDS[timing])
 
     def urgency(self, urgency: str) -> str:
-        """The urgency as a heading word: EMERGENCY, URGENCE VITALE."""
+        """The urgency as a heading word: EMERGENCY, URGENCE IMMÉDIATE."""
         return self._form("words", urgency, urgency.upper())
 
     def urgency_in_text(self, urgency: str) -> str:
@@ -574,7 +579,7 @@ def _unknown_lines(result: triage.Result, ruleset: triage.Ruleset, words: CardWo
     for u in sorted(result.unknowns, key=lambda u: -URGENCY_RANK[u.could_raise_to]):
         added = [words.flag(f, ruleset.data.flags[f].label) for f in u.would_add_flags]
         scans = [words.action(a, ruleset.data.actions[a].label) for a in u.would_add_actions]
-        lines.append(f"- {_label(u.field, words.labels, words)}: {words.phrase('if_present')}, "
+        lines.append(f"- {_label(u.field, words.labels, words)}: {words.condition(u.field)}, "
                      f"{words.urgency_in_text(u.could_raise_to)}"
                      + (f"; {words.phrase('adds')}: {'; '.join(added)}" if added else "")
                      + (f"; {words.phrase('would_ask')}: {'; '.join(scans)}" if scans else ""))

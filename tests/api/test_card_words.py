@@ -152,7 +152,7 @@ def test_every_french_card_string_is_french_and_never_an_id(ruleset, french):
     assert checked > 600
     # the card's sections and its urgency words are French
     seen = "\n".join(headings)
-    for heading in ("**URGENCE VITALE**", "**Actions**", "**Points d'attention**",
+    for heading in ("**URGENCE IMMÉDIATE**", "**Actions**", "**Points d'attention**",
                     "**Non proposé, et pourquoi**", "**Non évalué**", "**Pas assez d'éléments dans le dossier pour trier**",
                     "**À demander d'abord**", "**D'après le dossier**", "**Sources**"):
         assert heading in seen, heading

@@ -55,7 +55,7 @@ def call(client, procedures) -> dict:
 def test_the_anticoagulant_reaches_the_card_and_the_onset_is_asked(client):
     card = call(client, None)
     assert "On anticoagulation (or dual antiplatelet therapy): Yes (prescription apixaban" in card["detail"]
-    assert "- Limb weakness (Weakness began (hours ago)): if present, emergency" in card["detail"]
+    assert "- Limb weakness (Weakness began (hours ago)): if it began less than 48 hours ago, emergency" in card["detail"]
     assert "procedures: sent empty (null)" in card["detail"]
 
 

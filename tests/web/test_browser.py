@@ -51,7 +51,7 @@ CASES = {
                    "presentation.weakness.limbs": "legs", "presentation.weakness.bilateral": "true",
                    "presentation.weakness.progressive": "true"},
                   {"en": ("EMERGENCY", "Call the MSCC coordinator now"),
-                   "fr": ("URGENCE VITALE", "Appeler le coordinateur CMM")}),
+                   "fr": ("URGENCE IMMÉDIATE", "Appeler le coordinateur CMM")}),
     "urgent": ({"patient.cancer.history": "current", "patient.cancer.primary": "breast",
                 "presentation.focal_vertebral_pain.present": "true"},
                {"en": ("URGENT", "Contact the MSCC coordinator within 24 hours"),
@@ -305,7 +305,7 @@ def test_a_routine_case_takes_at_most_8_clicks_and_the_button_stays_in_reach(bro
 
 
 @pytest.mark.parametrize("lang, level, so_far, raise_to", [("en", "ROUTINE", "SO FAR", "EMERGENCY"),
-                                                           ("fr", "NON URGENT", "POUR L'INSTANT", "URGENCE VITALE")])
+                                                           ("fr", "NON URGENT", "POUR L'INSTANT", "URGENCE IMMÉDIATE")])
 def test_the_banner_never_reassures_early(browser, live_url, lang, level, so_far, raise_to):
     # one symptom group answered "No", the others not asked: routine "so far" (nothing asked at all: issue 24 below)
     open_page(browser, live_url, lang, {"presentation.sciatica.present": "false"})
@@ -422,7 +422,7 @@ def test_an_empty_form_says_not_enough_answered_yet_never_an_urgency(browser, li
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_labs_alone_that_make_an_emergency_show_the_emergency(browser, live_url, lang):
     open_page(browser, live_url, lang, {"labs.corrected_calcium_mmol_l": "3.6" if lang == "en" else "3,6"})
-    assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text in ("EMERGENCY", "URGENCE VITALE")
+    assert browser.find_element(By.CSS_SELECTOR, "#urgency-banner .level").text in ("EMERGENCY", "URGENCE IMMÉDIATE")
     assert browser.find_elements(By.ID, "not-enough") == []
     assert browser.find_elements(By.CSS_SELECTOR, "#now-actions li")   # what to do now, not hidden
 

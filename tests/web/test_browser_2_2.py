@@ -39,7 +39,7 @@ EXPECTED = {
                       "group-imaging": ["IRM impossible"],
                       "group-labs": ["Symptômes d'hypocalcémie", "Symptômes d'hypercalcémie", "Plaquettes (10⁹/L)"]},
            "region": "Thoraco-lombaire (T11-L1, le cône)",
-           "result": ["URGENCE VITALE", "Scanner du rachis entier dans les 4 heures suivant la demande",
+           "result": ["URGENCE IMMÉDIATE", "Scanner du rachis entier dans les 4 heures suivant la demande",
                       "penser à un hématome épidural", "Calcium par voie intraveineuse maintenant"]},
 }
 

@@ -35,9 +35,10 @@ def test_every_case_field_choice_and_word_in_both_languages(texts):
     form = yaml.safe_load((RULES / "form.yaml").read_text())
     for section in ("fields", "choices", "words", "messages"):
         for key, value in form[section].items():
-            assert set(value) - {"help"} == {"en", "fr"} and value["en"] and value["fr"], (section, key)
-            if "help" in value:
-                assert set(value["help"]) == {"en", "fr"} and all(value["help"].values()), (section, key)
+            assert set(value) - {"help", "condition"} == {"en", "fr"} and value["en"] and value["fr"], (section, key)
+            for extra in ("help", "condition"):
+                if extra in value:
+                    assert set(value[extra]) == {"en", "fr"} and all(value[extra].values()), (section, key, extra)
     assert set(texts.fields) == set(FIELDS)
     grouped = [f for g in texts.groups for f in g.fields]
     assert sorted(grouped) == sorted(FIELDS) and len(grouped) == len(set(grouped))
@@ -558,9 +559,9 @@ def test_the_banner_says_so_far_when_an_unknown_could_raise_the_urgency(client):
     html = client.post("/", data={"patient.cancer.history": "current", "patient.cancer.primary": "breast",
                                   "presentation.weakness.present": "true"}).get_data(as_text=True)
     banner = html[html.index('id="urgency-banner"'):html.index('id="now-actions"')]
-    assert 'class="so-far"' not in banner and "would add a critical point" not in banner
+    assert 'class="so-far"' not in banner and "could add a critical point" not in banner
     after_now = html[html.index('id="now-actions"'):html.index('id="still-to-ask"')]
-    assert "would add a critical point" in after_now
+    assert "could add a critical point" in after_now
 
 
 def test_the_note_lists_findings_actions_flags_date_and_ruleset(client):
@@ -650,7 +651,7 @@ def test_the_note_lists_the_symptom_questions_not_assessed(client):
 
     note = unescape(re.search(r'<pre id="note-text">(.*?)</pre>', html, re.S).group(1))
     missing = note[note.index("Not assessed (not asked or not examined):"):]
-    for label in ("Focal spinal pain", "Fever or suspected spinal infection", "New sexual dysfunction",
+    for label in ("Spinal pain (in the spine, or in a band around the chest or abdomen)", "Fever or suspected spinal infection", "New sexual dysfunction",
                   "Which limbs"):   # a follow-up of a "Yes" too
         assert f"- {label}" in missing, label
     assert "- Sciatica-type pain" not in missing and "- Both legs\n" not in missing   # answered; follow-up of a "No"
