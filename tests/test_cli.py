@@ -151,11 +151,11 @@ def test_a_vignette_file_with_a_key_given_twice_is_named(tmp_path):
     for name, key in (("v.yaml", "actions_exclude"), ("v.json", "flags_exclude")):
         out = run("vignette", "check", str(tmp_path / name))   # the linter refuses the file
         assert out.exit_code == 2 and f"'{key}' appears twice" in out.output, out.output
-        # replay reads it as YAML and JSON tools do (the last copy: another author's suite still runs),
-        # and says which key was given twice
+        # replay refuses it too (second audit of 5 December: reading the last copy, with a warning, still
+        # passed a result the first copy forbade; a replay is a safety gate)
         out = run("replay", str(tmp_path / name))
-        assert f"warning: {tmp_path / name}:" in out.output and f"'{key}' appears twice" in out.output, out.output
-        assert "the last one is read" in out.output
+        assert out.exit_code == 2 and str(tmp_path / name) in out.output and f"'{key}' appears twice" in out.output
+        assert "passed" not in out.output and "Traceback" not in out.output
 
 
 def test_vignette_new_into_a_missing_folder_exits_2(tmp_path):

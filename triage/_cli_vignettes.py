@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import configparser
 import json
+import os
 import sys
 import tomllib
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,9 +14,7 @@ import click
 import yaml
 
 from ._errors import CaseValidationError, Problem, VignetteFormatError
-from ._strict_input import DuplicateKeyWarning
 from ._triage import load_ruleset
-from .settings import load_settings
 from ._vignettes import coverage as suite_coverage
 from ._vignettes import diff as ruleset_diff
 from ._vignettes import junit_xml, lint, skeleton
@@ -23,26 +22,53 @@ from ._vignettes import replay as replay_suite
 from ._cli_common import RULESET_OPTION, handle_errors, load_for_cli, read_case_text
 
 
-def suite_ruleset(ruleset_path: Optional[Path], paths: tuple[Path, ...]) -> Optional[Path]:
-    """The ruleset a suite is replayed against: ``--ruleset``, else ``$MSCC_TRIAGE_RULES``, else the
-    ``vignette_ruleset`` of the nearest ``pyproject.toml`` above the suite (as the pytest plugin reads
-    it, relative to that file's folder), else the installed ruleset (``None``)."""
-    if ruleset_path is not None or load_settings().rules_path or not paths:
-        return ruleset_path
-    start = paths[0].resolve()
-    for folder in [start, *start.parents] if start.is_dir() else start.parents:
-        config = folder / "pyproject.toml"
+def _pytest_ini(folder: Path) -> Optional[tuple[Path, dict[str, Any]]]:
+    """The pytest configuration file of ``folder``, as pytest picks it (pytest.ini, .pytest.ini,
+    pyproject.toml with [tool.pytest.ini_options], tox.ini with [pytest], setup.cfg with [tool:pytest]),
+    with its options; ``None`` when the folder has none."""
+    for name in ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg"):
+        config = folder / name
         if not config.is_file():
             continue
         try:
-            ini = tomllib.loads(config.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {}).get(
-                "ini_options", {})
-        except (OSError, tomllib.TOMLDecodeError):
-            return None
-        value = ini.get("vignette_ruleset")
-        if isinstance(value, str) and value:
-            click.echo(f"ruleset: vignette_ruleset of {config}", err=True)
-            return folder / value
+            if name == "pyproject.toml":
+                table = tomllib.loads(config.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {})
+                if "ini_options" in table:
+                    return config, dict(table["ini_options"])
+                continue
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.read(config, encoding="utf-8")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, configparser.Error) as exc:
+            raise click.UsageError(f"{config}: cannot be read as pytest reads it ({exc})") from None
+        section = {"setup.cfg": "tool:pytest", "tox.ini": "pytest"}.get(name, "pytest")
+        if parser.has_section(section):
+            return config, dict(parser.items(section))
+        if name in ("pytest.ini", ".pytest.ini"):   # pytest takes these even without a [pytest] section
+            return config, {}
+    return None
+
+
+def suite_ruleset(ruleset_path: Optional[Path], paths: tuple[Path, ...]) -> Optional[Path]:
+    """The ruleset a suite is replayed against, in the pytest plugin's order: ``--ruleset``, else the
+    ``vignette_ruleset`` of the pytest configuration file that pytest would read for the suite (the
+    nearest pytest.ini, .pytest.ini, pyproject.toml, tox.ini or setup.cfg holding pytest options, above
+    the suite; relative to that file's folder), else ``$MSCC_TRIAGE_RULES`` or the installed ruleset
+    (``None``). The suite's own setting comes before the environment: a server's ``MSCC_TRIAGE_RULES``
+    must not replace the ruleset a hospital's suite names."""
+    if ruleset_path is not None or not paths:
+        return ruleset_path
+    resolved = [p.resolve() for p in paths]
+    start = Path(os.path.commonpath([p if p.is_dir() else p.parent for p in resolved]))
+    for folder in [start, *start.parents]:
+        found = _pytest_ini(folder)
+        if found is None:
+            continue
+        config, options = found
+        value = options.get("vignette_ruleset")
+        if isinstance(value, str) and value.strip():
+            chosen = folder / value.strip()
+            click.echo(f"ruleset: {chosen} (vignette_ruleset of {config})", err=True)
+            return chosen
         return None
     return None
 
@@ -60,17 +86,10 @@ def replay(paths: tuple[Path, ...], ruleset_path: Optional[Path], fmt: str, quie
            fail_on_uncovered: bool) -> None:
     """Replay vignette files or folders; exit 1 if any vignette fails.
 
-    The ruleset is --ruleset, else $MSCC_TRIAGE_RULES, else the suite's pyproject.toml
-    (vignette_ruleset under [tool.pytest.ini_options]), else the installed one."""
+    The ruleset is --ruleset, else the suite's pytest configuration (vignette_ruleset, as the pytest
+    plugin reads it), else $MSCC_TRIAGE_RULES, else the installed one. A suite with no vignette exits 2."""
     ruleset = load_for_cli(suite_ruleset(ruleset_path, paths))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DuplicateKeyWarning)
-        outcomes = replay_suite(paths, ruleset)
-    for warning in caught:   # a key given twice: the last copy was read, and the run says so
-        if issubclass(warning.category, DuplicateKeyWarning):
-            click.echo(f"warning: {warning.message}", err=True)
-        else:
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    outcomes = replay_suite(paths, ruleset)
     failed = sum(not o.passed for o in outcomes)
     cov = suite_coverage(outcomes, ruleset) if (show_coverage or fail_on_uncovered) else None
     if fmt == "junit":
@@ -102,7 +121,7 @@ def replay(paths: tuple[Path, ...], ruleset_path: Optional[Path], fmt: str, quie
                 click.echo(f"  id never produced: {item}")
             for item in cov.ids_never_checked:
                 click.echo(f"  id never checked by an expectation: {item}")
-        click.echo(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256}")
+        click.echo(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256} ({ruleset.path})")
         click.echo(f"{len(outcomes) - failed} passed, {failed} failed")
     if failed or (fail_on_uncovered and cov and not cov.complete):
         sys.exit(1)

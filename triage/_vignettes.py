@@ -1,28 +1,47 @@
 """Vignettes (vignette-format v1): clinical cases with the answer a clinician expects, replayed.
 
-An expectation that names an id the ruleset does not know is itself a failure: otherwise a typo in
-``actions_exclude`` would pass for ever without checking anything.
+A replay is a safety gate, so whatever could make it pass without checking what the author wrote is
+refused or failed, never read in the most convenient way:
+
+- an expectation that names an id the ruleset does not know fails (a typo in ``actions_exclude``
+  would otherwise pass for ever without checking anything);
+- a key given twice refuses the file (the second ``actions_exclude`` would drop the first);
+- a vignette without ``case`` is refused (it would replay the empty case, always routine);
+- ``error: true`` with any other expectation is refused (a rejected case has no actions to check);
+- a file whose suffix is ``.YAML`` or ``.Json`` is read like ``.yaml`` (not skipped in silence);
+- ``id``, ``title`` and ``source`` are read as written (YAML 1.1 would read ``id: NO`` as false and
+  ``010`` as 8); an ``id`` is a non-empty string or a JSON integer;
+- a replay that found no vignette at all is not a pass (the command line exits 2).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional, Union
+from typing import Annotated, Any, Iterable, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, StringConstraints, ValidationError,
+                      model_validator)
 
 from ._case import FIELDS, unknown_fields
 from ._conditions import URGENCY_RANK
 from ._hints import closest
 from ._errors import CaseValidationError, Problem, VignetteFormatError
 from ._result import Result
-from ._strict_input import DuplicateKeyWarning, decode, loads_json, loads_yaml, warn_duplicates
+from ._strict_input import decode, loads_json, loads_yaml
 from ._triage import Ruleset
 
-VIGNETTE_SUFFIXES = (".yaml", ".yml", ".json")
+VIGNETTE_SUFFIXES = (".yaml", ".yml", ".json")   # compared in lower case: "suite.YAML" is a vignette file
+_TEXT_KEYS = frozenset({"id", "title", "source"})   # read as written, never resolved by YAML 1.1
+
+
+NO_VIGNETTE = ("no vignette found: a suite is .yaml, .yml or .json files each holding a list of vignettes "
+               "(a replay that checks nothing is not a pass)")
+
+
+def is_vignette_file(path: Path) -> bool:
+    return path.suffix.lower() in VIGNETTE_SUFFIXES
 
 
 class Expect(BaseModel):
@@ -45,6 +64,10 @@ class Expect(BaseModel):
         if self.error is True:
             if self.urgency is not None:
                 raise ValueError("give either 'urgency' or 'error: true', not both")
+            others = sorted(k for k in self.model_fields_set if k != "error" and getattr(self, k) not in (None, []))
+            if others:   # a rejected case has no actions, flags, unknowns or score: these would check nothing
+                raise ValueError(f"'error: true' takes no other expectation (a rejected case has no result to "
+                                 f"check): remove {', '.join(others)}")
         elif self.urgency is None:
             raise ValueError("'urgency' is required (or 'error: true' for a case that must be rejected)")
         return self
@@ -53,10 +76,10 @@ class Expect(BaseModel):
 class Vignette(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Union[str, int]
+    id: Union[Annotated[StrictStr, StringConstraints(min_length=1)], StrictInt]
     title: str = ""
     source: str = ""
-    case: Any = Field(default_factory=lambda: {})
+    case: Any   # required: a vignette that lost its case must not replay the empty case (always routine)
     expect: Expect
 
     @property
@@ -83,7 +106,7 @@ def vignette_files(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in VIGNETTE_SUFFIXES and p.is_file()))
+            found.extend(sorted(p for p in path.rglob("*") if is_vignette_file(p) and p.is_file()))
         elif path.is_file():
             found.append(path)
         else:
@@ -95,8 +118,7 @@ def load_vignette_file(path: Path) -> list[Vignette]:
     """Read one vignette file (a YAML or JSON list); every problem is reported with its place."""
     try:
         text = decode(path.read_bytes())
-        warn = warn_duplicates(str(path))
-        data = loads_json(text, warn) if path.suffix == ".json" else loads_yaml(text, warn)
+        data = loads_json(text) if path.suffix.lower() == ".json" else loads_yaml(text, _TEXT_KEYS)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise VignetteFormatError(str(path), [Problem("", f"cannot be read: {exc}", "unreadable")]) from None
     if not isinstance(data, list):
@@ -118,7 +140,9 @@ def load_vignette_file(path: Path) -> list[Vignette]:
 
 
 def load_suite(paths: Iterable[str | Path]) -> list[tuple[str, Vignette]]:
-    """Every vignette of the files and folders named, with its file; ids must be unique in the suite."""
+    """Every vignette of the files and folders named, with its file; ids must be unique in the suite, and
+    a suite with no vignette at all is refused (a replay of nothing would pass)."""
+    paths = list(paths)
     suite: list[tuple[str, Vignette]] = []
     seen: dict[str, str] = {}
     for path in vignette_files(paths):
@@ -128,6 +152,8 @@ def load_suite(paths: Iterable[str | Path]) -> list[tuple[str, Vignette]]:
                     vignette.key, f"duplicate vignette id (also in {seen[vignette.key]})", "duplicate_id")])
             seen[vignette.key] = str(path)
             suite.append((str(path), vignette))
+    if not suite:
+        raise VignetteFormatError(", ".join(str(p) for p in paths), [Problem("", NO_VIGNETTE, "empty_suite")])
     return suite
 
 
@@ -328,22 +354,26 @@ def lint(paths: Iterable[str | Path], ruleset: Ruleset) -> list[str]:
     """Problems of vignette files without running them: format, duplicate ids, unknown ids in expectations."""
     found: list[str] = []
     seen: dict[str, str] = {}
+    paths = list(paths)
     try:
         files = vignette_files(paths)
     except VignetteFormatError as exc:
         return [str(exc)]
+    if not files:
+        return [f"{', '.join(str(p) for p in paths)}: {NO_VIGNETTE}"]
+    count = 0
     for path in files:
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", DuplicateKeyWarning)
-                vignettes = load_vignette_file(path)
+            vignettes = load_vignette_file(path)
         except VignetteFormatError as exc:
             found += [f"{path}: {p}" for p in exc.problems]
             continue
-        found += [str(w.message) for w in caught if issubclass(w.category, DuplicateKeyWarning)]
+        count += len(vignettes)
         for v in vignettes:
             if v.key in seen:
                 found.append(f"{path}: {v.key}: duplicate vignette id (also in {seen[v.key]})")
             seen.setdefault(v.key, str(path))
             found += [f"{path}: {v.key}: {p}" for p in expectation_problems(v, ruleset)]
+    if count == 0 and not found:
+        found.append(f"{', '.join(str(p) for p in paths)}: {NO_VIGNETTE}")
     return found

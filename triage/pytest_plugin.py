@@ -1,11 +1,14 @@
 """pytest plugin: vignette files collected as tests, one test per vignette.
 
 Registered through the ``pytest11`` entry point of mscc-triage, so installing the package is enough.
-Collected: ``.yaml``, ``.yml`` and ``.json`` files inside a folder whose name is listed in the ini
-option ``vignette_dirs`` (default: ``vignettes``), at any depth; other YAML files (rules, CI
-configuration) are never collected. The ruleset is ``--ruleset PATH``, else the ini option
-``vignette_ruleset`` (relative to the rootdir), else the default ruleset. Each test's node id is
-``FILE::ID``; a failure lists every mismatch.
+Collected: ``.yaml``, ``.yml`` and ``.json`` files (in any letter case) inside a folder whose name is
+listed in the ini option ``vignette_dirs`` (default: ``vignettes``; compared in any letter case), at
+any depth; other YAML files (rules, CI configuration) are never collected. The ruleset is
+``--ruleset PATH``, else the ini option ``vignette_ruleset`` (relative to the rootdir), else
+``$MSCC_TRIAGE_RULES`` or the installed ruleset: the order ``triage replay`` follows. Each test's node
+id is ``FILE::ID``; a failure lists every mismatch. A file that is not a valid vignette file, an id
+given in two files, or a ruleset that cannot be loaded is a collection error of one line, as the
+command line says it (no traceback).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any, Iterator, Optional
 import pytest
 
 from ._errors import TriageError
-from ._vignettes import VIGNETTE_SUFFIXES, Vignette, check, load_vignette_file
+from ._vignettes import Vignette, check, is_vignette_file, load_vignette_file
 
 _RULESET = pytest.StashKey[Any]()
+_SEEN_IDS = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,39 +35,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _ruleset(config: pytest.Config) -> Any:
+    """The suite's ruleset, loaded once; a ruleset that cannot be loaded is remembered as its error."""
     if _RULESET not in config.stash:
         from ._triage import default_ruleset, load_ruleset
 
         option = config.getoption("vignette_ruleset")
         ini = config.getini("vignette_ruleset")
-        if option:
-            config.stash[_RULESET] = load_ruleset(option)
-        elif ini:
-            config.stash[_RULESET] = load_ruleset(Path(str(config.rootpath)) / ini)
-        else:
-            config.stash[_RULESET] = default_ruleset()
-    return config.stash[_RULESET]
+        try:
+            if option:
+                config.stash[_RULESET] = load_ruleset(option)
+            elif ini:
+                config.stash[_RULESET] = load_ruleset(Path(str(config.rootpath)) / ini)
+            else:
+                config.stash[_RULESET] = default_ruleset()
+        except TriageError as exc:
+            config.stash[_RULESET] = exc
+    found = config.stash[_RULESET]
+    if isinstance(found, TriageError):
+        raise found
+    return found
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
-    if file_path.suffix not in VIGNETTE_SUFFIXES:
+    if not is_vignette_file(file_path):
         return None
-    dirs = set(parent.config.getini("vignette_dirs"))
-    if not any(part in dirs for part in file_path.parent.parts):
+    dirs = {name.lower() for name in parent.config.getini("vignette_dirs")}
+    if not any(part.lower() in dirs for part in file_path.parent.parts):
         return None
     return VignetteFile.from_parent(parent, path=file_path)
 
 
 class VignetteFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        seen: set[str] = set()
-        for vignette in load_vignette_file(self.path):  # a format error is a collection error naming the file
-            if vignette.key in seen:
-                raise TriageError(f"{self.path}: duplicate vignette id {vignette.key}")
-            seen.add(vignette.key)
+        try:
+            _ruleset(self.config)   # a broken ruleset: one line per file, not a traceback per vignette
+            vignettes = load_vignette_file(self.path)
+        except TriageError as exc:
+            raise self.CollectError(f"{exc}") from None
+        seen = self.config.stash.setdefault(_SEEN_IDS, {})
+        here = str(self.path)
+        for vignette in vignettes:
+            if vignette.key in seen:   # unique within the suite (vignette-format), as triage replay checks
+                where = "this file" if seen[vignette.key] == here else seen[vignette.key]
+                raise self.CollectError(f"{here}: {vignette.key}: duplicate vignette id (also in {where})")
+            seen[vignette.key] = here
+        for vignette in vignettes:
             yield VignetteItem.from_parent(self, name=vignette.key, vignette=vignette)
-
-
 class VignetteMismatch(AssertionError):
     pass
 
