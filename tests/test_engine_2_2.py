@@ -364,3 +364,32 @@ def test_the_case_model_has_every_field_of_case_format_2_2():
         assert path in FIELDS
     assert "thoracolumbar" in FIELDS["presentation.focal_vertebral_pain.region"].values
     assert (FIELDS["labs.platelets_10e9_l"].minimum, FIELDS["labs.platelets_10e9_l"].maximum) == (0, 2000)
+
+
+def test_a_possible_epidural_haematoma_is_named_in_the_headline_whenever_it_fires(ruleset):
+    """H1 always fires with M1 or M3, which come first in ruleset order, so its own headline (stop the
+    anticoagulants; dexamethasone is held) was never the one shown: a card's summary read "Suspected
+    metastatic spinal cord compression: act now" for an anticoagulated patient with a deficit of hours."""
+    anticoagulated = {"treatments": {"anticoagulant": True}}
+    seen = {"with cancer": 0, "without cancer": 0, "with cauda equina": 0}
+    for history in ("current", "none", "unknown"):
+        for weakness in ({"present": True, "onset_hours": 3},
+                         {"present": True, "onset_hours": 3, "bilateral": True, "limbs": "legs"}):
+            for assessment in ({}, {"mri_contraindicated": True}, {"mri_compression": True}):
+                case = {"patient": {"cancer": {"history": history}, **anticoagulated},
+                        "presentation": {"weakness": weakness}, "assessment": assessment}
+                result = ruleset.evaluate(case)
+                fired = {r.id for r in result.fired_rules}
+                assert "mscc.epidural_haematoma" in fired, case
+                assert "possible epidural haematoma" in result.headline and "stop anticoagulants" in result.headline
+                scans = [a for a in result.action_ids() if "within_4h" in a]
+                assert ("within 4 hours" in result.headline) == bool(scans), (result.headline, scans)
+                if "mscc.cauda_equina" in fired and "mscc.suspected" in fired:   # result-format: M1 with M2 names both
+                    assert "cauda equina red flags" in result.headline
+                    seen["with cauda equina"] += 1
+                seen["without cancer" if history == "none" else "with cancer"] += 1
+    assert all(seen.values()), seen
+    for case in random_valid_cases(seed=61, n=3000, density=0.5):
+        result = ruleset.evaluate(case)
+        if any(r.id == "mscc.epidural_haematoma" for r in result.fired_rules):
+            assert "possible epidural haematoma" in result.headline, result.headline
