@@ -22,7 +22,7 @@ from ._triage import Ruleset, load_ruleset
 
 RULESET_OPTION = click.option(
     "--ruleset", "ruleset_path", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Ruleset folder (default: $MSCC_TRIAGE_RULES or the project's rules/).",
+    help="Ruleset folder (default: $MSCC_TRIAGE_RULES, else the ruleset installed with the package).",
 )
 
 

@@ -29,7 +29,7 @@ from ._cli_common import RULESET_OPTION, handle_errors, load_for_cli
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port to listen on.")
 @click.option("--workers", default=None, type=click.IntRange(1, 64), help="Worker processes (default: CPU count).")
 @click.option("--threads", default=None, type=click.IntRange(1, 64),
               help="Threads per worker (default: $MSCC_THREADS, else 8; 2 when the record is PostgreSQL).")

@@ -204,7 +204,7 @@ def vignette_check(paths: tuple[Path, ...], ruleset_path: Optional[Path]) -> Non
     problems = lint(paths, load_for_cli(suite_ruleset(ruleset_path, paths)))
     for problem in problems:
         click.echo(problem)
-    click.echo(f"{len(problems)} problems" if problems else "ok")
+    click.echo(f"{len(problems)} problem{'' if len(problems) == 1 else 's'}" if problems else "ok")
     if problems:
         sys.exit(2)
 
