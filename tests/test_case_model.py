@@ -298,3 +298,23 @@ def _thresholds() -> list[float]:
         walk(yaml.safe_load(path.read_text(encoding="utf-8")))
     assert len(found) > 10   # the ruleset compares numbers
     return found
+
+
+def test_a_dict_subclass_cannot_hide_keys_from_the_validator():
+    """In-process audit (5 December): the null-object rebuild read items(), pydantic the dict itself."""
+    class View(dict):
+        def items(self):  # type: ignore[override]
+            return [(k, v) for k, v in super().items() if k != "patient"]
+
+    with pytest.raises(CaseValidationError) as caught:
+        triage.evaluate(View({"patient": {"age_years": 500}, "presentation": None}))
+    assert [p.path for p in caught.value.problems] == ["patient.age_years"]
+
+
+def test_a_case_object_made_without_validation_is_validated():
+    from triage import Case
+
+    with pytest.raises(CaseValidationError):
+        triage.evaluate(Case.model_construct(patient={"age_years": "old"}))
+    valid = triage.evaluate(Case.model_validate({"patient": {"age_years": 70}, "presentation": {"weakness": {"present": True}}}))
+    assert valid.urgency == triage.evaluate({"patient": {"age_years": 70}, "presentation": {"weakness": {"present": True}}}).urgency

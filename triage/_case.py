@@ -51,9 +51,11 @@ class _Holder(_Model):
     @classmethod
     def _null_objects_are_not_assessed(cls, data: Any) -> Any:
         """v2.2: an object of the format sent as ``null`` means not assessed, exactly as if omitted."""
+        # dict.items, not data.items: a dict subclass that overrides items() must not show this rebuild
+        # other keys than the ones pydantic reads (an invalid case was accepted that way)
         if isinstance(data, dict) and any(value is None and name in _OBJECT_FIELDS.get(cls.__name__, ())
-                                          for name, value in data.items()):
-            return {k: v for k, v in data.items() if not (v is None and k in _OBJECT_FIELDS[cls.__name__])}
+                                          for name, value in dict.items(data)):
+            return {k: v for k, v in dict.items(data) if not (v is None and k in _OBJECT_FIELDS[cls.__name__])}
         return data
 
 
@@ -333,9 +335,14 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
 
 
 def validate_case(data: Any) -> Case:
-    """Validate raw input (a dict) strictly against case-format 2.2, without normalising it."""
+    """Validate raw input (a dict) strictly against case-format 2.2, without normalising it. A
+    :class:`Case` is validated again: one made with ``Case.model_construct`` was never checked."""
     if isinstance(data, Case):
-        return data
+        try:
+            data = data.model_dump(warnings=False)
+        except Exception:   # fields of the wrong types that pydantic cannot even dump
+            raise CaseValidationError([Problem("", "a Case object that does not hold a valid case (made without "
+                                                   "validation?)", "invalid_type")]) from None
     if not isinstance(data, dict):
         raise CaseValidationError([Problem("", "a case must be a JSON object", "invalid_type")])
     try:

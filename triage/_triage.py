@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import weakref
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Optional
@@ -15,7 +16,7 @@ from ._case import (
 from ._compile import CompiledRuleset, Unit, action_movers, compile_ruleset, urgency_of
 from ._conditions import SENT
 from ._conditions import URGENCY_RANK
-from ._engine import CompiledEngine, encode, final_actions
+from ._engine import CompiledEngine, encode, final_actions, release_later
 from ._result import Result, Unknown, assemble
 from ._ruleset import RulesetData, load_ruleset_data
 
@@ -136,6 +137,8 @@ class Ruleset:
         self.compiled: CompiledRuleset = compile_ruleset(data)
         self._tag = f"{data.name}-{data.sha256[:12]}"
         self._full = CompiledEngine(self._tag, self.compiled.full)
+        # Dropped without close(): its durable ruleset (C memory, about 8 MB) is freed at the next run.
+        weakref.finalize(self, release_later, self._full)
         self._full_fields = frozenset(self.compiled.full.fields)
         self._case_answers: dict[bytes, tuple[tuple[Unit, ...],
                                               tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]]] = {}
@@ -147,6 +150,12 @@ class Ruleset:
         # Fields some rule reads on the case as sent (before normalisation), by their path there.
         self._sent = tuple((key, key[len(SENT):].split(".")) for key in self.compiled.full.fields
                            if key.startswith(SENT))
+
+    def close(self) -> None:
+        """Free the C memory of this ruleset's engine now (about 8 MB once it has evaluated). Optional:
+        a ruleset that is garbage-collected is freed at the next evaluation of any ruleset. An
+        evaluation after ``close`` still works; it loads the engine again and frees it once done."""
+        self._full.close()
 
     @property
     def name(self) -> str:
