@@ -137,7 +137,7 @@ COMMANDS = {
                                                                        "and 16 threads on disk and tmpfs, minutes"),
     # Vignette suites
     ".venv/bin/pytest tests/vignettes": WITH_WHEEL,
-    ".venv/bin/pytest tests/vignettes --ruleset /path/to/rules": WITH_WHEEL,
+    ".venv/bin/pytest --ruleset=/path/to/rules tests/vignettes": WITH_WHEEL,
     "pip install": not_run("a word in prose: how to install is the install block"),
 }
 

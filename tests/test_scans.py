@@ -115,7 +115,9 @@ def test_a_new_route_is_one_edit_of_the_table(tmp_path):
     _edit_yaml(folder / "vocabulary.yaml", add_route)
     before = triage.load_ruleset(DEFAULT_RULES_DIR).data.rule("mscc.cauda_equina").headlines
     after = triage.load_ruleset(folder).data.rule("mscc.cauda_equina").headlines
-    assert len(after) == len(before) + 2      # one more variant for each of its two scans
+    # one more variant for each of its three scan variants (4-hour whole spine, with a possible
+    # haematoma and without, and 4-hour lumbosacral), each given once per route
+    assert len(after) == len(before) + 3
     assert "Cauda equina red flags: whole-spine open MRI within 4 hours, spinal surgeon now" in [h.text for h in after]
 
 
