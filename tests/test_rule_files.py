@@ -54,6 +54,8 @@ def load_error(folder: Path) -> RulesetError:
      "unknown rule 'steroids.high_dose'", None),
     ("mscc.yaml", "mscc.analgesia", lambda r: r.pop("source"), "source", None),
     ("mscc.yaml", "mscc.analgesia", lambda r: r.update(sorce="x"), "unknown key 'sorce'", "source"),
+    # misspelt, so both unknown and missing: the unknown key is named, with its hint (it said "title: Field required")
+    ("mscc.yaml", "mscc.analgesia", lambda r: r.update(titel=r.pop("title")), "unknown key 'titel'", "title"),
     ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"anything": []}), "unknown condition 'anything'", None),
     ("mscc.yaml", "mscc.analgesia", lambda r: r.update(when={"all": []}), "must be a non-empty list", None),
     ("mscc.yaml", "mscc.suspected", lambda r: r.update(headline="x" * 141), "headline", None),

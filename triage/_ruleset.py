@@ -265,7 +265,9 @@ def _read_yaml(folder: Path, name: str) -> Any:
 
 
 def _schema_error(file: str, exc: ValidationError, data: Any, list_key: str | None) -> RulesetError:
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # a misspelt key ("titel") is both unknown and missing: name the unknown one, with its "did you mean"
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = list(err["loc"])
     rule_id = None
     if list_key and len(loc) >= 2 and loc[0] == list_key and isinstance(loc[1], int):
