@@ -8,6 +8,7 @@ normalisation, so that what reaches the rules is consistent and complete.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
@@ -334,10 +335,20 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
     return model
 
 
+# The Case objects this module validated (frozen, so still valid): given back to validate_case, as the
+# API does (it validates once, then evaluates and records the same Case), they are not validated again.
+# Keyed by identity: hashing a frozen model hashes every field (13 µs), and one made without validation
+# may hold an unhashable value.
+_VALIDATED: "weakref.WeakValueDictionary[int, Case]" = weakref.WeakValueDictionary()
+
+
 def validate_case(data: Any) -> Case:
     """Validate raw input (a dict) strictly against case-format 2.2, without normalising it. A
-    :class:`Case` is validated again: one made with ``Case.model_construct`` was never checked."""
+    :class:`Case` that this function did not make is validated again: one made with
+    ``Case.model_construct`` (or ``model_copy(update=...)``) was never checked."""
     if isinstance(data, Case):
+        if _VALIDATED.get(id(data)) is data:
+            return data
         try:
             data = data.model_dump(warnings=False)
         except Exception:   # fields of the wrong types that pydantic cannot even dump
@@ -346,10 +357,12 @@ def validate_case(data: Any) -> Case:
     if not isinstance(data, dict):
         raise CaseValidationError([Problem("", "a case must be a JSON object", "invalid_type")])
     try:
-        return Case.model_validate(data)
+        valid = Case.model_validate(data)
     except ValidationError as exc:
         problems = [_pydantic_problem(dict(e), data) for e in exc.errors(include_url=False)]
         raise CaseValidationError(problems) from None
+    _VALIDATED[id(valid)] = valid
+    return valid
 
 
 _PARTS: dict[str, tuple[str, ...]] = {}   # a dotted path's parts, split once
