@@ -119,6 +119,14 @@ class FormTexts:
     # in place of "if present" (weakness onset: "if it began less than 48 hours ago") -> {en, fr}
     conditions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
+    def if_raised(self, path: str, lang: str) -> str:
+        """What a "still to ask" line says before the urgency: "if present:", or, for a field with no
+        yes/no answer, its condition ("if unable to walk:"), in ``lang``."""
+        condition = self.conditions.get(path)
+        if condition is None:
+            return self.words["would_raise"][lang]
+        return condition[lang] + self.words["colon"][lang].rstrip(" ")
+
     def citations(self, source: str, lang: str) -> list[str]:
         """The readable citations of a rule's or an action's ``source``, each once, in ``lang``."""
         out: list[str] = []
