@@ -271,12 +271,13 @@ def load_form_texts(ruleset: Ruleset, fields: Optional[Mapping[str, Any]] = None
     help_texts = {p: h for p, h in help_texts.items() if p in fields}
     # A field "still to ask" that has no yes/no answer needs the answer that would raise the triage:
     # "if present" would read the wrong way round ("Walking now: if present: emergency").
-    for path in unknown_fields():
+    asked = unknown_fields()
+    for path in asked:
         if path in fields and fields[path].kind != "tristate" and path not in conditions:
             raise form.fail(f"fields.{path}.condition", "missing: this field can be still to ask and is not a "
                             "yes/no finding; say which answer would raise the triage (\"if unable to walk\")")
     for path in conditions:
-        if path not in fields or fields[path].kind == "tristate" or path not in unknown_fields():
+        if path not in fields or fields[path].kind == "tristate" or path not in asked:
             raise form.fail(f"fields.{path}.condition", "only a field that can be still to ask and is not a yes/no "
                             "finding takes a condition (a yes/no finding reads \"if present\")")
 

@@ -359,8 +359,6 @@ def lint(paths: Iterable[str | Path], ruleset: Ruleset) -> list[str]:
         files = vignette_files(paths)
     except VignetteFormatError as exc:
         return [str(exc)]
-    if not files:
-        return [f"{', '.join(str(p) for p in paths)}: {NO_VIGNETTE}"]
     count = 0
     for path in files:
         try:
