@@ -166,3 +166,32 @@ def test_a_run_whose_cleanup_was_interrupted_leaves_no_fact_for_the_next(monkeyp
         sys.settrace(None)
     assert rs.evaluate_afresh(b).to_json() == want
     assert rs.evaluate_afresh(b).to_json() == want
+
+
+def test_outcomes_kept_across_runs_answer_as_outcomes_read_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a stage reads of the outcomes so far is kept across runs, by the relevant units fired: the
+    answers are those of outcomes read afresh for every world."""
+    cases = _cases() + list(random_valid_cases(seed=2209, n=400, density=0.1))   # sparse: routine and urgent
+    monkeypatch.setattr(_engine, "MAX_KNOWN_FRAGMENTS", 0)
+    afresh = triage.load_ruleset()
+    answers = [afresh._evaluate(case, kept=False).model_dump() for case in cases]
+    assert all(reads is None or not reads.known for _, reads, _ in afresh._full._plan)
+
+    monkeypatch.setattr(_engine, "MAX_KNOWN_FRAGMENTS", 4096)
+    keeping = triage.load_ruleset()
+    for case in cases:
+        keeping._evaluate(case, kept=False)
+    for i in reversed(range(len(cases))):  # every case again, its outcomes read from what the others left
+        assert keeping._evaluate(cases[i], kept=False).model_dump() == answers[i], f"case {i} differs"
+    assert all(reads is None or len(reads.known) > 1 for _, reads, _ in keeping._full._plan)
+
+
+def test_fired_messages_are_read_with_or_without_the_fast_path() -> None:
+    fast = ['{"t_1":{"m":{"sid":"4","world":0,"id":7,"chunk":2,"a":"yes"}}}',
+            '{"t_2":{"m":{"sid":"4","world":12,"id":8,"chunk":2}}}']
+    assert _engine._read_messages(fast) == [("t_1", "0"), ("t_2", "12")]
+    # a message durable wrote in another order is decoded as JSON, and the order of firing is kept
+    reordered = ['{"t_3":{"m":{"id":9,"world":3,"sid":"4"}}}']
+    assert _engine._read_messages(fast + reordered) == [("t_1", "0"), ("t_2", "12"), ("t_3", "3")]
+    with pytest.raises(EngineError, match="unexpected message"):
+        _engine._read_messages(['{"t_4":{"m":{"sid":"4","id":9}}}'])

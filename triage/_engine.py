@@ -66,6 +66,9 @@ _KEPT = [0]   # the rules of the kept sessions
 # finalizer may run inside a section that holds _LOCK (a collection can start at any allocation), so
 # it never takes the lock itself: it only appends here.
 _PENDING: list["CompiledEngine"] = []
+# Per stage, the outcomes read by the relevant units fired, kept across runs: at most this many (then
+# cleared); 0 keeps none.
+MAX_KNOWN_FRAGMENTS = 4096
 SENTINEL = "session_sentinel"
 _SENTINEL_CHUNK = -1
 # A fired message is {"<term>":{"m":{<the fact>}}}. Facts hold only validated enum strings, numbers and
@@ -172,7 +175,8 @@ class _Reads:
     """What one stage reads of the outcomes so far, precomputed: the fragment of each key as "no",
     and where a fired unit turns one to "yes"."""
 
-    __slots__ = ("stage", "template", "yes", "marks", "marked", "actions", "final_actions", "urgency", "movers")
+    __slots__ = ("stage", "template", "yes", "marks", "marked", "actions", "final_actions", "urgency", "movers",
+                 "relevant", "known")
 
     def __init__(self, stage: Any, units: dict[str, Unit]) -> None:
         self.stage = stage
@@ -195,6 +199,11 @@ class _Reads:
         self.movers = action_movers(units.values(), {a for a, _ in (*stage.actions, *stage.final_actions)})
         self.final_actions = stage.final_actions
         self.urgency = stage.urgency
+        # The units whose firing can change what this stage reads: the fragments are a function of
+        # which of them fired, in firing order, so they are kept by that (under _LOCK, as every run).
+        self.relevant = self.marked | self.movers | (
+            frozenset(name for name, unit in units.items() if unit.rank) if stage.urgency else frozenset())
+        self.known: dict[tuple[str, ...], dict[str, str]] = {}
 
 
 class _Outcomes:
@@ -206,7 +215,20 @@ class _Outcomes:
         self.fired: dict[str, Unit] = {}
 
     def fragments(self, reads: _Reads) -> dict[str, str]:
-        """The outcomes the stage reads, by alias, each as its ``"alias":value`` pair."""
+        """The outcomes the stage reads, by alias, each as its ``"alias":value`` pair (one shared dict
+        for every world that fired the same relevant units, never to be changed)."""
+        relevant = reads.relevant
+        key = tuple([name for name in self.fired if name in relevant])
+        found = reads.known.get(key)
+        if found is None:
+            found = self._fragments(reads)
+            if len(reads.known) >= MAX_KNOWN_FRAGMENTS:
+                reads.known.clear()
+            if MAX_KNOWN_FRAGMENTS:
+                reads.known[key] = found
+        return found
+
+    def _fragments(self, reads: _Reads) -> dict[str, str]:
         units = self.fired
         values = dict(reads.template)
         yes = reads.yes
@@ -355,14 +377,9 @@ class CompiledEngine:
                         facts.append(f'{{"sid":"{sid}","world":-1,"id":{next_id},"chunk":{_SENTINEL_CHUNK}}}')
                         next_id += 1
                     outs: list[Optional[dict[str, str]]] = [None] * len(own)
-                    if reads is not None:  # worlds that fired the same units read the same outcomes
-                        known: dict[frozenset[str], dict[str, str]] = {}
+                    if reads is not None:  # worlds that fired the same units read the same outcomes (dict)
                         for index, world_outcomes in enumerate(outcomes):
-                            fired = frozenset(world_outcomes.fired)
-                            found = known.get(fired)
-                            if found is None:
-                                found = known[fired] = world_outcomes.fragments(reads)
-                            outs[index] = found
+                            outs[index] = world_outcomes.fragments(reads)
                         if lean and lean_from:
                             self._lean_outcomes(outs, lean_from, stage.whatif_keys)
                     # One fact per distinct (chunk, content): worlds whose facts would be the same
@@ -467,36 +484,45 @@ class CompiledEngine:
                 raise EngineError(f"durable-rules kept firing on {self.label} (more than {limit} firings)")
             message = complete(handle, state)
         # each group's units in firing order, credited to the group's worlds once all are read
-        fired: list[list[tuple[str, Unit]]] = [[] for _ in groups]
-        message_re = _MESSAGE.match
-        for message in messages:
-            match = message_re(message)
-            for name, group in ((match[1], int(match[2])),) if match else _read_message(message):
-                found = terms.get(name)
-                if found is None:
-                    if name == SENTINEL:
-                        continue
-                    raise EngineError(f"durable-rules fired an unknown rule {name!r} on {self.label}")
-                if not 0 <= group < len(groups):
-                    raise EngineError(f"durable-rules returned a fact of an unknown world for {name!r}")
-                fired[group].append(found)
-        for worlds, units in zip(groups, fired):
-            if units:
-                for world in worlds:
-                    setdefault = outcomes[world].fired.setdefault
-                    for unit_name, unit in units:
-                        setdefault(unit_name, unit)
+        fired: dict[str, list[tuple[str, Unit]]] = {}
+        for name, group in _read_messages(messages):
+            found = terms.get(name)
+            if found is None:
+                if name == SENTINEL:
+                    continue
+                raise EngineError(f"durable-rules fired an unknown rule {name!r} on {self.label}")
+            units = fired.get(group)
+            if units is None:
+                units = fired[group] = []
+            units.append(found)
+        for group, units in fired.items():
+            number = int(group)
+            if not 0 <= number < len(groups):
+                raise EngineError(f"durable-rules returned a fact of an unknown world for {units[0][0]!r}")
+            for world in groups[number]:
+                setdefault = outcomes[world].fired.setdefault
+                for unit_name, unit in units:
+                    setdefault(unit_name, unit)
 
 
-def _read_message(message: str) -> list[tuple[str, int]]:
-    """(term name, world index) of each rule in a fired message."""
+def _read_messages(messages: list[str]) -> list[tuple[str, str]]:
+    """(term name, world index as written) of each rule in the fired messages, in order."""
+    match = _MESSAGE.match  # our facts start with sid and world: read without decoding the fact
+    found = [m.groups() if (m := match(message)) else None for message in messages]
+    if None in found:
+        return [pair for message in messages for pair in _read_message(message)]
+    return found  # type: ignore[return-value]
+
+
+def _read_message(message: str) -> list[tuple[str, str]]:
+    """(term name, world index as written) of each rule in a fired message."""
     match = _MESSAGE.match(message)  # our facts start with sid and world: read without decoding the fact
     if match:
-        return [(match["name"], int(match["world"]))]
+        return [(match["name"], match["world"])]
     found = []
     for name, payload in json.loads(message).items():
         fact = payload.get("m", payload) if isinstance(payload, dict) else None
         if not isinstance(fact, dict) or not isinstance(fact.get("world"), int):
             raise EngineError(f"durable-rules returned an unexpected message for {name!r}")
-        found.append((name, fact["world"]))
+        found.append((name, str(fact["world"])))
     return found
