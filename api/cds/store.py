@@ -120,7 +120,15 @@ def _sqlite_reason(exc: sqlite3.Error) -> str:
 
 
 def connect_sqlite(path: str) -> sqlite3.Connection:
-    """Open the SQLite store (``CDS_STORE_PATH``: a file, or a SQLite ``file:`` URI), in WAL mode."""
+    """Open the SQLite store (``CDS_STORE_PATH``: a file, or a SQLite ``file:`` URI), in WAL mode.
+
+    A new file is made readable by its owner only (0600), as the decision record is: it holds JWT ids
+    and clinicians' card feedback. SQLite gives its WAL and shared-memory files the same mode."""
+    if not path.startswith("file:") and path != ":memory:" and not os.path.exists(path):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:   # another process made it first
+            pass
     raw = sqlite3.connect(path, timeout=5, isolation_level=None, uri=path.startswith("file:"))
     try:
         if raw.execute("PRAGMA journal_mode").fetchone()[0] not in ("wal", "memory"):
