@@ -11,27 +11,24 @@ a page on an allowed origin still needs a token the service trusts.
 
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 from flask import Flask, Response, request
 
+from triage import settings
+
 SETTING = "MSCC_CORS_ORIGINS"
 PATHS = "/cds-services"
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 
 def parse_origins(raw: Optional[str]) -> frozenset[str]:
     """The allowed origins of the setting; a malformed one stops the start with the setting's name."""
-    if not raw or not raw.strip():
-        return frozenset()
-    origins = frozenset(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
-    bad = sorted(o for o in origins if o != "*" and not _ORIGIN.match(o))
-    if bad:
+    try:
+        return settings.parse_origins(raw)
+    except ValueError as exc:
         from . import ApiConfigError
 
-        raise ApiConfigError(f"{SETTING}: {', '.join(bad)} is not an origin (scheme://host[:port], or *)")
-    return origins
+        raise ApiConfigError(f"{SETTING}: {exc}") from None
 
 
 def init_app(app: Flask) -> None:

@@ -1,7 +1,8 @@
 """The WSGI entry point: ``mscc_triage_api.wsgi:app`` (rules loaded and checked here, at start-up).
 
 A configuration that cannot work stops the start with one line naming the setting and the reason,
-not a traceback through gunicorn (exit status 3).
+not a traceback through gunicorn: exit status 2, as ``triage serve`` exits for a bad setting it finds
+before starting gunicorn (a broken rule file is 3, found by ``triage serve`` before this).
 """
 
 import sys
@@ -12,4 +13,4 @@ try:
     app = create_app()
 except ApiConfigError as exc:
     print(f"mscc-triage: cannot start: {exc}", file=sys.stderr, flush=True)
-    raise SystemExit(3) from None
+    raise SystemExit(2) from None

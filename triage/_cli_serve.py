@@ -23,7 +23,7 @@ from typing import Optional
 
 import click
 
-from .settings import load_settings
+from .settings import SettingsError, load_settings
 from ._cli_common import RULESET_OPTION, handle_errors, load_for_cli
 
 
@@ -62,6 +62,9 @@ def serve(host: str, port: int, workers: Optional[int], threads: Optional[int], 
     if allow_unauthenticated_cds:
         env["MSCC_CDS_ALLOW_UNAUTHENTICATED"] = "1"
     settings = load_settings(env)   # a bad setting stops here, in one line naming it (SettingsError, exit 2)
+    if settings.cds_issuers_file and not settings.public_base_url:
+        raise SettingsError("MSCC_CDS_ISSUERS_FILE needs MSCC_PUBLIC_BASE_URL (or --public-url): the CDS Hooks "
+                            "JWT audience is the URL the EHR calls, never the request's Host header")
     click.echo(f"mscc-triage: ruleset {ruleset.name} {ruleset.version} ({ruleset.sha256[:12]}), "
                f"http://{host}:{port}/", err=True)
     if not dev:

@@ -9,6 +9,7 @@ against :data:`SETTINGS` by a test, so the documentation and the code cannot dri
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -71,14 +72,41 @@ def _number_between(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+_URL = re.compile(r"^https?://[^/\s?#]+(/\S*)?$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _http_url(raw: str) -> str:
+    if not _URL.match(raw):
+        raise ValueError("must be an http(s) URL, e.g. https://triage.example.org/")
+    return raw
+
+
+def parse_origins(raw: Optional[str]) -> frozenset[str]:
+    """The origins of ``MSCC_CORS_ORIGINS`` (comma-separated, each scheme://host[:port], or ``*``);
+    raises ValueError naming the ones that are not."""
+    if not raw or not raw.strip():
+        return frozenset()
+    origins = frozenset(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    bad = sorted(o for o in origins if o != "*" and not _ORIGIN.match(o))
+    if bad:
+        raise ValueError(f"{', '.join(bad)} is not an origin (scheme://host[:port], or *)")
+    return origins
+
+
+def _origins(raw: str) -> str:
+    parse_origins(raw)
+    return raw
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("MSCC_TRIAGE_RULES", "rules_path", _text, None, "ruleset folder"),
     Setting("MSCC_RECORD_PATH", "record_path", _text, None, "SQLite file of the decision record"),
     Setting("MSCC_RECORD_DSN", "record_dsn", _text, None, "PostgreSQL of the decision record"),
     Setting("MSCC_RECORD_RETENTION_DAYS", "record_retention_days", _int_between(1, 36500), None,
             "days `triage audit prune` keeps"),
-    Setting("MSCC_PUBLIC_BASE_URL", "public_base_url", _text, None, "the URL clients call"),
-    Setting("MSCC_CORS_ORIGINS", "cors_origins", _text, None, "origins allowed to call CDS Hooks from a page"),
+    Setting("MSCC_PUBLIC_BASE_URL", "public_base_url", _http_url, None, "the URL clients call"),
+    Setting("MSCC_CORS_ORIGINS", "cors_origins", _origins, None, "origins allowed to call CDS Hooks from a page"),
     Setting("MSCC_CDS_ISSUERS_FILE", "cds_issuers_file", _text, None, "trusted CDS Hooks issuers"),
     Setting("MSCC_CDS_JWT_MAX_LIFETIME_S", "cds_jwt_max_lifetime_s", _int_between(1, 3600), 300,
             "longest CDS Hooks JWT"),
@@ -163,4 +191,4 @@ def load_settings(environ: Optional[Mapping[str, str]] = None) -> Settings:
     return Settings(**values, given=frozenset(given))
 
 
-__all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "load_settings"]
+__all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "load_settings", "parse_origins"]

@@ -112,3 +112,44 @@ def test_an_app_given_no_store_paths_removes_its_own_folders_when_its_process_ex
     paths = json.loads(done.stdout.strip().splitlines()[-1])
     assert all(p.startswith(str(scratch)) for p in paths), paths
     assert list(scratch.iterdir()) == []
+
+
+def _serve(tmp_path, env: dict, *argv: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MSCC_")}
+    environ.update(XDG_RUNTIME_DIR=str(tmp_path), TMPDIR=str(tmp_path), **env)
+    return subprocess.run([sys.executable, "-m", "triage", "serve", "--port", "1", *argv], env=environ,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("env,argv,words", [
+    ({"MSCC_PUBLIC_BASE_URL": "triage.example.org"}, (), "MSCC_PUBLIC_BASE_URL='triage.example.org': must be an http(s) URL"),
+    ({}, ("--public-url", "notaurl"), "MSCC_PUBLIC_BASE_URL='notaurl': must be an http(s) URL"),
+    ({"MSCC_CORS_ORIGINS": "https://ehr.example.org, ehr.example.org"}, (),
+     "ehr.example.org is not an origin (scheme://host[:port], or *)"),
+    ({"MSCC_CDS_ISSUERS_FILE": "issuers.json"}, (), "MSCC_CDS_ISSUERS_FILE needs MSCC_PUBLIC_BASE_URL"),
+    ({"MSCC_MAX_BODY_BYTES": "1k"}, (), "MSCC_MAX_BODY_BYTES='1k': must be a whole number"),
+])
+def test_a_setting_that_cannot_work_stops_serve_before_it_starts_with_exit_2(tmp_path, env, argv, words):
+    done = _serve(tmp_path, env, *argv)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and words in done.stderr, done.stderr
+    assert "worker processes" not in done.stderr and "Traceback" not in done.stderr   # nothing started
+
+
+def test_a_setting_found_wrong_by_the_app_stops_the_start_with_exit_2_too(tmp_path):
+    (tmp_path / "issuers.json").write_text("{}")
+    done = _serve(tmp_path, {"MSCC_CDS_ISSUERS_FILE": str(tmp_path / "issuers.json"),
+                             "MSCC_PUBLIC_BASE_URL": "https://triage.example.org/"}, "--workers", "1")
+    assert done.returncode == 2, done.stderr
+    assert "cannot start: MSCC_CDS_ISSUERS_FILE" in done.stderr and "non-empty object" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_cds_store_is_a_file_only_its_owner_can_read(tmp_path, monkeypatch):
+    import stat
+
+    monkeypatch.delenv("MSCC_CDS_STORE_PATH", raising=False)
+    path = tmp_path / "cds.sqlite3"
+    client = create_app({"TESTING": True, "CDS_STORE_PATH": str(path)}).test_client()
+    assert client.get("/healthz").get_json()["checks"]["cds_store"]["status"] == "ok"
+    assert path.exists() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
