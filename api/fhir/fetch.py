@@ -3,8 +3,9 @@
 Only servers on the allow-list (``MSCC_TRIAGE_FHIR_SERVERS``, comma-separated base URLs, matched
 exactly after normalising scheme, host and port) are ever contacted; no list, no fetch. Every query
 of a call runs concurrently, each with its own timeout, all inside one total budget; redirects are
-never followed; a response larger than the cap is dropped; search results follow ``next`` links for a
-few pages, only under the server's base path once the link is normalised (:func:`within_base`: dot
+never followed; a response larger than the cap is dropped; search results follow ``next`` links for up
+to ``max_pages`` pages (more, or a link off the server: :class:`Incomplete`, never a partial record),
+only under the server's base path once the link is normalised (:func:`within_base`: dot
 segments resolved, percent-encoding normalised, same scheme, host and port). The access token
 (``fhirAuthorization.access_token``) is sent as ``Authorization: Bearer`` and nowhere else: never
 logged, stored or put in an error.
@@ -19,6 +20,8 @@ Precondition Failed naming the data that could not be had and why)::
     ├── NotFound                         fhir-not-found            404 or 410
     ├── FetchTimeout                     fhir-timeout              the request's timeout or the call's budget ran out
     ├── NotFhir                          fhir-not-fhir             not FHIR JSON, too large, a redirect, another status
+    ├── Incomplete                       fhir-incomplete           search pages left unread: past the page cap, or a
+    │                                                              next link off the server (never a partial record)
     └── Unreachable                      fhir-unreachable          connection refused or reset, TLS failure, 5xx
 
 Nothing here imports Flask: :func:`fetch_all` is testable against any HTTP server.
@@ -88,6 +91,10 @@ class NotFhir(FhirFetchError):
     title = "FHIR server answer is not FHIR"
 
 
+class Incomplete(FhirFetchError):
+    code = "fhir-incomplete"
+
+
 class Unreachable(FhirFetchError):
     code = "fhir-unreachable"
     title = "FHIR server unreachable"
@@ -112,7 +119,7 @@ class FetchSettings:
     request_timeout_s: float = 0.25    # one HTTP exchange (connect, send, every read)
     budget_s: float = 0.35             # every query of one CDS call, pages included
     max_bytes: int = 2 * 1024 * 1024   # one response body
-    max_pages: int = 3                 # search pages followed through Bundle.link 'next'
+    max_pages: int = 10                # search pages followed through Bundle.link 'next'; more: Incomplete
 
 
 def normalise_base(url: str) -> Optional[str]:
@@ -277,6 +284,8 @@ def _next_link(bundle: dict[str, Any], base: str) -> Optional[str]:
             inside = within_base(url, base)
             if inside is None:   # another server, or a path outside the base: never followed
                 log.warning("a search page's next link leaves %s; the pages after it were not fetched", base)
+                raise Incomplete("a search page's next link leaves the FHIR server; the pages after it were not "
+                                 "fetched, so the record was not all read")
             return inside
     return None
 
@@ -362,6 +371,8 @@ def _query(base: str, query: str, token: Optional[_Token], deadline: float,
         if isinstance(more.get("entry"), list):
             entries += more["entry"]
         page, url = page + 1, _next_link(more, base)
+    if url:   # a record read in part could miss today's finding: no triage on it (clinical safety)
+        raise Incomplete(f"more than {settings.max_pages} search pages; the record was not all read")
     return {**first, "entry": entries}
 
 

@@ -26,7 +26,7 @@ if "localfhir" not in sys.modules:
     sys.modules["localfhir"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["localfhir"])
 localfhir = sys.modules["localfhir"]
-MODES = ("fhir", "open", "forbidden", "slow", "html", "nomeds")
+MODES = ("fhir", "open", "forbidden", "slow", "html", "nomeds", "offsite")
 
 
 @pytest.fixture
@@ -109,6 +109,7 @@ def test_partial_prefetch_fetches_only_what_is_missing_and_null_is_never_refetch
     ("forbidden", localfhir.TOKEN, "fhir-authorization"),
     ("slow", localfhir.TOKEN, "fhir-timeout"),
     ("html", localfhir.TOKEN, "fhir-not-fhir"),
+    ("offsite", localfhir.TOKEN, "fhir-incomplete"),   # search pages left unread: never a card from part of the record
 ])
 def test_a_failing_fhir_server_is_a_412_naming_the_data_and_why(client, fhir, mode, bearer, code, caplog):
     started = time.monotonic()
