@@ -8,13 +8,15 @@ was mapped and from which resource, for the card. Anything not mapped stays unkn
 - Patient: age from ``birthDate`` (a partial date takes its latest possible day: age never overstated).
 - Condition: cancer history and primary (clinicalStatus, verificationStatus), metastases, infection.
 - Observation: findings from ``valueBoolean`` or a present/absent ``valueCodeableConcept`` (present
-  wins); labs from ``valueQuantity`` in any unit :mod:`.units` converts (the latest wins); a
-  temperature of 38 °C or more within 24 hours sets ``infection_suspected``.
+  wins); labs from ``valueQuantity`` in any unit :mod:`.units` converts (the latest wins, by time or
+  by day; a newer value that cannot be read leaves the lab unknown, never an older one in its place); a
+  temperature of 38 °C or more that may lie within 24 hours sets ``infection_suspected``.
 - MedicationRequest / MedicationStatement (active): corticosteroids (this episode, or long-term by
   when they started: more than 14 days ago is long-term), checkpoint inhibitor, bone-modifying agent,
   anticoagulant (a therapeutic anticoagulant, or two different antiplatelets at once; a heparin leaves it
   unknown, with a note); only ever set, never cleared.
 - Procedure (completed or in-progress, performed within 7 days): recent neuraxial procedure; only ever set.
+- What only raises the urgency (a fever, a procedure) dated after the service's clock counts as now.
 - What the map cannot map, or refuses (a unit it does not convert, a steroid without a start date, a
   heparin), is listed with the reason among the mapped entries (value ``None``), for the card.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -308,12 +311,14 @@ def _day(value: Any) -> Optional[dt.date]:
 
 
 def _within(value: Any, now: dt.datetime, days: float) -> bool:
-    """A FHIR dateTime (or date, counted by calendar days) no later than now and at most ``days`` before it."""
+    """A FHIR dateTime (or date, counted by calendar days) at most ``days`` before now. One after now
+    counts as now: a clock minutes ahead of ours (or a record's error) must not drop a finding that
+    raises the urgency, so this is for such findings only."""
     instant = _instant(value)
     if instant is not None:
-        return dt.timedelta(0) <= now - instant <= dt.timedelta(days=days)
+        return now - instant <= dt.timedelta(days=days)
     day = _day(value)
-    return day is not None and 0 <= (now.date() - day).days <= days
+    return day is not None and (now.date() - day).days <= days
 
 
 def _stale_absence(obs: dict[str, Any], now: dt.datetime) -> Optional[tuple[str, tuple[tuple[str, str], ...]]]:
@@ -322,11 +327,8 @@ def _stale_absence(obs: dict[str, Any], now: dt.datetime) -> Optional[tuple[str,
     status = obs.get("status")
     if status not in ABSENT_STATUSES:
         return "absent_not_final", (("status", str(status)[:20]),)
-    when = _when(obs)
+    day, when = _taken(obs)
     if when is None:   # a date without a time: absent today only if recorded today
-        period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
-        day = next((d for d in (_day(obs.get("effectiveDateTime")), _day(period.get("end")), _day(period.get("start")),
-                                _day(obs.get("issued"))) if d is not None), None)
         if day is None:
             return "absent_undated", ()
         if day == now.date():
@@ -342,6 +344,35 @@ def _when(obs: dict[str, Any], issued: bool = True) -> Optional[dt.datetime]:
     period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
     return _instant(obs.get("effectiveDateTime")) or _instant(obs.get("effectiveInstant")) \
         or _instant(period.get("end")) or _instant(period.get("start")) or (_instant(obs.get("issued")) if issued else None)
+
+
+Taken = tuple[Optional[dt.date], Optional[dt.datetime]]   # the day (UTC) and the time an observation was taken
+
+
+def _taken(obs: dict[str, Any]) -> Taken:
+    """When an observation was taken: its day and time, or its day alone (a FHIR date without a time, a
+    valid effectiveDateTime), or neither (undated). Its effective time or day; else when it was issued."""
+    when = _when(obs, issued=False)
+    if when is not None:
+        return when.date(), when
+    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
+    day = next((d for d in (_day(obs.get("effectiveDateTime")), _day(period.get("end")), _day(period.get("start")))
+                if d is not None), None)
+    if day is not None:
+        return day, None
+    issued = _instant(obs.get("issued"))
+    return (issued.date(), issued) if issued is not None else (_day(obs.get("issued")), None)
+
+
+def _order(a: Taken, b: Taken) -> int:
+    """1 when ``a`` was taken after ``b``, -1 before, 0 when no one can tell (the same time; the same day
+    with one of them without a time; both undated). A dated value counts as after an undated one."""
+    (day_a, time_a), (day_b, time_b) = a, b
+    if time_a is not None and time_b is not None:
+        return (time_a > time_b) - (time_a < time_b)
+    if day_a is None or day_b is None:
+        return (day_a is not None) - (day_b is not None)
+    return (day_a > day_b) - (day_a < day_b)
 
 
 # ------------------------------------------------------------------------------------ rooms of the record
@@ -395,16 +426,48 @@ def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: 
             set_path(case, "patient.cancer.primary", primary)
 
 
+def _latest_labs(readings: dict[str, list[tuple[Taken, float, str, Evidence]]],
+                 refusals: dict[str, list[tuple[Taken, Mapped]]], case: dict[str, Any], mapped: list[Mapped]) -> None:
+    """Each lab's latest value, or unknown with why: the latest values disagree (taken at the same time,
+    or on the same day where one has no time), or a value that could not be read was taken after them
+    (an older value is never put in the place of a newer one that was not read; one of the same time,
+    perhaps the same result in another unit, does not hide a good one)."""
+    unknown: list[Mapped] = []
+    for path, values in readings.items():
+        latest = [v for v in values if not any(_order(other[0], v[0]) > 0 for other in values)]
+        numbers = sorted({v[1] for v in latest})
+        if len(numbers) > 1:
+            said = " / ".join(plain_number(n) for n in numbers)
+            evidence = latest[0][3]
+            unknown.append(Mapped(path, None, f"{path} left unknown ({WHY['conflicting_values'].format(numbers=said)})",
+                                  (Evidence("Observation", evidence.system, evidence.code, evidence.display),),
+                                  "conflicting_values", (("numbers", said),)))
+            continue
+        taken, number, source, evidence = max(latest, key=lambda v: v[0][1] is not None)   # a timed one, if any
+        newer = [m for when, m in refusals.get(path, []) if all(_order(when, v[0]) > 0 for v in latest)]
+        if newer:
+            unknown.append(newer[0])
+            continue
+        set_path(case, path, number)
+        mapped.append(Mapped(path, number, f"{path} = {plain_number(number)} ({source})", (evidence,)))
+    lines = {m.line for m in mapped}
+    for m in unknown + [m for path, refused in refusals.items() if path not in readings for _, m in refused]:
+        if m.line not in lines:
+            mapped.append(m)
+            lines.add(m.line)
+
+
 def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[Mapped],
                   now: dt.datetime) -> None:
     from triage import FIELDS
 
     observed: dict[str, bool] = {}
     seen: dict[str, list[Evidence]] = {}
-    refused: list[Mapped] = []
-    latest: dict[str, tuple[Optional[dt.datetime], float, str, Evidence]] = {}
-    clashing: dict[str, set[float]] = {}   # labs with different values at their latest time
+    # per lab: every value read, and every value refused, with when it was taken (see _order)
+    readings: dict[str, list[tuple[Taken, float, str, Evidence]]] = {}
+    refusals: dict[str, list[tuple[Taken, Mapped]]] = {}
     fever_at: Optional[float] = None
+    unread_temperature: dict[str, Mapped] = {}   # a recent temperature that could not be read (said on the card)
     stale_absent: dict[str, tuple[Evidence, str, tuple[tuple[str, str], ...]]] = {}
     for obs in record.of("Observation"):
         if obs.get("status") in ("cancelled", "entered-in-error"):
@@ -445,27 +508,35 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                                else ("no_usable_value", ()) if number is None
                                else ("outside_limits", (("number", plain_number(number)),)))
                 line = f"{path} left unknown (Observation {codes[0][1]}: {WHY[why].format(**dict(params))})"
-                refused.append(Mapped(path, None, line, (Evidence("Observation", *codes[0], _display(
-                    obs.get("code"), *codes[0])),), why, params))
+                refusals.setdefault(path, []).append((_taken(obs), Mapped(path, None, line, (Evidence(
+                    "Observation", *codes[0], _display(obs.get("code"), *codes[0])),), why, params)))
             else:
-                when = _when(obs)
-                held = latest.get(path)
-                if held is not None and when == held[0] and number != held[1]:
-                    # two values for the same time (or both undated): neither is taken, the card says why
-                    clashing.setdefault(path, {held[1]}).add(number)
-                elif held is None or (when is not None and (held[0] is None or when > held[0])):
-                    clashing.pop(path, None)
-                    quantity = obs["valueQuantity"]
-                    said = f"{quantity.get('value')} {quantity.get('code') or quantity.get('unit')}"
-                    # the card shows when the value was taken (a lab has no window: a clinician judges its age)
-                    dated = f"{said}, {when.date().isoformat()}" if when is not None else said
-                    latest[path] = (when, number, f"Observation {codes[0][1]}: {said}",
-                                    Evidence("Observation", *codes[0], _display(obs.get("code"), *codes[0]), dated))
+                taken = _taken(obs)
+                quantity = obs["valueQuantity"]
+                said = f"{quantity.get('value')} {quantity.get('code') or quantity.get('unit')}"
+                # the card shows when the value was taken (a lab has no window: a clinician judges its age)
+                dated = f"{said}, {taken[0].isoformat()}" if taken[0] is not None else said
+                readings.setdefault(path, []).append((taken, number, f"Observation {codes[0][1]}: {said}", Evidence(
+                    "Observation", *codes[0], _display(obs.get("code"), *codes[0]), dated)))
         if codemap.fever is not None and set(codes) & codemap.fever[3] and obs.get("status") in LAB_STATUSES:
-            when = _when(obs, issued=False)   # a fever must be placed in time by when it was measured
+            # A fever raises the urgency: one that may lie within the window counts. Its time, else the
+            # day alone (today, or a day the window reaches), else when it was issued (after it was
+            # measured); a time after now counts as now (a clock ahead of ours).
+            day, when = _taken(obs)
+            hours = codemap.fever[2]
+            recent = (now - when <= dt.timedelta(hours=hours) if when is not None
+                      else day is not None and (now.date() - day).days <= math.ceil(hours / 24))
             celsius = units.convert(obs.get("valueQuantity"), "temperature_celsius")
-            if when is not None and celsius is not None and \
-                    dt.timedelta(0) <= now - when <= dt.timedelta(hours=codemap.fever[2]) and celsius >= codemap.fever[1]:
+            if recent and celsius is None:
+                quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
+                unit = quantity.get("code") or quantity.get("unit")
+                why, params = (("unit_not_converted", (("unit", str(unit)[:20]),))
+                               if units.unit_known(quantity, "temperature_celsius") is False else ("no_usable_value", ()))
+                unread_temperature.setdefault(codemap.fever[0], Mapped(
+                    codemap.fever[0], None, f"{codemap.fever[0]} left unknown (Observation {codes[0][1]}: "
+                    f"{WHY[why].format(**dict(params))})", (Evidence("Observation", *codes[0], _display(
+                        obs.get("code"), *codes[0])),), why, params))
+            if recent and celsius is not None and celsius >= codemap.fever[1]:
                 fever_at = max(fever_at or celsius, celsius)
     for path, value in observed.items():
         set_path(case, path, value)
@@ -475,21 +546,10 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
         if path not in observed:
             mapped.append(Mapped(path, None, f"{path} left unknown ({WHY[why].format(**dict(params))})",
                                  (evidence,), why, params))
-    for path, numbers in clashing.items():
-        _, _, _, evidence = latest.pop(path)
-        said = " / ".join(plain_number(n) for n in sorted(numbers))
-        params = (("numbers", said),)
-        refused.insert(0, Mapped(path, None, f"{path} left unknown ({WHY['conflicting_values'].format(numbers=said)})",
-                                 (Evidence("Observation", evidence.system, evidence.code, evidence.display),),
-                                 "conflicting_values", params))
-    for path, (_, number, source, evidence) in latest.items():
-        set_path(case, path, number)
-        mapped.append(Mapped(path, number, f"{path} = {plain_number(number)} ({source})", (evidence,)))
-    lines = {m.line for m in mapped}
-    for m in refused:
-        if m.path not in latest and m.line not in lines:
-            mapped.append(m)
-            lines.add(m.line)
+    _latest_labs(readings, refusals, case, mapped)
+    for path, unread in unread_temperature.items():
+        if fever_at is None and path not in observed:
+            mapped.append(unread)
     if fever_at is not None and codemap.fever is not None:
         set_path(case, codemap.fever[0], True)
         fever_params = (("celsius", f"{fever_at:.1f}"), ("hours", f"{codemap.fever[2]:g}"))

@@ -9,7 +9,7 @@ Factors:
 - calcium: 1 mg/dL = 0.2495 mmol/L (molar mass of calcium 40.08 g/mol).
 - 25-OH vitamin D: 1 ng/mL = 2.496 nmol/L (molar mass of 25-hydroxyvitamin D3 400.6 g/mol); ug/L = ng/mL.
 - creatinine clearance: mL/min only (an eGFR in mL/min/1.73 m2 is not a clearance and is not read).
-- body temperature: degrees Celsius, or Fahrenheit converted (F - 32) x 5/9.
+- body temperature: degrees Celsius (Cel, °C, degC, Celsius...), or Fahrenheit converted (F - 32) x 5/9.
 - platelets (case-format 2.2, 10^9/L): 10*3/uL, 10*9/L, /nL and 10^9/L (and the text 10^3/uL) are the same
   number (x 1). Every other
   unit is refused, /uL and cells/mm3 included (1000 times larger: 150000/uL is 150 x 10^9/L, but a number
@@ -35,8 +35,11 @@ CONVERSIONS: dict[str, dict[str, Callable[[float], float]]] = {
                          "ug/L": _times(2.496), "ug/l": _times(2.496), "µg/l": _times(2.496)},
     "clearance_ml_min": {"mL/min": _times(1.0), "ml/min": _times(1.0)},
     "temperature_celsius": {"Cel": _times(1.0), "°c": _times(1.0), "c": _times(1.0), "cel": _times(1.0),
+                            "degc": _times(1.0), "deg c": _times(1.0), "celsius": _times(1.0), "℃": _times(1.0),
                             "[degF]": lambda f: (f - 32.0) * 5.0 / 9.0, "°f": lambda f: (f - 32.0) * 5.0 / 9.0,
-                            "f": lambda f: (f - 32.0) * 5.0 / 9.0, "degf": lambda f: (f - 32.0) * 5.0 / 9.0},
+                            "f": lambda f: (f - 32.0) * 5.0 / 9.0, "degf": lambda f: (f - 32.0) * 5.0 / 9.0,
+                            "deg f": lambda f: (f - 32.0) * 5.0 / 9.0, "fahrenheit": lambda f: (f - 32.0) * 5.0 / 9.0,
+                            "℉": lambda f: (f - 32.0) * 5.0 / 9.0},
     "platelets_10e9_l": {"10*3/uL": _times(1.0), "10*9/L": _times(1.0), "/nL": _times(1.0),
                          "10*3/ul": _times(1.0), "10*9/l": _times(1.0), "/nl": _times(1.0),
                          "10^9/l": _times(1.0), "10^3/ul": _times(1.0)},

@@ -94,8 +94,32 @@ def test_fever_within_24_hours_sets_infection_suspected_and_never_clears_it():
     assert "presentation" not in case_of(temp, now=NOW + dt.timedelta(days=1))[0]   # 30 hours later: too old
     normal = quantity_obs("8310-5", 37.2, "Cel")
     assert "presentation" not in case_of(normal)[0]   # a normal temperature sets nothing (not false)
-    dated_only = dict(temp, effectiveDateTime="2026-11-28")
-    assert "presentation" not in case_of(dated_only)[0]   # a date without a time cannot be placed in the window
+    # Audit: a fever that may lie in the window counts (it only raises): a day without a time that the
+    # window reaches, a time minutes ahead of ours (the EHR's clock), or only when it was issued.
+    for shape in ({"effectiveDateTime": "2026-11-28"}, {"effectiveDateTime": "2026-11-27"},
+                  {"effectiveDateTime": "2026-11-28T12:10:00Z"}):
+        assert case_of(dict(temp, **shape))[0]["presentation"]["infection_suspected"] is True, shape
+    undated = {k: v for k, v in temp.items() if k not in ("effectiveDateTime", "issued")}
+    assert case_of(dict(undated, issued="2026-11-28T09:00:00Z"))[0]["presentation"]["infection_suspected"] is True
+    for shape in ({"effectiveDateTime": "2026-11-25"}, {"effectiveDateTime": "2026-11-26T11:00:00Z"},
+                  {"issued": "2026-11-26T11:00:00Z"}):
+        assert "presentation" not in case_of(dict(undated, **shape))[0], shape   # past the window
+    assert "presentation" not in case_of(undated)[0]   # undated: not placed in the window
+
+
+@pytest.mark.parametrize("unit", ["degC", "Celsius", "°C", "℃", "deg C"])
+def test_a_fever_in_celsius_by_the_unit_text_alone_counts(unit):
+    obs = quantity_obs("8310-5", 39.5, "Cel")
+    obs["valueQuantity"] = {"value": 39.5, "unit": unit}
+    assert case_of(obs)[0]["presentation"]["infection_suspected"] is True
+
+
+def test_a_recent_temperature_that_cannot_be_read_is_said_not_dropped():
+    obs = quantity_obs("8310-5", 39.5, "Cel")
+    obs["valueQuantity"] = {"value": 39.5, "unit": "degrees"}
+    case, mapped = case_of(obs)
+    assert "presentation" not in case   # unknown, never false
+    assert "presentation.infection_suspected left unknown (Observation 8310-5: unit 'degrees' not converted)" in mapped
 
 
 def test_medications_by_atc_rxnorm_contained_and_referenced():
@@ -275,3 +299,32 @@ def test_a_unit_text_and_code_that_disagree_leave_the_lab_unknown_and_say_why():
     words = quantity_obs("29265-6", 3.6, "mmol/L")
     words["valueQuantity"]["unit"] = "millimoles per litre"   # a text no table names: the code decides
     assert case_of(words)[0]["labs"]["corrected_calcium_mmol_l"] == 3.6
+
+
+def test_a_lab_taken_on_a_day_without_a_time_is_ordered_by_its_day():
+    """Audit: a calcium of 3.7 dated today without a time lost to 2.4 from 2019 (an undated value)."""
+    old = quantity_obs("29265-6", 2.4, "mmol/L", when="2019-01-01T08:00:00Z")
+    today = quantity_obs("29265-6", 3.7, "mmol/L", when="2026-11-28")
+    for order in ((old, today), (today, old)):
+        assert case_of(*order)[0]["labs"]["corrected_calcium_mmol_l"] == 3.7
+    same_day = quantity_obs("29265-6", 2.4, "mmol/L", when="2026-11-28T08:00:00Z")
+    case, mapped = case_of(today, same_day)   # which came first that day cannot be told: neither is taken
+    assert "labs" not in case and any("2.4 / 3.7 recorded at the same time" in m for m in mapped)
+
+
+@pytest.mark.parametrize("newest", [
+    {"value": 7.6, "unit": "mEq/L", "system": UCUM, "code": "meq/L"},   # a unit not converted
+    {"value": 3.9, "unit": "mmol/L", "system": UCUM, "code": "mmol/L", "comparator": ">"},
+    {"value": 99, "unit": "mmol/L", "system": UCUM, "code": "mmol/L"},   # outside the case's limits
+])
+def test_an_older_lab_never_stands_in_for_a_newer_one_that_cannot_be_read(newest):
+    """Audit: the newest calcium could not be read, so the one of 30 days before was used, and not said."""
+    older = quantity_obs("29265-6", 2.4, "mmol/L", when="2026-10-29T08:00:00Z")
+    unread = quantity_obs("29265-6", 1, "mmol/L", when="2026-11-28T10:00:00Z")
+    unread["valueQuantity"] = newest
+    for order in ((older, unread), (unread, older)):
+        case, mapped = case_of(*order)
+        assert "labs" not in case, case   # unknown: the triage asks for it, never a stale normal value
+        assert any(m.startswith("labs.corrected_calcium_mmol_l left unknown (Observation 29265-6") for m in mapped)
+    newer = quantity_obs("29265-6", 2.5, "mmol/L", when="2026-11-28T11:00:00Z")   # a readable one after it: taken
+    assert case_of(older, unread, newer)[0]["labs"]["corrected_calcium_mmol_l"] == 2.5

@@ -150,7 +150,8 @@ def test_a_lumbar_puncture_two_days_ago_is_a_recent_neuraxial_procedure():
     ({"performedDateTime": "2026-11-21T11:59:00Z"}, None),      # 7 days and a minute
     ({"performedDateTime": "2026-11-21"}, True),                # a date: 7 calendar days
     ({"performedDateTime": "2026-11-20"}, None),
-    ({"performedDateTime": "2026-11-29T08:00:00Z"}, None),      # in the future: not placed
+    ({"performedDateTime": "2026-11-29T08:00:00Z"}, True),      # after now: as now (a clock ahead; it only raises)
+    ({"performedDateTime": "2026-11-28T12:05:00Z"}, True),      # audit: 5 minutes ahead dropped the haematoma path
     ({"performedDateTime": "2026-11"}, None),                   # a month cannot be placed
     ({"status": "not-done"}, None),
     ({"status": "preparation"}, None),
