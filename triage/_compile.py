@@ -30,6 +30,7 @@ into *chunks* of at most ``CHUNK_SIZE`` terms, one fact per chunk.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from decimal import Decimal
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -647,10 +648,12 @@ def compile_program(units: list[Unit], unit_terms: dict[str, list[Term]],
         for piece in slices:
             chunks.append(chunk)
             read: set[str] = set()
+            shared = Counter(lit for _, _, term in piece for lit in term)
             for unit, k, term in piece:
                 name = f"{unit.name}_t{k}"
                 term_names[name] = unit.name
-                literals = [{"chunk": chunk}] + [_durable_literal(lit, alias) for lit in sorted(term, key=_literal_order)]
+                ordered = sorted(term, key=lambda lit: (-shared[lit], _literal_order(lit)))
+                literals = [{"chunk": chunk}] + [_durable_literal(lit, alias) for lit in ordered]
                 definition[name] = {"all": [{"m": literals[0] if len(literals) == 1 else {"$and": literals}}]}
                 read.update(key for key, _, _ in term)
             keys.update(read)
