@@ -152,6 +152,43 @@ def test_the_chain_verifies_after_writes(backend, ruleset, cases):
     assert f"ok: 20 records, head 20 sha256 {written[-1].hash}" in out.output
 
 
+def test_verify_and_export_while_a_server_records_find_the_chain_whole(backend, ruleset, cases):
+    """Operator audit: on a live server, verify read the head, then records appended after it, and
+    called the chain BROKEN (a false tamper alarm); export then exported nothing."""
+    _, store, options, _ = backend
+    results = [ruleset.evaluate(c) for c in cases[:10]]
+    # more records than one read batch, so that a verification takes a while, as on a real store
+    store.append_many([decision_entry("api", cases[n % 10], results[n % 10]) for n in range(1200)])
+    stop = threading.Event()
+
+    def record() -> None:   # another store object: another process's connection, as a server's would be
+        writer = SqliteStore(store.path) if isinstance(store, SqliteStore) else PostgresStore(store.dsn)
+        try:
+            n = 0
+            while not stop.is_set():
+                writer.record_decision("api", cases[n % 10], results[n % 10])
+                n += 1
+        finally:
+            writer.close()
+
+    thread = threading.Thread(target=record)
+    thread.start()
+    try:
+        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+        while store.head()[0] < 1210 and dt.datetime.now() < deadline:   # the writer is under way
+            threading.Event().wait(0.01)
+        reports = [store.verify() for _ in range(4)]
+        exported = cli("audit", "export", *options)
+    finally:
+        stop.set()
+        thread.join()
+    assert all(r.ok for r in reports), [str(r.broken) for r in reports if not r.ok]
+    assert reports[-1].head_seq > reports[0].head_seq >= 1210   # the store grew while it was verified
+    assert exported.exit_code == 0, exported.output
+    lines = [json.loads(line) for line in exported.output.splitlines()]
+    assert [r["seq"] for r in lines] == list(range(1, len(lines) + 1)) and len(lines) > 1200
+
+
 def test_an_empty_store_verifies(backend):
     _, store, _, _ = backend
     assert store.verify().ok and store.verify().count == 0

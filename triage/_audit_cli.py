@@ -176,7 +176,8 @@ def export(since: Optional[str], all_kinds: bool, store_path: Optional[Path], ds
         click.echo(f"BROKEN: {report.broken}", err=True)
         click.echo("nothing exported: 'triage audit verify' shows the chain", err=True)
         sys.exit(1)
-    for record in store.records(since=since, kind=None if all_kinds else "decision"):
+    # the records the verification covered: a server recording meanwhile appends after them
+    for record in store.records(since=since, kind=None if all_kinds else "decision", through=report.head_seq):
         click.echo(record.as_json_line())
 
 

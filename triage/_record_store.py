@@ -363,8 +363,11 @@ class RecordStore:
         return (row[0][0], row[0][1]) if row else (0, GENESIS)
 
     def records(self, since: Optional[str | dt.date | dt.datetime] = None, kind: Optional[str] = "decision",
-                until: Optional[str | dt.date | dt.datetime] = None) -> Iterator[Record]:
+                until: Optional[str | dt.date | dt.datetime] = None, through: Optional[int] = None) -> Iterator[Record]:
+        """Records in seq order (``through``: up to that seq, e.g. the head a verification read)."""
         where, params = self._filters(since, kind, until)
+        if through is not None:
+            where, params = f"{where} AND seq <= {self._ph}", [*params, through]
         for seq, body, digest in self._scan(where, params):
             yield Record(seq, digest, _body_of(seq, body))
 
@@ -430,7 +433,10 @@ class RecordStore:
                 return self._broken(0, None, head_seq, head_hash,
                                     Broken(_int(checkpoint.get("seq"), head_seq), checkpoint.get("id"), wrong))
         columns = "seq, body, hash, id, time, channel, kind, cards"
-        for seq, text, stored, col_id, col_time, col_channel, col_kind, col_cards in self._scan(columns=columns):
+        # The chain up to the head read above: a server that records meanwhile appends after it, and its
+        # head and records move together in one transaction, so every record up to that head is there.
+        chain = self._scan(f"AND seq <= {p}", (head_seq,), columns=columns)
+        for seq, text, stored, col_id, col_time, col_channel, col_kind, col_cards in chain:
             count += 1
             try:
                 body = json.loads(text)
