@@ -216,6 +216,10 @@ WHY_WORDS: dict[str, tuple[str, str]] = {
                        "notée absente sans date : pas tenue pour absente maintenant"),
     "absent_not_final": ("recorded absent with status “{status}”: not taken as absent until final",
                          "notée absente au statut « {status} » : pas tenue pour absente avant d'être finale"),
+    "several_cancers": ("several cancers in the record: this one is taken (a suspected or past lymphoma or "
+                        "leukaemia first, as steroids can hide it; else the most current)",
+                        "plusieurs cancers au dossier : celui-ci est retenu (d'abord un lymphome ou une leucémie "
+                        "suspectés ou antérieurs, que les corticoïdes peuvent masquer ; sinon le plus actuel)"),
 }
 # A procedure's FHIR status, in words.
 STATUS_WORDS = {"completed": ("done", "réalisé"), "in-progress": ("in progress", "en cours")}

@@ -114,6 +114,8 @@ WHY: dict[str, str] = {
     "absent_too_old": "recorded absent on {day}, more than {hours} h ago: not taken as absent now",
     "absent_undated": "recorded absent without a date: not taken as absent now",
     "absent_not_final": "recorded absent with status {status}: not taken as absent until final",
+    "several_cancers": "several cancers in the record: this one is taken (a suspected or past lymphoma or "
+                       "leukaemia first, as steroids can hide it; else the most current)",
 }
 
 
@@ -389,16 +391,36 @@ def _patient(record: Record, case: dict[str, Any], mapped: list[Mapped], today: 
                                  (Evidence("Patient", value=str(patient.get("birthDate"))),)))
 
 
+# A lymphoma or a leukaemia that is suspected or past (a new lesion may be its relapse) goes before any
+# other cancer of the record: steroids before its biopsy can hide it (clinical-rules S2, haem_suspected).
+STEROIDS_HIDE = ("lymphoma", "leukaemia")
+HAEMATOLOGICAL = ("lymphoma", "leukaemia", "myeloma")
+
+
+def _cancer_taken(found: list[tuple[str, str, int]]) -> tuple[str, Optional[str]]:
+    """The history and primary the case takes from the record's cancers ((level, primary, index in the
+    code map) each): a suspected or past lymphoma or leukaemia first; else the most current level, with
+    its named primary (a haematological one first, then the code map's order: never the record's order),
+    else a named primary of a lower level."""
+    hiding = [f for f in found if f[1] in STEROIDS_HIDE and f[0] in ("suspected", "past")]
+    pool = hiding or found
+    level = max(pool, key=lambda f: HISTORY_RANK[f[0]])[0]
+    for candidates in ([f for f in pool if f[0] == level], pool):
+        named = sorted((f[1] not in HAEMATOLOGICAL, f[2], f[1]) for f in candidates if f[1] != "unknown")
+        if named:
+            return level, named[0][2]
+    return level, None
+
+
 def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: list[Mapped]) -> None:
-    history: Optional[str] = None
-    primary: Optional[str] = None
+    found: list[tuple[str, str, int]] = []
     for condition in record.of("Condition"):
         verification = _status(condition.get("verificationStatus"))
         if verification in ("refuted", "entered-in-error"):
             continue
         clinical = _status(condition.get("clinicalStatus"))
         for family, code in codemap.codings(condition.get("code")):
-            for entry_family, entry_code, entry_primary in codemap.cancer:
+            for index, (entry_family, entry_code, entry_primary) in enumerate(codemap.cancer):
                 if codemap.matches(family, code, entry_family, entry_code):
                     if verification in ("provisional", "differential", "unconfirmed"):
                         level = "suspected"
@@ -406,9 +428,7 @@ def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: 
                         level = "past"
                     else:
                         level = "current"
-                    if history is None or HISTORY_RANK[level] > HISTORY_RANK[history] or (
-                            level == history and primary in (None, "unknown")):
-                        history, primary = level, entry_primary if entry_primary != "unknown" else primary
+                    found.append((level, entry_primary, index))
                     shown = entry_primary if entry_primary != "unknown" else ""
                     evidence = (Evidence("Condition", family, code, _display(condition.get("code"), family, code)),)
                     mapped.append(Mapped("patient.cancer.history", level,
@@ -420,10 +440,15 @@ def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: 
                         set_path(case, path, True)
                         mapped.append(Mapped(path, True, f"{path} = true (Condition {code})", (Evidence(
                             "Condition", family, code, _display(condition.get("code"), family, code)),)))
-    if history:
-        set_path(case, "patient.cancer.history", history)
-        if primary:
-            set_path(case, "patient.cancer.primary", primary)
+    if not found:
+        return
+    history, primary = _cancer_taken(found)
+    set_path(case, "patient.cancer.history", history)
+    if primary:
+        set_path(case, "patient.cancer.primary", primary)
+    if len({(level, name) for level, name, _ in found}) > 1:   # the card says which one the triage took
+        mapped.append(Mapped("patient.cancer.history", history, f"several cancers: taken {history}, "
+                             f"{primary or 'primary unknown'}", why="several_cancers", primary=primary or ""))
 
 
 def _latest_labs(readings: dict[str, list[tuple[Taken, float, str, Evidence]]],

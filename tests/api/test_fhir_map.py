@@ -328,3 +328,33 @@ def test_an_older_lab_never_stands_in_for_a_newer_one_that_cannot_be_read(newest
         assert any(m.startswith("labs.corrected_calcium_mmol_l left unknown (Observation 29265-6") for m in mapped)
     newer = quantity_obs("29265-6", 2.5, "mmol/L", when="2026-11-28T11:00:00Z")   # a readable one after it: taken
     assert case_of(older, unread, newer)[0]["labs"]["corrected_calcium_mmol_l"] == 2.5
+
+
+def cancer(code: str, clinical: str = "active", verification: str = "confirmed", system: str = "icd10") -> dict:
+    condition = copy.deepcopy(res("condition-prostate-cancer"))
+    condition["id"] = f"cond-{code}-{clinical}-{verification}"
+    condition["code"] = {"coding": [{"system": SYSTEMS[system], "code": code}]}
+    condition["clinicalStatus"]["coding"][0]["code"] = clinical
+    condition["verificationStatus"]["coding"][0]["code"] = verification
+    return condition
+
+
+@pytest.mark.parametrize("others, history, primary", [
+    ([cancer("C50"), cancer("C83", verification="provisional")], "suspected", "lymphoma"),
+    ([cancer("C61"), cancer("C85", clinical="remission")], "past", "lymphoma"),
+    ([cancer("C61"), cancer("C83.3")], "current", "lymphoma"),   # two current: the haematological one
+    ([cancer("C61"), cancer("C34")], "current", "prostate"),     # two current solid: the code map's order
+    ([cancer("C50"), cancer("C61", clinical="inactive")], "current", "breast"),
+])
+def test_several_cancers_give_one_history_and_primary_whatever_their_order(others, history, primary):
+    """Audit: a provisional lymphoma beside an active breast cancer was dropped, and dexamethasone
+    offered before its biopsy; with two active cancers, the primary depended on the Bundle's order."""
+    for order in (others, others[::-1]):
+        case, mapped = case_of(*order)
+        assert case["patient"]["cancer"] == {"history": history, "primary": primary}, order
+        assert any(m.startswith(f"several cancers: taken {history}, {primary}") for m in mapped)
+    weakness = {"presentation": {"focal_vertebral_pain": {"present": True}, "weakness": {"present": True}}}
+    result = triage.evaluate({**case, **weakness})
+    if primary == "lymphoma" and history != "current":
+        assert "dexamethasone_16mg" not in result.action_ids()   # haemato-oncology first
+        assert "dexamethasone_16mg" in result.withheld_ids()
