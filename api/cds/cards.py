@@ -185,7 +185,8 @@ RESOURCE_WORDS: dict[str, tuple[str, str]] = {
     "Procedure": ("procedure", "acte"),
 }
 # Code systems by their readable names (the code map's system families).
-SYSTEM_NAMES = {"snomed": "SNOMED CT", "icd10": "ICD-10", "loinc": "LOINC", "rxnorm": "RxNorm", "atc": "ATC"}
+SYSTEM_NAMES = {"snomed": "SNOMED CT", "icd10": "ICD-10", "loinc": "LOINC", "rxnorm": "RxNorm", "atc": "ATC",
+                "hl7yesno": "HL7 v2 yes/no"}
 # Why a finding was set or left unknown (api/fhir/map.py's WHY keys), in the card's words: (English, French).
 WHY_WORDS: dict[str, tuple[str, str]] = {
     "unit_not_converted": ("unit “{unit}” not converted", "unité « {unit} » non convertie"),

@@ -220,6 +220,8 @@ class CodeMap:
     def matches(family: str, code: str, entry_family: str, entry_code: str) -> bool:
         if family != entry_family:
             return False
+        if family == "icd10":   # written with or without its dot: C79.51, C7951
+            return code.replace(".", "").upper().startswith(entry_code.replace(".", "").upper())
         return code.startswith(entry_code) if family in PREFIX_FAMILIES else code == entry_code
 
 

@@ -172,6 +172,12 @@ def _about_other_patient(resource: dict[str, Any], patient_id: Optional[str],
                 return f"{name} is not context.patientId"
         elif target != patient_id:
             return f"{name} is not context.patientId"
+    focus = resource.get("focus")   # Observation.focus: what it is about when not its subject (a relative...)
+    for ref in focus if isinstance(focus, list) else [focus] if focus is not None else []:
+        reference = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(reference, str) and re.match(r"^(?:.*/)?Patient/[^/]+$", reference) \
+                and _reference_target(reference, server) != patient_id:
+            return "focus is another patient than context.patientId"
     return None
 
 

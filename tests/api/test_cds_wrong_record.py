@@ -315,3 +315,21 @@ def test_a_resource_the_triage_does_not_read_keeps_the_old_check_only(client):
     body = request("breast-bone-mets-weakness")
     body["prefetch"]["encounter"] = {"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/other"}}
     never_a_card(client.post(SERVICE, json=body))
+
+
+def test_an_observation_whose_focus_is_another_patient_is_a_412(client, caplog):
+    """Audit: an Observation of this patient's record about another Patient (Observation.focus: a
+    relative, a donor) was read as this patient's finding."""
+    body = request("breast-bone-mets-weakness")
+    observations = body["prefetch"]["observations"]["entry"]
+    observations[0]["resource"]["focus"] = [{"reference": "Patient/relative-1"}]
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(SERVICE, json=body)
+    problem = never_a_card(response)
+    assert {"source": "prefetch.observations", "resourceType": "Observation", "count": 1,
+            "reason": "focus is another patient than context.patientId"} in problem["setAside"]
+    nothing_of(response.get_data(as_text=True), "relative-1")
+    nothing_of(caplog.text, "relative-1")
+    patient = body["context"]["patientId"]
+    observations[0]["resource"]["focus"] = [{"reference": f"Patient/{patient}"}]   # this patient: read as usual
+    assert client.post(SERVICE, json=body).status_code == 200

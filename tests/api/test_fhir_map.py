@@ -358,3 +358,22 @@ def test_several_cancers_give_one_history_and_primary_whatever_their_order(other
     if primary == "lymphoma" and history != "current":
         assert "dexamethasone_16mg" not in result.action_ids()   # haemato-oncology first
         assert "dexamethasone_16mg" in result.withheld_ids()
+
+
+@pytest.mark.parametrize("code", ["C79.51", "C7951", "c79.5"])
+def test_icd10_codes_match_with_or_without_their_dot(code):
+    metastases = cancer(code)
+    assert case_of(metastases)[0]["patient"]["cancer"].get("bone_metastases") is True, code
+    assert case_of(cancer("C900"))[0]["patient"]["cancer"]["primary"] == "myeloma"
+
+
+@pytest.mark.parametrize("system, yes, no", [("snomed", "373066001", "373067005"), ("hl7yesno", "Y", "N")])
+def test_yes_and_no_answers_set_a_finding(system, yes, no):
+    """Audit: a weakness answered 'Yes' (SNOMED CT, or HL7 v2 Y) was read as nothing."""
+    weakness = copy.deepcopy(res("observation-weakness"))
+    weakness.pop("valueBoolean", None)
+    weakness["valueCodeableConcept"] = {"coding": [{"system": SYSTEMS[system], "code": yes}]}
+    assert case_of(weakness)[0]["presentation"]["weakness"]["present"] is True
+    weakness["valueCodeableConcept"]["coding"][0]["code"] = no
+    weakness["effectiveDateTime"] = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert case_of(weakness)[0]["presentation"]["weakness"]["present"] is False   # final and made now
