@@ -499,14 +499,17 @@ class RecordStore:
             if expect_head is not None and stored == expect_head:
                 kept = (seq, rid, count)
         last_seq = prev_seq or 0
+        # A record past the head as it is now (head and records read by one statement, so a record a
+        # live server appends meanwhile, with its head, is never one): written behind the store's back.
+        beyond = self._read("SELECT r.seq, r.id, h.seq FROM records r, record_head h WHERE h.id = 1 AND r.seq > h.seq "
+                            "ORDER BY r.seq LIMIT 1")
+        if beyond:
+            after, rid, now_head = beyond[0]
+            return self._broken(count, first, head_seq, head_hash, Broken(
+                after, rid, f"it comes after the chain's head (record {now_head}): inserted, or the head row was "
+                            "altered"))
         if (last_seq, prev_hash or GENESIS) != (head_seq, head_hash) and not (count == 0 and head_seq == 0):
-            if last_seq > head_seq:
-                after = max(head_seq + 1, first or 1)
-                rows = self._read(f"SELECT id FROM records WHERE seq = {p}", (after,))
-                reason = (f"it comes after the chain's head (record {head_seq}): inserted, or the head row "
-                          "was altered")
-                broken = Broken(after, rows[0][0] if rows else None, reason)
-            elif last_seq < head_seq:
+            if last_seq < head_seq:
                 missing = f"record {head_seq}" if head_seq == last_seq + 1 else f"records {last_seq + 1} to {head_seq}"
                 broken = Broken(head_seq, None, f"missing: the chain ends at record {last_seq} but its head says "
                                                 f"{head_seq} ({missing} deleted)")
