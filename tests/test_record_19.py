@@ -199,14 +199,55 @@ def test_the_sqlite_record_is_created_private(tmp_path, ruleset, cases):  # noqa
     other.close()
 
 
-def test_health_is_a_rolled_back_write(backend, ruleset, cases, tmp_path):  # noqa: F811
-    _, store, _, _ = backend
+def test_health_is_a_committed_write_that_changes_nothing(backend, ruleset, cases, tmp_path):  # noqa: F811
+    """Operator audit: a probe rolled back never reached the disk, and said ok on a full or read-only
+    disk while every record failed. The probe now commits (the head row onto itself)."""
+    kind, store, _, _ = backend
     fill(store, ruleset, cases[:2])
     head = store.head()
-    assert store.health() is None and store.head() == head and store.count() == 2
+    if kind == "sqlite":
+        import sqlite3
+
+        watcher = sqlite3.connect(store.path)
+        before = watcher.execute("PRAGMA data_version").fetchone()[0]
+    assert store.health() is None and store.head() == head and store.count() == 2 and store.verify().ok
+    if kind == "sqlite":
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] != before   # another connection committed
+        watcher.close()
     (tmp_path / "blocker").write_text("")
     broken = SqliteStore(tmp_path / "blocker" / "records.sqlite3")
     assert "cannot be written" in broken.health()
+
+
+def test_a_record_file_removed_under_a_running_store_is_refused_never_recreated_in_silence(ruleset, cases, tmp_path):
+    """Operator audit: after 'rm records.sqlite3*' under a running server, answers were given whose
+    records went to the deleted file, or to a new empty chain, and /healthz said ok."""
+    import sqlite3
+
+    from triage._record import RecordUnavailable
+
+    path = tmp_path / "data" / "records.sqlite3"
+    store, other = SqliteStore(path), SqliteStore(path)   # two workers' stores
+    fill(store, ruleset, cases[:2])
+    fill(other, ruleset, cases[2:3])
+    backup = tmp_path / "backup.sqlite3"
+    with sqlite3.connect(path) as source, sqlite3.connect(backup) as copy:
+        source.backup(copy)
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / "data" / f"records.sqlite3{suffix}").unlink(missing_ok=True)
+    for each in (store, other):
+        with pytest.raises(RecordUnavailable, match="was removed while in use"):
+            fill(each, ruleset, cases[3:4])
+        assert "was removed while in use" in each.health()
+    assert not path.exists()   # no new empty chain begun behind the operator's back
+    os.replace(backup, path)   # restored: each store writes on into the restored file
+    fill(store, ruleset, cases[3:4])
+    fill(other, ruleset, cases[4:5])
+    assert store.health() is None
+    report = SqliteStore(path).verify()
+    assert report.ok and report.count == 5
+    store.close()
+    other.close()
 
 
 # ------------------------------------------------------------------------------ audit of 5 December (third round)

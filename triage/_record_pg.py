@@ -69,6 +69,8 @@ class PostgresStore(RecordStore):
                 conn.execute("CREATE TABLE IF NOT EXISTS record_head (id INTEGER PRIMARY KEY CHECK (id = 1), "
                              "seq BIGINT NOT NULL, hash TEXT NOT NULL)")
                 conn.execute("INSERT INTO record_head VALUES (1, 0, %s) ON CONFLICT (id) DO NOTHING", (GENESIS,))
+                conn.execute("CREATE TABLE IF NOT EXISTS record_probe (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                             "at TEXT NOT NULL)")   # what the health probe writes (never the chain)
             conn.commit()
         except BaseException:
             conn.close()

@@ -35,6 +35,11 @@ class SqliteStore(RecordStore):
         self.path = Path(path)
         self.url = f"sqlite:{self.path}"
         self._lock_file = LockFile(f"{self.path}.lock")
+        # The file each connection opened (st_dev, st_ino), by the connection's id: a connection to a
+        # file removed or replaced since writes where no one reads (operator audit: 426 answers whose
+        # records were lost, on a file deleted under a running server).
+        self._files: dict[int, tuple[int, int]] = {}
+        self._had_file = False   # once this store has opened its file, it never makes a new empty one
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error, OSError)
@@ -68,11 +73,19 @@ class SqliteStore(RecordStore):
         if not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
+            if self._had_file:
+                self._identity()   # raises _FileGone: a new empty file would begin another chain in silence
             try:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except FileExistsError:   # another process made it first
                 pass
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            self._files[id(conn)] = self._identity()
+        except BaseException:
+            conn.close()
+            raise
+        self._had_file = True
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -86,13 +99,36 @@ class SqliteStore(RecordStore):
             conn.execute("CREATE TABLE IF NOT EXISTS record_head (id INTEGER PRIMARY KEY CHECK (id = 1), "
                          "seq INTEGER NOT NULL, hash TEXT NOT NULL)")
             conn.execute("INSERT OR IGNORE INTO record_head VALUES (1, 0, ?)", (GENESIS,))
+            conn.execute("CREATE TABLE IF NOT EXISTS record_probe (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                         "at TEXT NOT NULL)")   # what the health probe writes (never the chain)
             conn.execute("COMMIT")
         except BaseException:
             conn.close()
             raise
         return conn
 
+    def _identity(self) -> tuple[int, int]:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise _FileGone(f"the record file {self.path} was removed while in use: restore it, or restart the "
+                            "service to begin a new record") from None
+        return info.st_dev, info.st_ino
+
+    def _lost(self, conn: Any, exc: BaseException) -> bool:
+        return isinstance(exc, _FileReplaced)   # a new connection opens the file now at the path
+
     def _begin_locked(self, conn: sqlite3.Connection) -> tuple[int, str]:
+        if self._files.get(id(conn)) != self._identity():
+            raise _FileReplaced(f"the record file {self.path} was replaced while in use")
         conn.execute("BEGIN IMMEDIATE")   # the database's write lock, held until commit: one writer at a time
         seq, digest = conn.execute("SELECT seq, hash FROM record_head WHERE id = 1").fetchone()
         return seq, digest
+
+
+class _FileGone(sqlite3.OperationalError):
+    """The record file is no longer at its path."""
+
+
+class _FileReplaced(sqlite3.OperationalError):
+    """Another file is at the record's path than the one this connection opened."""

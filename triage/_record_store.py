@@ -305,28 +305,21 @@ class RecordStore:
         return self._write(work)
 
     def health(self) -> Optional[str]:
-        """None when a record could be written now, else why not: a real write lock and a write of the
-        head row onto itself, rolled back (nothing changes)."""
-        try:
-            self._write_probe()
-        except RecordUnavailable as exc:
-            return str(exc)
-        return None
-
-    def _write_probe(self) -> None:
-        class _RolledBack(Exception):
-            pass
-
+        """None when a record could be written now, else why not: the time written to the probe's own row
+        and committed, as a record is (the write lock, the disk, the fsync); the chain does not change.
+        A probe rolled back (or writing a row onto itself, which SQLite skips) wrote nothing to disk, and
+        said ok on a full or read-only disk while every record failed (operator audit)."""
         p = self._ph
 
         def work(conn: Any, seq: int, head: str) -> None:
-            conn.execute(f"UPDATE record_head SET seq = {p}, hash = {p} WHERE id = 1", (seq, head))
-            raise _RolledBack()
+            conn.execute(f"INSERT INTO record_probe (id, at) VALUES (1, {p}) ON CONFLICT (id) DO UPDATE SET at = "
+                         "excluded.at", (utc_now(),))
 
         try:
             self._write(work)
-        except _RolledBack:
-            pass
+        except RecordUnavailable as exc:
+            return str(exc)
+        return None
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
