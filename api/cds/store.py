@@ -127,7 +127,7 @@ def connect_sqlite(path: str) -> sqlite3.Connection:
     if not path.startswith("file:") and path != ":memory:" and not os.path.exists(path):
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:   # another process made it first
+        except OSError:   # another process made it first; or it cannot be made: SQLite says why, below
             pass
     raw = sqlite3.connect(path, timeout=5, isolation_level=None, uri=path.startswith("file:"))
     try:
@@ -334,13 +334,14 @@ def store(app: Flask) -> Iterator[Connection]:
 
 
 def store_health(app: Flask) -> Optional[str]:
-    """None when the store can be written, else why not (a real write, in a transaction rolled back)."""
+    """None when the store can be written, else why not: a real write to its own row, committed (one
+    rolled back never reaches the disk, and said ok on a full or read-only disk: operator audit)."""
     try:
         with store(app) as conn:
             conn.begin()
             conn.execute("INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
                          (time.time(),))
-            conn.rollback()
+            conn.commit()
     except StoreUnavailable as exc:
         return exc.reason
     return None
