@@ -126,7 +126,8 @@ SETTINGS: tuple[Setting, ...] = (
             "threads per process (default: 8; 2 when the record is PostgreSQL)"),
     Setting("MSCC_WORKER_CONNECTIONS", "worker_connections", _int_between(1, 100000), 500,
             "open connections per process"),
-    Setting("MSCC_LOG_LEVEL", "log_level", _text, "info", "gunicorn's log level"),
+    Setting("MSCC_LOG_LEVEL", "log_level", _one_of("debug", "info", "warning", "error", "critical"), "info",
+            "gunicorn's log level"),
 )
 
 

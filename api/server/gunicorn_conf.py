@@ -81,6 +81,19 @@ def when_ready(server: Any) -> None:
     server.log.info("Workers listen at: http://%s, each on a socket of its own (SO_REUSEPORT)", bind)
 
 
+def on_reload(server: Any) -> None:
+    """SIGHUP restarts the workers, but the app (its ruleset, its settings) was loaded once in the master
+    (``preload_app``): say so, so that no one believes edited rules are now in use (operator audit)."""
+    server.log.warning("SIGHUP: the workers restart with the ruleset and settings loaded at start; "
+                       "restart the service to load changed rules (GET /healthz names the ruleset in use)")
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """gunicorn's own logs each request's path at debug level; a path may hold a patient's identifier
+    (a misdirected EHR link), so only the method is logged (operator audit)."""
+    worker.log.debug("%s request", req.method)
+
+
 def _app_logging() -> None:
     """The app's log lines (``mscc_triage.*``) on stderr with a timestamp and the pid, as gunicorn's own.
 

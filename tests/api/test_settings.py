@@ -128,6 +128,7 @@ def _serve(tmp_path, env: dict, *argv: str) -> subprocess.CompletedProcess:
      "ehr.example.org is not an origin (scheme://host[:port], or *)"),
     ({"MSCC_CDS_ISSUERS_FILE": "issuers.json"}, (), "MSCC_CDS_ISSUERS_FILE needs MSCC_PUBLIC_BASE_URL"),
     ({"MSCC_MAX_BODY_BYTES": "1k"}, (), "MSCC_MAX_BODY_BYTES='1k': must be a whole number"),
+    ({"MSCC_LOG_LEVEL": "verbose"}, (), "MSCC_LOG_LEVEL='verbose': must be one of debug, info, warning"),
 ])
 def test_a_setting_that_cannot_work_stops_serve_before_it_starts_with_exit_2(tmp_path, env, argv, words):
     done = _serve(tmp_path, env, *argv)
@@ -153,3 +154,25 @@ def test_the_cds_store_is_a_file_only_its_owner_can_read(tmp_path, monkeypatch):
     client = create_app({"TESTING": True, "CDS_STORE_PATH": str(path)}).test_client()
     assert client.get("/healthz").get_json()["checks"]["cds_store"]["status"] == "ok"
     assert path.exists() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_gunicorn_logs_no_request_path_and_says_sighup_keeps_the_ruleset(monkeypatch):
+    """Operator audit: at debug level gunicorn logged 'GET /patients/PATIENT-666666/Jane-Doe'; and
+    SIGHUP restarted the workers on the old ruleset without a word."""
+    monkeypatch.delenv("MSCC_LOG_LEVEL", raising=False)
+    from mscc_triage_api.server import gunicorn_conf
+
+    lines: list[str] = []
+
+    class Log:
+        def debug(self, message: str, *args: object) -> None:
+            lines.append(message % args)
+
+        warning = debug
+
+    worker = type("Worker", (), {"log": Log()})()
+    request = type("Request", (), {"method": "GET", "path": "/patients/PATIENT-666666/Jane-Doe", "uri": "/x"})()
+    gunicorn_conf.pre_request(worker, request)
+    gunicorn_conf.on_reload(worker)
+    assert lines[0] == "GET request" and not any("PATIENT" in line or "Jane" in line for line in lines)
+    assert "restart the service to load changed rules" in lines[1]
