@@ -26,12 +26,15 @@ in one pipeline (one round trip), then one COMMIT.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Sequence
 
 from ._errors import RecordUnavailable
 from ._record_format import GENESIS
 from ._record_store import RecordStore
+
+_log = logging.getLogger("mscc_triage.record")
 
 
 class PostgresStore(RecordStore):
@@ -83,6 +86,20 @@ class PostgresStore(RecordStore):
         diag = getattr(exc, "diag", None)
         fatal = diag is not None and diag.severity_nonlocalized in ("FATAL", "PANIC")
         return bool(conn.closed or conn.broken or fatal)
+
+    def _reason(self, exc: BaseException) -> str:
+        """Why, in words an API client may read: never the server's address or its own message (an
+        operator audit found host and port in 503 bodies); those go to the operator's log."""
+        import psycopg
+
+        _log.error("decision record (PostgreSQL): %s: %s", type(exc).__name__, super()._reason(exc))
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+            return "the PostgreSQL record is read-only"
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return "the PostgreSQL record is full"
+        if isinstance(exc, psycopg.OperationalError):
+            return "the PostgreSQL record is unreachable or failing (see the service's log)"
+        return "the PostgreSQL record is failing (see the service's log)"
 
     def _executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with conn.cursor() as cursor:     # psycopg sends the rows in one pipeline: one round trip

@@ -92,6 +92,9 @@ def test_postgresql_down_is_a_503_and_no_record_then_service_resumes(tmp_path):
         down = client.post("/v1/triage", json=CASE)
         assert down.status_code == 503 and down.get_json()["type"] == "urn:mscc-triage:problem:record-unavailable"
         assert "urgency" not in down.get_data(as_text=True)
+        # the reason in words, never the server's address (operator audit: host and port in the 503 body)
+        assert "PostgreSQL record is unreachable" in down.get_json()["detail"]
+        assert str(server.port) not in down.get_data(as_text=True) and "127.0.0.1" not in down.get_data(as_text=True)
         server.start()
         again = client.post("/v1/triage", json=CASE)
         assert again.status_code == 200
