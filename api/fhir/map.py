@@ -343,23 +343,17 @@ def _stale_absence(obs: dict[str, Any], now: dt.datetime) -> Optional[tuple[str,
     return None
 
 
-def _when(obs: dict[str, Any], issued: bool = True) -> Optional[dt.datetime]:
-    """When the observation was made (its effective time); else, when ``issued`` is allowed, when it was issued."""
-    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
-    return _instant(obs.get("effectiveDateTime")) or _instant(obs.get("effectiveInstant")) \
-        or _instant(period.get("end")) or _instant(period.get("start")) or (_instant(obs.get("issued")) if issued else None)
-
-
 Taken = tuple[Optional[dt.date], Optional[dt.datetime]]   # the day (UTC) and the time an observation was taken
 
 
 def _taken(obs: dict[str, Any]) -> Taken:
     """When an observation was taken: its day and time, or its day alone (a FHIR date without a time, a
     valid effectiveDateTime), or neither (undated). Its effective time or day; else when it was issued."""
-    when = _when(obs, issued=False)
+    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
+    when = _instant(obs.get("effectiveDateTime")) or _instant(obs.get("effectiveInstant")) \
+        or _instant(period.get("end")) or _instant(period.get("start"))
     if when is not None:
         return when.date(), when
-    period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
     day = next((d for d in (_day(obs.get("effectiveDateTime")), _day(period.get("end")), _day(period.get("start")))
                 if d is not None), None)
     if day is not None:
@@ -453,6 +447,21 @@ def _conditions(record: Record, codemap: CodeMap, case: dict[str, Any], mapped: 
                              f"{primary or 'primary unknown'}", why="several_cancers", primary=primary or ""))
 
 
+def _refused(obs: dict[str, Any], code: tuple[str, str], path: str, kind: str, number: Optional[float]) -> Mapped:
+    """Why an observation's quantity of ``kind`` was not taken for ``path`` (``number``: what it converted
+    to, outside the case's limits; None: nothing converted), as the card's line."""
+    quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
+    unit = quantity.get("code") or quantity.get("unit")
+    why, params = (("units_disagree", (("unit", str(quantity.get("unit"))[:20]), ("code", str(quantity.get("code"))[:20])))
+                   if number is None and units.units_disagree(quantity, kind)
+                   else ("unit_not_converted", (("unit", str(unit)[:20]),))
+                   if number is None and units.unit_known(quantity, kind) is False
+                   else ("no_usable_value", ()) if number is None
+                   else ("outside_limits", (("number", plain_number(number)),)))
+    line = f"{path} left unknown (Observation {code[1]}: {WHY[why].format(**dict(params))})"
+    return Mapped(path, None, line, (Evidence("Observation", *code, _display(obs.get("code"), *code)),), why, params)
+
+
 def _latest_labs(readings: dict[str, list[tuple[Taken, float, str, Evidence]]],
                  refusals: dict[str, list[tuple[Taken, Mapped]]], case: dict[str, Any], mapped: list[Mapped]) -> None:
     """Each lab's latest value, or unknown with why: the latest values disagree (taken at the same time,
@@ -525,18 +534,7 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
             number = units.convert(obs.get("valueQuantity"), kind)
             spec = FIELDS[path]
             if number is None or spec.minimum is None or spec.maximum is None or not spec.minimum <= number <= spec.maximum:
-                quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
-                unit = quantity.get("code") or quantity.get("unit")
-                why, params = (("units_disagree", (("unit", str(quantity.get("unit"))[:20]),
-                                                   ("code", str(quantity.get("code"))[:20])))
-                               if number is None and units.units_disagree(quantity, kind)
-                               else ("unit_not_converted", (("unit", str(unit)[:20]),))
-                               if number is None and units.unit_known(quantity, kind) is False
-                               else ("no_usable_value", ()) if number is None
-                               else ("outside_limits", (("number", plain_number(number)),)))
-                line = f"{path} left unknown (Observation {codes[0][1]}: {WHY[why].format(**dict(params))})"
-                refusals.setdefault(path, []).append((_taken(obs), Mapped(path, None, line, (Evidence(
-                    "Observation", *codes[0], _display(obs.get("code"), *codes[0])),), why, params)))
+                refusals.setdefault(path, []).append((_taken(obs), _refused(obs, codes[0], path, kind, number)))
             else:
                 taken = _taken(obs)
                 quantity = obs["valueQuantity"]
@@ -555,14 +553,8 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
                       else day is not None and (now.date() - day).days <= math.ceil(hours / 24))
             celsius = units.convert(obs.get("valueQuantity"), "temperature_celsius")
             if recent and celsius is None:
-                quantity = obs.get("valueQuantity") if isinstance(obs.get("valueQuantity"), dict) else {}
-                unit = quantity.get("code") or quantity.get("unit")
-                why, params = (("unit_not_converted", (("unit", str(unit)[:20]),))
-                               if units.unit_known(quantity, "temperature_celsius") is False else ("no_usable_value", ()))
-                unread_temperature.setdefault(codemap.fever[0], Mapped(
-                    codemap.fever[0], None, f"{codemap.fever[0]} left unknown (Observation {codes[0][1]}: "
-                    f"{WHY[why].format(**dict(params))})", (Evidence("Observation", *codes[0], _display(
-                        obs.get("code"), *codes[0])),), why, params))
+                unread_temperature.setdefault(codemap.fever[0], _refused(obs, codes[0], codemap.fever[0],
+                                                                         "temperature_celsius", None))
             if recent and celsius is not None and celsius >= codemap.fever[1]:
                 fever_at = max(fever_at or celsius, celsius)
     for path, value in observed.items():
