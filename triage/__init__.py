@@ -18,7 +18,7 @@ from ._result import (
     RESULT_FORMAT, ActionItem, FiredRule, FlagItem, Hold, Result, RulesetRef, Scores, SinsScore, Unknown, WithheldItem,
     source_parts, source_rank,
 )
-from ._record import CdsContext, Record, RecordStore, open_store
+from ._record import CdsContext, Record, RecordStore, open_store, postgres_failure
 from ._lockfile import LockFile
 from ._sins import sins_category, sins_total
 from ._strict_input import no_duplicate_keys
@@ -73,6 +73,7 @@ __all__ = [
     "load_ruleset",
     "no_duplicate_keys",
     "open_store",
+    "postgres_failure",
     "parse_case",
     "set_path",
     "sins_category",

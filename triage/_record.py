@@ -54,7 +54,7 @@ from ._record_format import (
     CHANNELS, GENESIS, RECORD_FORMAT, Broken, CdsContext, PruneReport, Record, Verification, canonical,
     decision_entry, record_hash, recorded_case, recorded_result, software_versions, time_bound, utc_now,
 )
-from ._record_pg import PostgresStore
+from ._record_pg import PostgresStore, postgres_failure
 from ._record_sqlite import SqliteStore
 from ._record_store import RecordStore
 from .settings import load_settings
@@ -62,8 +62,8 @@ from .settings import load_settings
 __all__ = [
     "CHANNELS", "GENESIS", "RECORD_FORMAT", "Broken", "CdsContext", "PostgresStore", "PruneReport", "Record",
     "RecordError", "RecordNotFound", "RecordStore", "RecordUnavailable", "SqliteStore", "TriageError",
-    "Verification", "canonical", "decision_entry", "default_record_path", "open_store", "record_hash",
-    "recorded_case", "recorded_result", "software_versions", "time_bound", "utc_now",
+    "Verification", "canonical", "decision_entry", "default_record_path", "open_store", "postgres_failure",
+    "record_hash", "recorded_case", "recorded_result", "software_versions", "time_bound", "utc_now",
 ]
 
 

@@ -90,16 +90,10 @@ class PostgresStore(RecordStore):
     def _reason(self, exc: BaseException) -> str:
         """Why, in words an API client may read: never the server's address or its own message (an
         operator audit found host and port in 503 bodies); those go to the operator's log."""
-        import psycopg
-
         _log.error("decision record (PostgreSQL): %s: %s", type(exc).__name__, super()._reason(exc))
-        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-            return "the PostgreSQL record is read-only"
-        if isinstance(exc, psycopg.errors.DiskFull):
-            return "the PostgreSQL record is full"
-        if isinstance(exc, psycopg.OperationalError):
-            return "the PostgreSQL record is unreachable or failing (see the service's log)"
-        return "the PostgreSQL record is failing (see the service's log)"
+        failure = postgres_failure(exc)
+        return f"the PostgreSQL record is {failure}" + ("" if failure in ("read-only", "full")
+                                                        else " (see the service's log)")
 
     def _executemany(self, conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         with conn.cursor() as cursor:     # psycopg sends the rows in one pipeline: one round trip
@@ -125,3 +119,18 @@ class PostgresStore(RecordStore):
 def _redact(dsn: str) -> str:
     return re.sub(r"(password=)\S+", r"\1***", re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", dsn))
 
+
+def postgres_failure(exc: BaseException) -> str:
+    """What failed in a PostgreSQL store, in words a client may read (never the server's address or its
+    own message): read-only, full, unreachable or failing (the connection), or failing."""
+    try:
+        import psycopg
+    except ImportError:   # no PostgreSQL client installed: nothing of it can have failed in particular
+        return "failing"
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return "read-only"
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return "full"
+    if isinstance(exc, psycopg.OperationalError):
+        return "unreachable or failing"
+    return "failing"

@@ -224,15 +224,8 @@ _PG_LOCK = threading.Lock()
 
 
 def _pg_reason(exc: Exception) -> str:
-    import psycopg
-
-    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-        return "read-only"
-    if isinstance(exc, psycopg.errors.DiskFull):
-        return "full"
-    if isinstance(exc, psycopg.OperationalError):
-        return "unreachable or failing (PostgreSQL)"
-    return "failing (PostgreSQL)"
+    failure = triage.postgres_failure(exc)   # the record's words: never the server's address
+    return failure if failure in ("read-only", "full") else f"{failure} (PostgreSQL)"
 
 
 def _forget(dsn: str) -> None:
