@@ -333,6 +333,19 @@ def test_security_headers_on_every_answer(client, method, path):
     assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
+def test_security_headers_once_each_and_a_views_own_kept(client):
+    """Each header appears once; /docs keeps its own policy (its inline style) instead of the default."""
+    for path in ("/healthz", "/docs", "/static/form.css"):
+        response = client.get(path)
+        response.close()   # a static file's answer holds the file open until closed
+        for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"):
+            assert len(response.headers.getlist(name)) == 1, (path, name)
+    assert "style-src 'self' 'unsafe-inline'" in client.get("/docs").headers["Content-Security-Policy"]
+    answer = client.post("/v1/triage", json=CASE)
+    assert answer.headers.getlist("Cache-Control") == ["no-store"]
+    assert "no-store" not in client.get("/docs").headers.get("Cache-Control", "")
+
+
 def test_openapi_documents_every_status_and_strict_integers(client):
     doc = client.get("/openapi.json").get_json()
     for path in ("/v1/triage", "/cds-services/mscc-triage", "/cds-services/mscc-triage/feedback"):
