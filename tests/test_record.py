@@ -120,6 +120,33 @@ def test_an_unknown_channel_is_refused(ruleset):
         decision_entry("fax", CASE, ruleset.evaluate(CASE))
 
 
+@pytest.mark.parametrize("moment", [dt.datetime(2026, 12, 6, 5, 4, 3, 0, dt.timezone.utc),
+                                    dt.datetime(2026, 1, 2, 23, 59, 59, 999999, dt.timezone.utc)])
+def test_a_records_time_is_written_with_six_digits_of_microseconds_and_z(monkeypatch, moment):
+    import triage._record_format as record_format
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return moment
+
+    monkeypatch.setattr(record_format.dt, "datetime", Clock)
+    assert record_format.utc_now() == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_a_records_hash_is_the_canonical_body_hashed(tmp_path):
+    """The members written before the lock (and the three the store adds) make the canonical body."""
+    store = triage.open_store(tmp_path / "r.sqlite3", None)
+    try:
+        written = store.append_many([{"record_format": 1, "kind": "decision", "id": "a", "channel": "api",
+                                      "case": {"labs": {"corrected_calcium_mmol_l": 2.61}}, "é\u2028\"": ["x"]}])
+        for record in written + [store.append({"record_format": 1, "kind": "decision", "id": "b", "channel": "cli"})]:
+            assert record.hash == hashlib.sha256(canonical(record.body)).hexdigest()
+            assert set(record.body) >= {"seq", "prev", "time"}
+    finally:
+        store.close()
+
+
 def test_canonical_form():
     assert canonical({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'.encode("utf-8")
     with pytest.raises(ValueError):

@@ -21,6 +21,8 @@ from ._record_format import (
 )
 from ._result import Result
 
+_string = json.encoder.encode_basestring   # what json.dumps(s, ensure_ascii=False) writes for a string
+
 _T = TypeVar("_T")
 
 _BATCH = 2000
@@ -146,9 +148,10 @@ class RecordStore:
                 parts: Optional[dict[str, str]] = None) -> tuple[Record, tuple[Any, ...]]:
         """The record that ``entry`` becomes at ``seq`` after ``prev``, and its row. ``parts``: the entry's
         members in canonical form (:func:`_members`), made before the write lock was taken."""
-        body = {**entry, "seq": seq, "prev": prev, "time": utc_now()}
-        members = {**(parts if parts is not None else _members(entry)),
-                   **_members({"seq": seq, "prev": prev, "time": body["time"]})}
+        now = utc_now()
+        body = {**entry, "seq": seq, "prev": prev, "time": now}
+        members = {**(parts if parts is not None else _members(entry)),   # as _members would write these three:
+                   "seq": f'"seq":{int.__repr__(seq)}', "prev": f'"prev":{_string(prev)}', "time": f'"time":"{now}"'}
         text = ("{" + ",".join(members[key] for key in sorted(members)) + "}").encode("utf-8")  # == canonical(body)
         digest = hashlib.sha256(text).hexdigest()
         cards = " ".join(body.get("cds", {}).get("cards", [])) or None
@@ -545,8 +548,20 @@ def _members(entry: Mapping[str, Any]) -> dict[str, str]:
     members sorted by key, joined by commas, in braces (what ``json.dumps(sort_keys=True)`` writes)."""
     if not all(isinstance(key, str) for key in entry):
         raise TypeError("a record's members are named by strings")
-    return {key: canonical_member(key).decode("utf-8") + ":" + canonical_member(value).decode("utf-8")
-            for key, value in entry.items()}
+    names = _NAMES
+    out = {}
+    for key, value in entry.items():
+        name = names.get(key)
+        if name is None:
+            name = _string(key) + ":"
+            name.encode("utf-8")   # a lone surrogate raises here, as canonical() would
+            if len(names) < 64:   # a record's few member names; an import's odd ones are not kept
+                names[key] = name
+        out[key] = name + canonical_member(value).decode("utf-8")
+    return out
+
+
+_NAMES: dict[str, str] = {}   # a member's name, as canonical JSON followed by ":"
 
 
 class _Slot:
