@@ -7,7 +7,8 @@ The other commit is checked out (``git worktree``) into a temporary folder, remo
 the cases that both versions accept are replayed (a case with a field the older format lacks is
 left out). Each round runs both versions one after the other, each in its own process, for the same
 time; the figures are medians over the rounds and the ratio of the two, so that the noise of a
-shared machine mostly cancels. A script that prints figures, not a test.
+shared machine mostly cancels. Each version's latency percentiles (p50, p99 of one evaluation) come
+from the same rounds. A script that prints figures, not a test.
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ cold = sys.argv[4] == "cold"
 if not cold:
     for case in cases:
         ruleset.evaluate(case)
-n, start = 0, time.perf_counter()
-while time.perf_counter() - start < seconds and not (cold and n == len(cases)):
+n, start, took = 0, time.perf_counter(), []
+clock = time.perf_counter
+while clock() - start < seconds and not (cold and n == len(cases)):
+    t0 = clock()
     ruleset.evaluate(cases[n % len(cases)])
+    took.append(clock() - t0)
     n += 1
-print(json.dumps({"rate": n / (time.perf_counter() - start), "version": ruleset.version}))
+rate = n / (clock() - start)
+took.sort()
+print(json.dumps({"rate": rate, "version": ruleset.version,
+                  "p50": took[len(took) // 2] * 1000, "p99": took[min(len(took) - 1, int(len(took) * 0.99))] * 1000}))
 """
 
 _ACCEPTS = r"""
@@ -111,18 +118,24 @@ def main() -> int:
             print(f"cases: {len(common)} accepted by both (of {len(cases)}: {source})"
                   + ("; cold: each evaluated once, no warm-up" if args.cold else ""))
             rates: dict[str, list[float]] = {"this": [], args.commit: []}
+            p50s: dict[str, list[float]] = {"this": [], args.commit: []}
+            p99s: dict[str, list[float]] = {"this": [], args.commit: []}
             versions = {}
             for _ in range(args.rounds):
                 for name, src in (("this", ROOT), (args.commit, other)):
                     out = json.loads(_run(_CHILD, str(src), str(case_file), str(args.seconds),
                                           "cold" if args.cold else "warm"))
                     rates[name].append(out["rate"])
+                    p50s[name].append(out["p50"])
+                    p99s[name].append(out["p99"])
                     versions[name] = out["version"]
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
     for name, values in rates.items():
         print(f"{name:>10} (ruleset {versions[name]}): median {statistics.median(values):,.0f} evaluations/s "
-              f"(rounds: {', '.join(f'{v:,.0f}' for v in values)})")
+              f"(rounds: {', '.join(f'{v:,.0f}' for v in values)}); latency p50 {statistics.median(p50s[name]):.2f} ms, "
+              f"p99 {statistics.median(p99s[name]):.2f} ms (medians over the rounds; p99 by round: "
+              f"{', '.join(f'{v:.2f}' for v in p99s[name])})")
     ratio = statistics.median(rates["this"]) / statistics.median(rates[args.commit])
     per_round = [a / b for a, b in zip(rates["this"], rates[args.commit])]
     print(f"ratio this/{args.commit}: {ratio:.3f} (per round: {', '.join(f'{r:.3f}' for r in per_round)})")

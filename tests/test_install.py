@@ -104,6 +104,8 @@ COMMANDS = {
     "cd rules && LC_ALL=C sha256sum * | sha256sum": RUN,
     ".venv/bin/python benchmarks/core_bench.py": not_run("a benchmark: it measures for 5 s and prints figures"),
     "benchmarks/compare_bench.py COMMIT": not_run("a benchmark against another commit's checkout"),
+    "benchmarks/issue26.sh [--impact]": not_run("minutes of benchmarks: wrk, which ./dev does not install, and a "
+                                                "checkout of another commit"),
     ".venv/bin/python benchmarks/dense_cases.py --cases 20000 --density 0.8": not_run(
         "20,000 random cases, minutes; tests/test_robustness.py runs such cases"),
     # The HTTP service
