@@ -29,6 +29,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -128,8 +129,14 @@ def timed(command: list[str], out: Path) -> dict[str, Any]:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        code = proc.wait()
-        stop.set()
+        try:
+            code = proc.wait()
+        except BaseException:   # stopped (Ctrl-C, SIGTERM): the command goes too, before its record is removed
+            proc.terminate()
+            proc.wait()
+            raise
+        finally:
+            stop.set()
         sampler.join()
     wall = time.perf_counter() - started
     half = [rss for t, (rss, _) in samples if t < wall / 2], [rss for t, (rss, _) in samples if t >= wall / 2]
@@ -155,6 +162,8 @@ def main() -> int:
     parser.add_argument("--dir", default=None, help="where the temporary folder goes (default: the system's)")
     args = parser.parse_args()
 
+    # Stopped by SIGTERM (timeout, kill), as by Ctrl-C: the 10 GB record is removed on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     folder = Path(tempfile.mkdtemp(prefix="mscc-impact-bench-", dir=args.dir))
     try:
         db = folder / "records.sqlite3"
