@@ -21,8 +21,6 @@ from ._record_format import (
 )
 from ._result import Result
 
-_string = json.encoder.encode_basestring   # what json.dumps(s, ensure_ascii=False) writes for a string
-
 _T = TypeVar("_T")
 
 _BATCH = 2000
@@ -151,7 +149,8 @@ class RecordStore:
         now = utc_now()
         body = {**entry, "seq": seq, "prev": prev, "time": now}
         members = {**(parts if parts is not None else _members(entry)),   # as _members would write these three:
-                   "seq": f'"seq":{int.__repr__(seq)}', "prev": f'"prev":{_string(prev)}', "time": f'"time":"{now}"'}
+                   "seq": f'"seq":{int.__repr__(seq)}', "prev": '"prev":' + canonical_member(prev).decode("utf-8"),
+                   "time": f'"time":"{now}"'}
         text = ("{" + ",".join(members[key] for key in sorted(members)) + "}").encode("utf-8")  # == canonical(body)
         digest = hashlib.sha256(text).hexdigest()
         cards = " ".join(body.get("cds", {}).get("cards", [])) or None
@@ -553,8 +552,7 @@ def _members(entry: Mapping[str, Any]) -> dict[str, str]:
     for key, value in entry.items():
         name = names.get(key)
         if name is None:
-            name = _string(key) + ":"
-            name.encode("utf-8")   # a lone surrogate raises here, as canonical() would
+            name = canonical_member(key).decode("utf-8") + ":"
             if len(names) < 64:   # a record's few member names; an import's odd ones are not kept
                 names[key] = name
         out[key] = name + canonical_member(value).decode("utf-8")
