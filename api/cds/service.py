@@ -74,6 +74,11 @@ def public_root() -> str:
 
 
 def _unauthorized(detail: str) -> ApiProblem:
+    # Refused calls are logged (there is no access log by default): a security officer sees a run of
+    # bad tokens, or a server that refuses its EHR. It names the view (no request path is logged), and
+    # its detail no patient and no token; the detail is written as a Python string (%r), so nothing the
+    # caller sent can start a log line of its own.
+    log.warning("CDS Hooks: refused a call to %s (401): %r", request.endpoint, detail)
     return ApiProblem(401, "Unauthorized", detail, "urn:mscc-triage:problem:cds-jwt")
 
 

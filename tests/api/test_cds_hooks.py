@@ -433,3 +433,17 @@ def test_a_cancer_and_no_symptom_is_a_warning_that_asks_never_no_mscc_pathway(cl
     # a symptom recorded absent today, and the rest unknown: the triage's own answer again
     card = client.post(SERVICE, json=request_body(conditions, [observation("161891005", False)])).get_json()["cards"][0]
     assert card["summary"] != "No symptom in the record: open the form to triage"
+
+
+def test_a_refused_call_is_logged_with_its_reason_and_no_token(secured, keys, caplog):
+    """No access log by default: a refused CDS call must still leave a trace an operator can see."""
+    import logging
+    t = token(keys[0], iss="https://attacker.example")
+    with caplog.at_level(logging.WARNING, logger="mscc_triage.api"):
+        assert call(secured, t).status_code == 401
+        assert call(secured).status_code == 401
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 2
+    assert "refused a call to cds.service (401)" in refused[0] and "issuer is not trusted" in refused[0]
+    assert "Authorization: Bearer" in refused[1]
+    assert all(t not in m and t.split(".")[1] not in m and SERVICE not in m for m in refused)
