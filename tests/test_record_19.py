@@ -250,6 +250,30 @@ def test_a_record_file_removed_under_a_running_store_is_refused_never_recreated_
     other.close()
 
 
+def test_a_claimed_record_file_is_never_made_again_by_a_store_that_had_not_opened_it(ruleset, cases, tmp_path):
+    """What a worker forked from the server's master inherits: the master claimed the file (made it, empty)
+    and opened no connection; the file removed, the worker's first write is refused, no file is made."""
+    from triage._record import RecordUnavailable
+
+    path = tmp_path / "data" / "records.sqlite3"
+    master = SqliteStore(path)
+    master.claim()
+    assert path.exists() and path.stat().st_size == 0 and (path.stat().st_mode & 0o777) == 0o600
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+    path.unlink()
+    with pytest.raises(RecordUnavailable, match="was removed while in use"):
+        fill(master, ruleset, cases[:1])
+    assert not path.exists()
+    (tmp_path / "a-file").write_text("")
+    blocked = SqliteStore(tmp_path / "a-file" / "records.sqlite3")
+    blocked.claim()   # cannot be made: left to the first write, which says so
+    assert "cannot be written" in blocked.health()
+    claimed = SqliteStore(tmp_path / "fresh" / "records.sqlite3")
+    claimed.claim()
+    fill(claimed, ruleset, cases[:2])   # an empty file is an empty database
+    assert SqliteStore(tmp_path / "fresh" / "records.sqlite3").verify().count == 2
+
+
 # ------------------------------------------------------------------------------ audit of 5 December (third round)
 
 def test_the_cards_column_is_checked_against_the_hashed_body(backend, ruleset, cases):  # noqa: F811

@@ -107,6 +107,20 @@ class SqliteStore(RecordStore):
             raise
         return conn
 
+    def claim(self) -> None:
+        """Make the record's folder (0700) and an empty file (0600, which SQLite reads as an empty
+        database) unless they exist, and remember that the file existed: a worker forked after this
+        refuses to make a new one (503) when it has been removed. A folder or file that cannot be made
+        is left to the first write, which reports it (503, /healthz) as it always did."""
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError:
+            return
+        self._had_file = True
+
     def _identity(self) -> tuple[int, int]:
         try:
             info = os.stat(self.path)

@@ -79,6 +79,12 @@ class RecordStore:
             self._close_quietly(conn)
         self._local = threading.local()
 
+    def claim(self) -> None:
+        """Called once by a server before it forks its workers: the record this server writes is
+        settled now (a file store makes its file), so that a worker started later (after a crash, a
+        restart of workers) never begins another record where this one was removed. Nothing to do for a
+        database server's store."""
+
     # -- backend hooks -------------------------------------------------------------------------
     def _connect(self) -> Any:
         raise NotImplementedError

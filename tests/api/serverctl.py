@@ -65,3 +65,29 @@ def stop_server(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
     proc.log.close()  # type: ignore[attr-defined]
+
+
+def children(pid: int) -> set[int]:
+    """The pids whose parent is ``pid`` (gunicorn's workers, when ``pid`` is its master), from /proc."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
+def wait_for_workers(master: int, count: int, seconds: float = 10) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        workers = children(master)
+        if len(workers) == count:
+            return workers
+        time.sleep(0.05)
+    return set()

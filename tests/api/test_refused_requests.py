@@ -12,7 +12,6 @@ All traffic goes to 127.0.0.1; bounded in count (200 of each kind) and time (a f
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import urllib.request
@@ -20,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from serverctl import server_log, start_server, stop_server  # tests/api is on sys.path
+from serverctl import children, server_log, start_server, stop_server, wait_for_workers  # tests/api is on sys.path
 
 REPEAT = 200
 READ_TIMEOUT = 1          # MSCC_REQUEST_READ_TIMEOUT of the server under test: 408 after ~1-2 s
@@ -51,32 +50,6 @@ def refusing_server(tmp_path_factory):
         yield proc, url, int(url.rsplit(":", 1)[1])
     finally:
         stop_server(proc)
-
-
-def children(pid: int) -> set[int]:
-    """The pids whose parent is ``pid`` (gunicorn's workers, when ``pid`` is its master), from /proc."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry))
-    return found
-
-
-def wait_for_workers(master: int, count: int, seconds: float = 10) -> set[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        workers = children(master)
-        if len(workers) == count:
-            return workers
-        time.sleep(0.05)
-    return set()
 
 
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes, bool]:
