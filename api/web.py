@@ -22,7 +22,7 @@ import re
 from datetime import datetime
 from typing import Any, Optional
 
-from flask import Blueprint, Flask, current_app, render_template, request
+from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
@@ -330,14 +330,51 @@ def display_values(values: dict[str, str], lang: str, t: FormTexts) -> list[tupl
     return shown
 
 
+LANGS = ("en", "fr")
+
+
+def _browser_lang() -> Optional[str]:
+    """The form language the browser prefers (``Accept-Language``, highest quality first, a tag read by its
+    primary subtag: ``fr-CA`` is French), or None when it names neither. werkzeug's ``best_match`` prefers
+    an exact tag of any quality (``fr-CA;q=0.5, en;q=0.4`` gave English), so the tags are read here."""
+    for tag, _quality in request.accept_languages:   # highest quality first
+        primary = tag.split("-", 1)[0].lower()
+        if primary in LANGS:
+            return primary
+    return None
+
+
+def _language_redirect(lang: str):  # type: ignore[no-untyped-def]
+    """On a GET of a form page: ``?lang=fr`` / ``?lang=en`` goes to that language's page; without it, the
+    English page (``/``) sends a browser that prefers French to ``/fr/``. The other query parameters (a CDS
+    card's ``from``) go along. None: this page is the one to show."""
+    if request.method != "GET":
+        return None   # a posted form is answered where it was posted (its language button posts here)
+    asked = request.args.get("lang")
+    wanted = asked if asked in LANGS else (_browser_lang() if lang == "en" and asked is None else None)
+    if wanted is None or wanted == lang:
+        return None
+    args = {k: v for k, v in request.args.items(multi=True) if k != "lang"}
+    return redirect(url_for(".form_fr" if wanted == "fr" else ".form_en", **args), code=302)
+
+
 @bp.route("/", methods=["GET", "POST"])
 def form_en():  # type: ignore[no-untyped-def]
-    return _page("en")
+    return _varies(_language_redirect("en") or _page("en"))
 
 
 @bp.route("/fr/", methods=["GET", "POST"])
 def form_fr():  # type: ignore[no-untyped-def]
-    return _page("fr")
+    return _language_redirect("fr") or _page("fr")
+
+
+def _varies(page: Any) -> Any:
+    """The English page's GET (a page or a redirect) depends on Accept-Language (a French browser is sent
+    to /fr/): say so to caches."""
+    response = current_app.make_response(page)
+    if request.method == "GET":
+        response.vary.add("Accept-Language")
+    return response
 
 
 def _new_case(lang: str):  # type: ignore[no-untyped-def]
@@ -378,7 +415,7 @@ def _form_page_failed(exc: Exception):  # type: ignore[no-untyped-def]
         log.error("form page failed: %s on %s %s", type(exc).__name__, request.method, request.path)
     lang = _lang_of_request()
     return render_template("triage_error.html", lang=lang, t=texts(), status=status,
-                           self_url="/" if lang == "en" else "/fr/"), status
+                           self_url="/?lang=en" if lang == "en" else "/fr/"), status
 
 
 def init_app(app: Flask) -> None:
