@@ -180,3 +180,36 @@ def test_vignette_new_never_overwrites_a_file_without_force(tmp_path):
     assert out.exit_code == 2 and "--force" in out.output and target.read_text() == "# corrected by hand\n"
     out = run("vignette", "new", str(tmp_path / "c.json"), "-o", str(target), "--force")
     assert out.exit_code == 0 and "NEW-1" in target.read_text()
+
+
+ANTICOAGULATED_WEAKNESS = ("patient: {cancer: {history: current}, treatments: {anticoagulant: true}}\n"
+                           "presentation: {weakness: {present: true, onset_hours: %s}}\n")
+
+
+@pytest.mark.parametrize("written", ["1:30", "0:45", "1_5", "0x2", "0o1", "1:30.5"])
+def test_a_yaml_number_yaml_1_1_would_misread_is_refused_by_name(tmp_path, written):
+    """Audit of 6 December: YAML 1.1 read 'onset_hours: 1:30' as 90 hours (base 60), so an anticoagulated
+    patient's weakness of an hour and a half lost the 4-hour scan; '0x2', '0o1', '1_5' were numbers too."""
+    path = tmp_path / "case.yaml"
+    path.write_text(ANTICOAGULATED_WEAKNESS % written)
+    out = run("evaluate", str(path))
+    assert out.exit_code == 2 and "presentation.weakness.onset_hours" in out.output, out.output
+
+
+@pytest.mark.parametrize("written, hours", [("024", 24), ("023", 23), ("1.5", 1.5), ("+2", 2), (".5", 0.5),
+                                            ("2.5e1", 25.0), ("1e1", 10.0)])
+def test_yaml_numbers_are_read_as_yaml_1_2_reads_them(tmp_path, written, hours):
+    path = tmp_path / "case.yaml"
+    path.write_text(ANTICOAGULATED_WEAKNESS % written)
+    """'024' is 24 hours (YAML 1.1: octal 20, inside the haematoma's 24 hours); '2.5e1' is 25."""
+    result = json.loads(run("evaluate", str(path)).output)
+    haematoma = "mri_whole_spine_within_4h" in {a["id"] for a in result["actions"]}
+    assert haematoma == (hours < 24), result["actions"]
+
+
+def test_a_json_file_that_is_not_json_is_refused_never_read_as_yaml(tmp_path):
+    """'"onset_hours":1:30' in a .json file was read by the YAML fallback as 90 hours."""
+    path = tmp_path / "case.json"
+    path.write_text('{"presentation": {"weakness": {"present": true, "onset_hours": 1:30}}}')
+    out = run("evaluate", str(path))
+    assert out.exit_code == 2 and "is not JSON" in out.output and "case.json" in out.output, out.output

@@ -83,8 +83,10 @@ def read_case_text(text: str | bytes, source: str) -> Any:
         raise CaseValidationError([Problem("", f"{source} is empty: a case is a JSON or YAML object", "unreadable")])
     try:
         return loads_json(text)
-    except json.JSONDecodeError:
-        pass   # not JSON: read as YAML
+    except json.JSONDecodeError as exc:
+        if source.lower().endswith(".json"):   # a JSON file that is not JSON: never guessed as YAML instead
+            raise CaseValidationError([Problem("", f"{source} is not JSON: {exc}", "unreadable")]) from None
+        # not JSON: read as YAML
     except ValueError as exc:   # JSON, but a key given twice or nesting too deep: never read as YAML instead
         raise CaseValidationError([Problem("", f"{source}: {exc}", "unreadable")]) from None
     try:

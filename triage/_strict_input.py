@@ -10,6 +10,7 @@ reads its bodies with the same :func:`no_duplicate_keys`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
@@ -63,6 +64,29 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# Numbers as YAML 1.2 reads them (its core schema), never by YAML 1.1's rules, which PyYAML follows: there
+# "1:30" is the base-60 integer 90 and "010" the octal 8, so a weakness that began "1:30" ago was read as
+# 90 hours old and lost the 4-hour scan (audit of 6 December), and "1_000" is 1000. Here an integer is
+# decimal digits with an optional sign ("010" is 10), a float as JSON writes one (a dot or an exponent, or
+# both) or .inf/.nan (which the case model refuses); anything else stays text, which a number field of
+# the case refuses by name. Booleans keep YAML 1.1's words (yes/no, on/off), which read as meant.
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_StrictLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+
+def _decimal_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    return int(loader.construct_scalar(node), 10)   # "010" is 10 (PyYAML's own constructor reads octal)
+
+
+_StrictLoader.add_constructor(_INT, _decimal_int)
+
 _STR = "tag:yaml.org,2002:str"
 
 
@@ -71,8 +95,9 @@ def loads_yaml(text: str, text_keys: frozenset[str] = frozenset()) -> Any:
     Raises ``yaml.YAMLError`` for the first, ``ValueError`` for the second.
 
     ``text_keys``: in each mapping of a top-level list, a plain value under one of these keys is read as
-    the text written, never resolved by YAML 1.1 (a vignette ``id: NO`` is "NO", not false; ``010`` is
-    "010", not 8; ``1:30`` is "1:30", not 90; an empty ``title:`` is "")."""
+    the text written, never resolved (a vignette ``id: NO`` is "NO", not false; ``010`` is "010", not
+    10; an empty ``title:`` is ""). Elsewhere numbers are read as YAML 1.2 reads them (``1:30`` is the text
+    "1:30", not 90; ``010`` is 10, not 8)."""
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
