@@ -393,3 +393,38 @@ def test_a_possible_epidural_haematoma_is_named_in_the_headline_whenever_it_fire
         result = ruleset.evaluate(case)
         if any(r.id == "mscc.epidural_haematoma" for r in result.fired_rules):
             assert "possible epidural haematoma" in result.headline, result.headline
+
+
+def test_the_unknowns_list_scans_and_flags_in_the_specifications_vocabulary_order():
+    """clinical-rules 2.2, Vocabulary: would_add_actions follows the spec's vocabulary order (its main list,
+    then the ids new in 2, 2.1, 2.2), as its own example for {} does: the 24-hour MRI before the 4-hour one
+    (audit of 6 December: the engine followed rules/vocabulary.yaml, timing first)."""
+    import triage
+
+    result = triage.evaluate({})
+    weakness = next(u for u in result.unknowns if u.field == "presentation.weakness.present")
+    assert weakness.would_add_actions == ["mri_whole_spine_within_24h", "mri_whole_spine_within_4h"]
+    assert weakness.would_add_flags == ["cauda_equina_red_flags", "rapidly_progressive_deficit"]
+    ct = triage.evaluate({"patient": {"cancer": {"history": "current"}}, "assessment": {"mri_contraindicated": True}})
+    assert any(len(u.would_add_actions) > 1 for u in ct.unknowns)
+    for unknown in ct.unknowns:
+        order = ["ct_whole_spine_within_4h", "ct_whole_spine_within_24h", "ct_lumbosacral_within_4h"]
+        assert unknown.would_add_actions == [a for a in order if a in unknown.would_add_actions], unknown
+
+
+def test_unknowns_order_names_only_the_vocabularys_ids(tmp_path):
+    import shutil
+
+    import pytest
+    import triage
+
+    folder = tmp_path / "rules"
+    shutil.copytree(triage.load_ruleset().path, folder)
+    vocabulary = folder / "vocabulary.yaml"
+    text = vocabulary.read_text()
+    vocabulary.write_text(text.replace("unknowns_order: [cauda_equina_red_flags,", "unknowns_order: [cauda_equina_red_flag,"))
+    with pytest.raises(triage.RulesetError, match="cauda_equina_red_flag' is neither an action nor a flag"):
+        triage.load_ruleset(folder)
+    vocabulary.write_text(text.replace("unknowns_order: [cauda_equina_red_flags,", "unknowns_order: [tetraparesis, cauda_equina_red_flags,"))
+    with pytest.raises(triage.RulesetError, match="'tetraparesis' is listed twice"):
+        triage.load_ruleset(folder)

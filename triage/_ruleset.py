@@ -92,6 +92,10 @@ class _VocabularyFile(_Strict):
     actions: list[ActionDef]
     flags: list[FlagDef]
     scans: Any = None   # the scan, named once (triage/_scans.py); checked by load_scan_table
+    # Ids of actions and flags in the specification's *vocabulary order*, which the unknowns'
+    # would_add_flags and would_add_actions follow (clinical-rules 2.2, Vocabulary); an id not listed
+    # comes after the listed ones, in this file's order.
+    unknowns_order: list[str] = []
 
 
 class _ConceptEntry(_Strict):
@@ -226,6 +230,7 @@ class RulesetData:
     rules: list[Rule]
     files: list[str] = field(default_factory=list)
     scans: Optional[ScanTable] = None             # the vocabulary's scans table (triage/_scans.py)
+    unknowns_order: tuple[str, ...] = ()          # the unknowns' lists' order (_VocabularyFile.unknowns_order)
     cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived tables
 
     def rule(self, rule_id: str) -> Rule:
@@ -341,6 +346,13 @@ def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData
         for action_id in scans.unknowns_actions():
             actions[action_id] = actions[action_id].model_copy(update={"imaging": True})
 
+    for position, item in enumerate(vocab.unknowns_order):
+        if item not in actions and item not in flags:
+            raise RulesetError(manifest.vocabulary, f"unknowns_order: '{item}' is neither an action nor a flag",
+                               hint=_hint(item, [*actions, *flags]))
+        if item in vocab.unknowns_order[:position]:
+            raise RulesetError(manifest.vocabulary, f"unknowns_order: '{item}' is listed twice")
+
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     for file in manifest.rule_files:
@@ -357,7 +369,7 @@ def load_ruleset_data(path: str | os.PathLike[str] | None = None) -> RulesetData
         sha256=ruleset_sha256(folder), disclaimer=manifest.disclaimer, headlines=dict(manifest.headlines),
         actions=actions, flags=flags, concepts=concepts, rules=rules,
         files=[manifest.vocabulary, manifest.concepts, *manifest.rule_files],
-        scans=scans,
+        scans=scans, unknowns_order=tuple(vocab.unknowns_order),
     )
     _check_references(data, manifest.concepts)
     return data  # type: ignore[no-any-return]

@@ -142,8 +142,13 @@ class Ruleset:
         self._full_fields = frozenset(self.compiled.full.fields)
         self._case_answers: dict[bytes, tuple[tuple[Unit, ...],
                                               tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]]] = {}
-        self._critical = tuple(f.id for f in data.flags.values() if f.severity == "critical")
-        self._imaging = tuple(a.id for a in data.actions.values() if a.imaging)
+        # the unknowns list these in the specification's vocabulary order (the vocabulary's unknowns_order)
+        listed = {item: position for position, item in enumerate(data.unknowns_order)}
+        first = len(listed)
+        self._critical = tuple(sorted((f.id for f in data.flags.values() if f.severity == "critical"),
+                                      key=lambda i: listed.get(i, first)))
+        self._imaging = tuple(sorted((a.id for a in data.actions.values() if a.imaging),
+                                     key=lambda i: listed.get(i, first)))
         # the units that can decide whether an imaging action is among the final ones
         self._imaging_movers = action_movers(self.compiled.full.units.values(), set(self._imaging))
         self._scan_orders: Mapping[str, str] = MappingProxyType(data.scans.orders() if data.scans else {})
