@@ -64,7 +64,17 @@ def extended_case(rng: random.Random) -> dict[str, Any]:
     return case
 
 
+# clinical-rules 2.2, Vocabulary: the vocabulary order of the lists above (main list, then 2, 2.1, 2.2)
+SPEC_ORDER = ("cauda_equina_red_flags", "rapidly_progressive_deficit", "sins_unstable", "significant_hypercalcaemia",
+              "severe_hypocalcaemia", "tetraparesis", "mri_whole_spine_within_24h", "mri_within_4h_cauda_equina",
+              "mri_whole_spine_within_4h", "ct_whole_spine_within_4h", "ct_whole_spine_within_24h",
+              "ct_lumbosacral_within_4h")
+
+
 def _unknowns_of(result: triage.Result) -> dict[str, tuple[str, set[str], set[str]]]:
+    for u in result.unknowns:   # sets compared below; the order checked here, against the spec's
+        for ids in (u.would_add_flags, u.would_add_actions):
+            assert list(ids) == sorted(ids, key=SPEC_ORDER.index), (u.field, ids)
     return {u.field: (u.could_raise_to, set(u.would_add_flags), set(u.would_add_actions)) for u in result.unknowns}
 
 
