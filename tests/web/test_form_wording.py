@@ -142,6 +142,26 @@ def test_still_to_ask_says_which_answer_raises_a_field_that_is_not_yes_or_no(cli
     assert f"- {walking}" in note and f"- {onset}" in note
 
 
+@pytest.mark.parametrize("url, scan", [("/", "Whole-spine MRI within 4 hours of the request"),
+                                       ("/fr/", None)])
+def test_still_to_ask_names_the_scan_an_answer_would_add(client, url, scan):
+    """Audit of 6 December: the page and the note showed the urgency and the critical flags an answer would
+    bring, never the scan (would_add_actions), which the CDS card shows: for an anticoagulated patient with
+    weakness, an onset under 24 hours means a possible epidural haematoma and the 4-hour scan."""
+    import triage as _triage
+
+    scan = scan or load_form_texts(_triage.load_ruleset()).actions["mri_whole_spine_within_4h"]["fr"]
+    data = {"patient.cancer.history": "current", "patient.cancer.primary": "breast",
+            "patient.treatments.anticoagulant": "true", "presentation.weakness.present": "true"}
+    html = client.post(url, data=data).get_data(as_text=True)
+    onset = re.search(r'<li data-field="presentation.weakness.onset_hours">(.*?)</li>', html, re.S).group(1)
+    assert 'class="adds-action" data-id="mri_whole_spine_within_4h"' in onset
+    assert unescape(re.sub(r"<[^>]+>", "", onset)).replace("\u00a0", " ").endswith(scan)
+    note = unescape(re.search(r'<pre id="note-text">(.*?)</pre>', html, re.S).group(1)).replace("\u00a0", " ")
+    line = next(x for x in note.splitlines() if x.startswith("- ") and ("48" in x))
+    assert line.endswith(scan), line
+
+
 def test_the_card_says_which_answer_raises_too():
     from mscc_triage_api.cds import cards
 
