@@ -428,3 +428,29 @@ def test_unknowns_order_names_only_the_vocabularys_ids(tmp_path):
     vocabulary.write_text(text.replace("unknowns_order: [cauda_equina_red_flags,", "unknowns_order: [tetraparesis, cauda_equina_red_flags,"))
     with pytest.raises(triage.RulesetError, match="'tetraparesis' is listed twice"):
         triage.load_ruleset(folder)
+
+
+def test_an_emergency_headline_says_now_never_today():
+    """clinical-rules, Urgency: an emergency is acted on now, and the headline is the CDS card's summary.
+    Audit of 6 December: calcium 3.6 was 'treat today'; a fast deficit after a clear MRI said 'neurology
+    review' where the action is neurology_review_now."""
+    import triage
+
+    breast = {"history": "current", "primary": "breast"}
+    for calcium, symptoms, urgency, word in ((3.6, None, "emergency", "now"), (3.2, True, "emergency", "now"),
+                                             (3.2, None, "urgent", "today"), (2.95, True, "urgent", "today")):
+        case = {"patient": {"cancer": breast}, "labs": {"corrected_calcium_mmol_l": calcium},
+                "presentation": {"hypercalcaemia_symptoms": symptoms}}
+        result = triage.evaluate(case)
+        assert (result.urgency, result.headline) == (
+            urgency, f"Hypercalcaemia: treat {word} (rehydration, ECG, IV bisphosphonate)"), case
+    clear = {"mri_performed": True, "mri_compression": False, "new_findings_since_mri": False}
+    fast = triage.evaluate({"patient": {"cancer": breast}, "assessment": clear,
+                            "presentation": {"weakness": {"present": True, "limbs": "legs", "progressive": True}}})
+    assert fast.urgency == "emergency" and "neurology_review_now" in fast.action_ids()
+    assert fast.headline == "MRI shows no compression but the deficit is fast or recent: neurology review now"
+    slow = triage.evaluate({"patient": {"cancer": breast}, "assessment": clear, "presentation": {
+        "weakness": {"present": True, "limbs": "legs", "progressive": False, "onset_hours": 72},
+        "ambulatory_status": "independent"}})
+    assert slow.urgency == "urgent" and "neurology_review" in slow.action_ids()
+    assert slow.headline == "MRI shows no compression but there is a deficit: neurology review"
