@@ -133,6 +133,9 @@ PHRASES: dict[str, tuple[str, str]] = {
                          "**Non évalué** (chaque élément pourrait relever l'urgence, ajouter un point critique ou "
                          "demander une imagerie)"),
     "if_present": ("if present", "si oui"),
+    "so_far_summary": ("So far: {headline}", "Pour l'instant : {headline}"),
+    "so_far_line": ("so far: a finding not in the record could make it {level} (below)",
+                    "pour l'instant : un élément absent du dossier pourrait le faire passer en {level} (ci-dessous)"),
     "adds": ("adds", "ajoute"),
     "would_ask": ("would ask", "demanderait"),
     "from_record": ("From the record", "D'après le dossier"),
@@ -662,7 +665,18 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: Sequence[Ma
     words = _words(words, labels, cite)
     sources, numbers = _sources_block(result, ruleset, words)
     headline = words.headline(result.headline)
-    lines = [f"**{words.urgency(result.urgency)}**: {headline}", ""]
+    summary = headline
+    # An answer not in the record could raise the urgency: the card says "so far", as the form does (a
+    # routine card read "No MSCC pathway today" with four of the five symptom groups never recorded).
+    # The indicator is the result's own: a card for every chart whose record is incomplete stays info.
+    raising = max((u.could_raise_to for u in result.unknowns), key=URGENCY_RANK.__getitem__, default=result.urgency)
+    if URGENCY_RANK[raising] > URGENCY_RANK[result.urgency]:
+        so_far = words.phrase("so_far_summary", headline=headline)
+        summary = so_far if len(so_far) <= HEADLINE_MAX else headline
+        lines = [f"**{words.urgency(result.urgency)}** ({words.phrase('so_far_line', level=words.urgency_in_text(raising))})"
+                 f": {headline}", ""]
+    else:
+        lines = [f"**{words.urgency(result.urgency)}**: {headline}", ""]
     lines += _actions_and_flags(result, ruleset, words, numbers)
     lines += _withheld_lines(result, words)
     if result.unknowns:
@@ -674,7 +688,7 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: Sequence[Ma
     lines.append(f"{words.phrase('rules_applied', name=ruleset.name, version=ruleset.version)}: {titles}. "
                  f"{words.disclaimer(result.disclaimer)}")
     # a checked ruleset's headlines all fit (triage.HEADLINE_MAX, checked by load_form_texts); CDS Hooks: < 140
-    return _card(result, ruleset, headline[:HEADLINE_MAX], INDICATOR[result.urgency], lines, root, patient_id,
+    return _card(result, ruleset, summary[:HEADLINE_MAX], INDICATOR[result.urgency], lines, root, patient_id,
                  form_token, words)
 
 

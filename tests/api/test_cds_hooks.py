@@ -447,3 +447,18 @@ def test_a_refused_call_is_logged_with_its_reason_and_no_token(secured, keys, ca
     assert "refused a call to cds.service (401)" in refused[0] and "issuer is not trusted" in refused[0]
     assert "Authorization: Bearer" in refused[1]
     assert all(t not in m and t.split(".")[1] not in m and SERVICE not in m for m in refused)
+
+
+def test_a_routine_card_that_a_missing_finding_could_raise_says_so_far(client):
+    """Audit of 6 December: weakness recorded absent and the four other symptom groups never recorded gave
+    the info card "No MSCC pathway today", when the form says "routine so far". The indicator stays info
+    (the result's own); the summary and the first line say "so far" and what it could become."""
+    card = client.post(SERVICE, json=request_body([condition(SNOMED, "254837009")],
+                                                  [observation(WEAKNESS, False)])).get_json()["cards"][0]
+    assert card["indicator"] == "info"
+    assert card["summary"] == "So far: No MSCC pathway today"
+    assert card["detail"].startswith("**ROUTINE** (so far: a finding not in the record could make it emergency (below))")
+    emergency = client.post(SERVICE, json=request_body([condition(SNOMED, "254837009")],
+                                                       [observation(WEAKNESS, True)])).get_json()["cards"][0]
+    assert emergency["indicator"] == "critical"   # nothing can raise it: no "so far"
+    assert not emergency["summary"].startswith("So far") and "so far" not in emergency["detail"].split("\n")[0]
