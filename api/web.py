@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from flask import Blueprint, Flask, current_app, redirect, render_template, request, url_for
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 import triage
 from triage import FIELDS, FormTexts, RecordUnavailable, load_form_texts, set_path, source_parts
@@ -167,9 +167,23 @@ def _problem_field(path: str, fields_shown: set[str]) -> Optional[str]:
 
 # ------------------------------------------------------------------------------------ views
 
+def _readable_form() -> None:
+    """A posted form whose bytes are not UTF-8 is a 400 page that says no result was produced: werkzeug
+    reads such a body as an empty form, and the page came back 200 with every answer gone and "no spinal
+    symptom asked yet" (audit of 6 December). Read before ``request.form``, which then parses the same
+    cached bytes."""
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        try:
+            request.get_data(cache=True).decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("form page: a posted form that is not UTF-8 text (400, nothing read)")
+            raise BadRequest("The form's answers are not UTF-8 text.") from None
+
+
 def _page(lang: str):  # type: ignore[no-untyped-def]
     from . import ruleset_of
 
+    _readable_form()
     rs = ruleset_of(current_app)
     t = texts()
     values: dict[str, str] = {}
@@ -383,6 +397,7 @@ def _new_case(lang: str):  # type: ignore[no-untyped-def]
     The answers come posted from the form and go back, unchanged, with "Keep the answers" (as the
     language button does: the page is triaged again only if it had been); "Clear" opens an empty form.
     """
+    _readable_form()
     self_url = "/" if lang == "en" else "/fr/"
     kept = {k: v for k, v in request.form.items() if k in FIELDS and (v or "").strip()}
     return render_template("triage_new.html", lang=lang, t=texts(), kept=kept, self_url=self_url,

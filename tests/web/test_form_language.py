@@ -51,3 +51,17 @@ def test_clearing_an_english_form_keeps_english_on_a_french_browser(client):
     assert page_lang(client.get("/?lang=en", headers=FR)) == "en"
     french = client.post("/fr/new", data={}, headers=FR).get_data(as_text=True)
     assert 'name="lang"' not in french
+
+
+@pytest.mark.parametrize("url", ["/", "/fr/", "/new", "/fr/new"])
+def test_a_posted_form_that_is_not_utf8_is_a_400_page_never_an_empty_form(client, url):
+    """Audit of 6 December: one Latin-1 byte ('caf\\xe9') made werkzeug read the whole form as empty: 200, every
+    answer gone, and the page said no spinal symptom had been asked."""
+    body = b"presentation.weakness.present=true&patient.cancer.history=current&patient.cancer.primary=caf\xe9"
+    response = client.post(url, data=body, content_type="application/x-www-form-urlencoded")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and 'id="page-error"' in html, html[:500]
+    assert page_lang(response) == ("fr" if url.startswith("/fr/") else "en")
+    fine = client.post(url, data="presentation.weakness.present=true&patient.cancer.primary=caf%C3%A9".encode(),
+                       content_type="application/x-www-form-urlencoded")
+    assert fine.status_code in (200, 422) and 'id="page-error"' not in fine.get_data(as_text=True)
