@@ -79,7 +79,12 @@ def _unauthorized(detail: str) -> ApiProblem:
     # its detail no patient and no token; the detail is written as a Python string (%r), so nothing the
     # caller sent can start a log line of its own.
     log.warning("CDS Hooks: refused a call to %s (401): %r", request.endpoint, detail)
-    return ApiProblem(401, "Unauthorized", detail, "urn:mscc-triage:problem:cds-jwt")
+    problem = ApiProblem(401, "Unauthorized", detail, "urn:mscc-triage:problem:cds-jwt")
+    # RFC 9110 11.6.1: a 401 names the scheme it asks for; RFC 6750 3: invalid_token when one was sent
+    sent = request.headers.get("Authorization", "")[:len("Bearer ")].lower() == "bearer "
+    problem.response.headers["WWW-Authenticate"] = (
+        'Bearer realm="mscc-triage", error="invalid_token"' if sent else 'Bearer realm="mscc-triage"')
+    return problem
 
 
 def verify_jwt() -> Optional[dict[str, Any]]:

@@ -276,6 +276,15 @@ def test_the_bearer_scheme_is_case_insensitive(secured, keys, scheme):
 def test_missing_jwt_is_401(secured):
     response = call(secured)
     assert response.status_code == 401 and response.mimetype == "application/problem+json"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="mscc-triage"'   # RFC 9110 11.6.1
+
+
+def test_a_refused_token_is_named_invalid_in_www_authenticate(secured, keys):
+    """RFC 6750 3: a bearer token that was sent and refused is error="invalid_token" (audit of 6 December:
+    401 answers carried no WWW-Authenticate at all)."""
+    response = call(secured, token(keys[0], iss="https://attacker.example"))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="mscc-triage", error="invalid_token"'
 
 
 def test_replayed_jti_is_refused(secured, keys):
