@@ -454,3 +454,17 @@ def test_an_emergency_headline_says_now_never_today():
         "ambulatory_status": "independent"}})
     assert slow.urgency == "urgent" and "neurology_review" in slow.action_ids()
     assert slow.headline == "MRI shows no compression but there is a deficit: neurology review"
+
+
+def test_cement_held_by_suspected_mscc_says_what_would_release_it():
+    """Audit of 6 December: with a current MRI showing no compression but epidural tumour (Bilsky 1a) and a
+    deficit, the hold asked for "a current MRI without compression", which the case already had. M1 holds
+    cement until an MRI excludes compression AND epidural tumour, or there is no deficit."""
+    import triage
+
+    result = triage.evaluate({
+        "patient": {"cancer": {"history": "current", "primary": "breast"}},
+        "presentation": {"weakness": {"present": True}, "focal_vertebral_pain": {"present": True}},
+        "assessment": {"escc_grade": "1a", "mri_compression": False, "vertebral_fracture": True}})
+    held = [h for w in result.model_dump()["withheld"] if w["id"] == "cementoplasty_assessment" for h in w["held_by"]]
+    assert [h["release"] for h in held] == ["A current MRI showing neither compression nor epidural tumour, or no deficit"]
