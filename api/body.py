@@ -120,6 +120,12 @@ def read_json_body() -> Any:
     if mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         raise ApiProblem(415, "Unsupported Media Type",
                          f"Send the case as application/json, not {mimetype or 'no content type'}.")
+    charset = request.mimetype_params.get("charset")
+    if charset is not None and charset.strip().lower().replace("_", "-") not in ("utf-8", "utf8", "us-ascii", "ascii"):
+        # JSON is UTF-8 (RFC 8259, 8.1; ASCII is a part of it): a body said to be in another charset would be read as
+        # what it is not
+        raise ApiProblem(415, "Unsupported Media Type",
+                         f"The body is said to be in charset {charset[:40]!r}; send JSON as UTF-8 (RFC 8259).")
     refuse_content_coding()
     raw = read_body()
     try:

@@ -58,6 +58,18 @@ def test_wrong_content_type_is_415(client):
     assert response.status_code == 415 and response.mimetype == "application/problem+json"
 
 
+@pytest.mark.parametrize("charset, status", [("latin-1", 415), ("ISO-8859-1", 415), ("utf-16", 415),
+                                             ("utf-8", 200), ("UTF-8", 200), ("utf8", 200)])
+def test_json_in_another_charset_is_415(client, charset, status):
+    """RFC 8259 8.1: JSON is UTF-8. A body said to be Latin-1 was read as UTF-8, as what it is not (audit of
+    6 December); it is now refused, naming the charset."""
+    response = client.post("/v1/triage", data=b'{"patient": {"cancer": {"history": "current"}}}',
+                           content_type=f"application/json; charset={charset}")
+    assert response.status_code == status, response.get_data(as_text=True)
+    if status == 415:
+        assert response.mimetype == "application/problem+json" and charset in response.get_json()["detail"]
+
+
 def test_a_compressed_body_is_415_naming_the_coding(client):
     """Reviewer B (5 December): Content-Encoding was ignored, so gzip bytes were read as the JSON text
     (a 400 "not UTF-8"), and a body marked gzip but sent plain was triaged as if unmarked."""
