@@ -4,11 +4,12 @@ Reading is liberal: every prefetch value is a FHIR resource or a Bundle of them,
 used by their ``resourceType`` whatever key they came under (HealthChain sends one Condition under
 ``condition``). A declared template counts as sent when its key is present, even as ``null`` (the EHR
 looked and found nothing: never fetched again), or when resources of its type came under another key.
-Resources about another patient than ``context.patientId`` (a Patient of another id, a ``subject`` or
-``patient`` reference to another Patient), and resources the triage reads that are not shown to be about
-it (a Patient without an id; a Condition, Observation, medication or Procedure whose subject is missing,
-an identifier only, a Group, or an absolute URL on another server than the call's ``fhirServer``), are an
-integration error of the caller (HealthChain's
+Resources about another patient than ``context.patientId`` (a Patient of another id, a ``subject``,
+``patient`` or Observation ``focus`` reference to another Patient), and resources the triage reads that
+are not shown to be about it (a Patient without an id; a Condition, Observation, medication or Procedure
+whose subject is missing, or whose subject or focus is an identifier only, a Group or other non-Patient, a
+contained, ``urn:uuid`` or search reference, or an absolute URL on another server than the call's
+``fhirServer``), are an integration error of the caller (HealthChain's
 sandbox, for one, invents a random patient id): the call answers 412 naming how many resources of
 which type were set aside and why, never a card (a card from another patient's record, or from what
 is left of this one, could wrongly reassure). Nothing about the other patient (ids, names, values)
@@ -136,13 +137,53 @@ def _reference_target(reference: str, server: Optional[str]) -> Optional[str]:
     return match.group(1) if match else None
 
 
+def _names_a_patient(ref: Any) -> bool:
+    """Whether a reference, whatever its form, says it is a Patient (by its ``type``, or a ``Patient/``,
+    ``Patient?`` segment in its URL)."""
+    if not isinstance(ref, dict):
+        return False
+    reference = ref.get("reference")
+    return ref.get("type") == "Patient" or (
+        isinstance(reference, str) and re.search(r"(?:^|/)Patient(?:[/?]|$)", reference) is not None)
+
+
+def _reference_problem(name: str, ref: Any, patient_id: str, server: Optional[str], strict: bool) -> Optional[str]:
+    """Why the reference ``ref`` (under ``name``) is not shown to be ``Patient/<patient_id>`` (None: it is).
+
+    ``strict`` (a resource the triage reads): anything that cannot be told safely to be this patient (an
+    identifier only, a ``type`` other than Patient, a contained, ``urn:uuid``, search or malformed
+    reference, an absolute URL on another server) is a reason. Otherwise only a reference that says it
+    is a Patient and is not shown to be this one."""
+    reference = ref.get("reference") if isinstance(ref, dict) else None
+    kind = ref.get("type") if isinstance(ref, dict) else None
+    if not isinstance(reference, str) or (kind is not None and kind != "Patient"):
+        if strict or _names_a_patient(ref):
+            return f"{name} is not a reference to a Patient by id"
+        return None
+    target = _reference_target(reference, server)
+    if target is None:
+        if not strict and server is None and "://" in reference:   # an absolute URL, nothing to check it against
+            match = re.match(r"^.*/Patient/([^/]+)$", reference)
+            if match and match.group(1) == patient_id:
+                return None
+        if strict or _names_a_patient(ref):
+            return f"{name} is not a reference to a Patient on the call's FHIR server"
+        return None
+    if target != patient_id:
+        return "focus is another patient than context.patientId" if name == "focus" else f"{name} is not context.patientId"
+    return None
+
+
 def _about_other_patient(resource: dict[str, Any], patient_id: Optional[str],
                          server: Optional[str] = None) -> Optional[str]:
     """Why the resource is not shown to be about ``patient_id`` (None: it is, or nothing to check).
 
-    ``patient_id`` None: no check (offline mapping); "" (the call has no ``context.patientId``): every
-    resource that names a patient is about another one. ``server``: the call's fhirServer (normalised),
-    against which an absolute reference is checked."""
+    A resource is this patient's only when every reference it carries that says whose data it is
+    (``subject``, ``patient``, ``focus``) is shown to be ``Patient/<patient_id>``: relative, versioned
+    (``/_history/N``) or an absolute URL under the call's fhirServer. ``patient_id`` None: no check
+    (offline mapping); "" (the call has no ``context.patientId``): every resource that names a patient
+    is about another one. ``server``: the call's fhirServer (normalised), against which an absolute
+    reference is checked."""
     if patient_id is None:
         return None
     kind = resource.get("resourceType")
@@ -154,30 +195,19 @@ def _about_other_patient(resource: dict[str, Any], patient_id: Optional[str],
         return None
     checked = kind in ABOUT_THE_PATIENT
     named = [name for name in ("subject", "patient") if resource.get(name) is not None]
-    if not named:
-        return f"{kind} has no subject" if checked else None
-    for name in named:
-        ref = resource[name]
-        reference = ref.get("reference") if isinstance(ref, dict) else None
-        if not isinstance(reference, str):
-            if checked:
-                return f"{name} is not a reference to a Patient by id"
-            continue
-        target = _reference_target(reference, server)
-        if target is None:
-            if checked:
-                return f"{name} is not a reference to a Patient on the call's FHIR server"
-            match = re.match(r"^(?:.*/)?Patient/([^/]+)$", reference)
-            if match and match.group(1) != patient_id:
-                return f"{name} is not context.patientId"
-        elif target != patient_id:
-            return f"{name} is not context.patientId"
-    focus = resource.get("focus")   # Observation.focus: what it is about when not its subject (a relative...)
+    if not named and checked:
+        return f"{kind} has no subject"
+    for name in named:   # 0..1 in FHIR: a list is malformed, not a list of patients
+        why = _reference_problem(name, resource[name], patient_id, server, checked)
+        if why is not None:
+            return why
+    # Observation.focus: what it is about when not its subject (a relative, a donor, a fetus): read as this
+    # patient's finding only when it is this patient.
+    focus = resource.get("focus")
     for ref in focus if isinstance(focus, list) else [focus] if focus is not None else []:
-        reference = ref.get("reference") if isinstance(ref, dict) else None
-        if isinstance(reference, str) and re.match(r"^(?:.*/)?Patient/[^/]+$", reference) \
-                and _reference_target(reference, server) != patient_id:
-            return "focus is another patient than context.patientId"
+        why = _reference_problem("focus", ref, patient_id, server, checked)
+        if why is not None:
+            return why
     return None
 
 

@@ -22,6 +22,7 @@ import logging
 import re
 import sys
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -333,3 +334,108 @@ def test_an_observation_whose_focus_is_another_patient_is_a_412(client, caplog):
     patient = body["context"]["patientId"]
     observations[0]["resource"]["focus"] = [{"reference": f"Patient/{patient}"}]   # this patient: read as usual
     assert client.post(SERVICE, json=body).status_code == 200
+
+
+# ------------------------------------------------------------------------------ audit2: a record that reassures
+# (audit of 2026-12-06: each of these gave 200 info "No MSCC pathway today" from data not known to be this
+# patient's, or from a record read only in part)
+
+SYMPTOMS = ("161891005", "26544005", "91019004", "267064002", "165232002", "72042002", "23056005", "22325002")
+
+
+def observation(code: str, value: bool, patient: str = "mscc-2", **extra) -> dict:
+    """A final symptom Observation made an hour ago, ``valueBoolean`` ``value``."""
+    when = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    resource = {"resourceType": "Observation", "id": f"obs-{code}", "status": "final",
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]},
+                "subject": {"reference": f"Patient/{patient}"},
+                "effectiveDateTime": when.isoformat().replace("+00:00", "Z"), "valueBoolean": value}
+    resource.update(extra)
+    return resource
+
+
+def searchset(*resources: dict, **extra) -> dict:
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources], **extra}
+
+
+def reassuring_request() -> dict:
+    """Active breast cancer and every symptom recorded absent an hour ago: 200 info "No MSCC pathway today"."""
+    return {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+            "context": {"userId": "Practitioner/1", "patientId": "mscc-2"},
+            "prefetch": {"patient": {"resourceType": "Patient", "id": "mscc-2", "birthDate": "1960-01-01"},
+                         "conditions": searchset({
+                             "resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/mscc-2"},
+                             "clinicalStatus": {"coding": [{"code": "active"}]},
+                             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]}}),
+                         "observations": searchset(*(observation(code, False) for code in SYMPTOMS)),
+                         "medicationRequests": None, "medicationStatements": None, "procedures": None}}
+
+
+def test_the_reassuring_baseline_is_info_and_weakness_present_is_critical(client):
+    response = client.post(SERVICE, json=reassuring_request())
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["cards"][0]["indicator"] == "info"
+    body = reassuring_request()
+    body["prefetch"]["observations"] = searchset(*(observation(code, code == "26544005") for code in SYMPTOMS))
+    assert client.post(SERVICE, json=body).get_json()["cards"][0]["indicator"] == "critical"
+
+
+NOT_THIS_PATIENT_FOCUS = [
+    ({"reference": "Patient/other/_history/1"}, "focus is another patient than context.patientId"),
+    ({"reference": "Patient/other/"}, "focus is not a reference to a Patient on the call's FHIR server"),
+    ({"type": "Patient", "identifier": {"system": "urn:mrn", "value": "999"}}, "focus is not a reference to a Patient by id"),
+    ({"reference": "Patient?identifier=urn:mrn|999"}, "focus is not a reference to a Patient on the call's FHIR server"),
+    ({"reference": "urn:uuid:7f1c2a55-0000-4000-8000-000000000001", "type": "Patient"},
+     "focus is not a reference to a Patient on the call's FHIR server"),
+    ({"reference": "#p1"}, "focus is not a reference to a Patient on the call's FHIR server"),
+    ({"reference": "https://other-hospital.example/fhir/Patient/other"},
+     "focus is not a reference to a Patient on the call's FHIR server"),
+    ({"reference": "https://other-hospital.example/fhir/Patient/mscc-2"},
+     "focus is not a reference to a Patient on the call's FHIR server"),
+    ({"reference": "RelatedPerson/mother"}, "focus is not a reference to a Patient on the call's FHIR server"),
+]
+
+
+@pytest.mark.parametrize("focus, reason", NOT_THIS_PATIENT_FOCUS)
+def test_an_observation_whose_focus_is_not_known_to_be_this_patient_is_a_412(client, focus, reason):
+    body = reassuring_request()
+    for entry in body["prefetch"]["observations"]["entry"]:
+        entry["resource"]["focus"] = [focus]
+        if focus.get("reference") == "#p1":
+            entry["resource"]["contained"] = [{"resourceType": "Patient", "id": "p1", "birthDate": "1990-01-01"}]
+    problem = never_a_card(client.post(SERVICE, json=body))
+    assert problem["setAside"] == [{"source": "prefetch.observations", "resourceType": "Observation", "count": 8,
+                                    "reason": reason}]
+    nothing_of(json.dumps(problem), "other-hospital", "999", "mother")
+
+
+@pytest.mark.parametrize("subject", [{"reference": "Patient/other/"}, {"reference": "urn:uuid:7f1c2a55-0000-4000-8000-000000000001"},
+                                     {"reference": "Patient?identifier=urn:mrn|999"},
+                                     {"reference": "Patient/mscc-2", "type": "Group"}])
+def test_an_observation_whose_subject_is_not_known_to_be_this_patient_is_a_412(client, subject):
+    body = reassuring_request()
+    for entry in body["prefetch"]["observations"]["entry"]:
+        entry["resource"]["subject"] = subject
+    problem = never_a_card(client.post(SERVICE, json=body))
+    assert [(s["resourceType"], s["count"]) for s in problem["setAside"]] == [("Observation", 8)]
+
+
+@pytest.mark.parametrize("focus", ["Patient/mscc-2", "Patient/mscc-2/_history/4", "{server}/Patient/mscc-2",
+                                   "{server}/Patient/mscc-2/_history/2"])
+def test_a_focus_on_this_patient_relative_versioned_or_on_the_calls_server_is_read(client, fhir, focus):
+    body = reassuring_request()
+    body["fhirServer"] = fhir.base("open")
+    for entry in body["prefetch"]["observations"]["entry"]:
+        entry["resource"]["focus"] = [{"reference": focus.format(server=fhir.base("open") + "/")}]
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["cards"][0]["indicator"] == "info"
+
+
+@pytest.mark.parametrize("reference", ["Patient/other/", "Patient/other/_history/1", "urn:uuid:1234"])
+def test_a_resource_the_triage_does_not_read_naming_another_patient_is_still_a_412(client, reference):
+    body = reassuring_request()
+    body["prefetch"]["encounter"] = {"resourceType": "Encounter", "id": "e1",
+                                     "subject": {"reference": reference, "type": "Patient"}}
+    problem = never_a_card(client.post(SERVICE, json=body))
+    assert [(s["source"], s["resourceType"]) for s in problem["setAside"]] == [("prefetch.encounter", "Encounter")]
