@@ -19,7 +19,8 @@ Precondition Failed naming the data that could not be had and why)::
     ├── AuthorizationFailed              fhir-authorization        401 or 403, or a token type other than Bearer
     ├── NotFound                         fhir-not-found            404 or 410
     ├── FetchTimeout                     fhir-timeout              the request's timeout or the call's budget ran out
-    ├── NotFhir                          fhir-not-fhir             not FHIR JSON, too large, a redirect, another status
+    ├── NotFhir                          fhir-not-fhir             not FHIR JSON (a key twice too), too large, a redirect,
+    │                                                              another status
     ├── Incomplete                       fhir-incomplete           search pages left unread: past the page cap, or a
     │                                                              next link off the server (never a partial record)
     └── Unreachable                      fhir-unreachable          connection refused or reset, TLS failure, 5xx
@@ -39,6 +40,8 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Union
+
+from triage import no_duplicate_keys as strict_object
 
 from .. import outbound
 
@@ -254,9 +257,25 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _resource(body: bytes) -> dict[str, Any]:
+class DuplicateKey(ValueError):
+    """A key given twice in one object of a FHIR server's answer."""
+
+
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return strict_object(pairs)
+    except ValueError as exc:
+        raise DuplicateKey(str(exc)) from None
+
+
+def _resource(body: bytes) -> dict[str, Any]:
+    """The parsed answer. A key given twice in one object is refused like any answer that is not FHIR
+    JSON (as the service's own request bodies are): read as its last copy, ``{"entry": [present],
+    "entry": [absent]}`` would drop a finding, and which one would depend on the key order."""
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as exc:
+        raise NotFhir(f"the answer is not FHIR JSON: {exc}") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise NotFhir("the answer is not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):

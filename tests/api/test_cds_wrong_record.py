@@ -439,3 +439,34 @@ def test_a_resource_the_triage_does_not_read_naming_another_patient_is_still_a_4
                                      "subject": {"reference": reference, "type": "Patient"}}
     problem = never_a_card(client.post(SERVICE, json=body))
     assert [(s["source"], s["resourceType"]) for s in problem["setAside"]] == [("prefetch.encounter", "Encounter")]
+
+
+def fetched_observations(client, fhir, answer):
+    """The reassuring request with its observations left to fetch; the FHIR server answers ``answer``
+    (a resource, or raw bytes) to the Observation search."""
+    body = reassuring_request()
+    del body["prefetch"]["observations"]
+    body["fhirServer"] = fhir.base("open")
+    fhir.answer = lambda mode, path, query: answer(path, query) if path[0] == "Observation" else None
+    return client.post(SERVICE, json=body)
+
+
+def test_a_fhir_answer_with_a_key_given_twice_is_not_fhir_never_its_last_copy(client, fhir):
+    """Audit2 finding 2: {"entry": [weakness present], "entry": [eight absent]} was read as its last copy."""
+    present = json.dumps([{"resource": observation("26544005", True)}])
+    absent = json.dumps([{"resource": observation(code, False)} for code in SYMPTOMS])
+    for first, second in ((present, absent), (absent, present)):
+        raw = f'{{"resourceType": "Bundle", "type": "searchset", "entry": {first}, "entry": {second}}}'.encode()
+        response = fetched_observations(client, fhir, lambda path, query, raw=raw: raw)
+        assert response.status_code == 412, response.get_data(as_text=True)
+        problem = response.get_json()
+        assert problem["type"] == "urn:mscc-triage:problem:fhir-not-fhir" and "cards" not in problem
+        assert "appears twice" in problem["detail"]
+
+
+def test_a_prefetch_with_a_key_given_twice_is_a_400(client):
+    raw = json.dumps(reassuring_request())
+    raw = raw.replace('"resourceType": "Bundle", "type": "searchset"',
+                      '"resourceType": "Bundle", "type": "searchset", "entry": []', 1)
+    response = client.post(SERVICE, data=raw, content_type="application/json")
+    assert response.status_code == 400 and "appears twice" in response.get_json()["detail"]
