@@ -21,8 +21,9 @@ Precondition Failed naming the data that could not be had and why)::
     ├── FetchTimeout                     fhir-timeout              the request's timeout or the call's budget ran out
     ├── NotFhir                          fhir-not-fhir             not FHIR JSON (a key twice too), too large, a redirect,
     │                                                              another status
-    ├── Incomplete                       fhir-incomplete           search pages left unread: past the page cap, or a
-    │                                                              next link off the server (never a partial record)
+    ├── Incomplete                       fhir-incomplete           search pages left unread: past the page cap, a
+    │                                                              next link off the server, or a Bundle inside
+    │                                                              the Bundle (never a partial record)
     └── Unreachable                      fhir-unreachable          connection refused or reset, TLS failure, 5xx
 
 Nothing here imports Flask: :func:`fetch_all` is testable against any HTTP server.
@@ -392,6 +393,10 @@ def _query(base: str, query: str, token: Optional[_Token], deadline: float,
         page, url = page + 1, _next_link(more, base)
     if url:   # a record read in part could miss today's finding: no triage on it (clinical safety)
         raise Incomplete(f"more than {settings.max_pages} search pages; the record was not all read")
+    if any(isinstance(e, dict) and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "Bundle"
+           for e in entries):   # never skipped: a finding inside it would be lost
+        raise Incomplete("a search page holds a Bundle inside the Bundle, which is not read; the record was not "
+                         "all read")
     return {**first, "entry": entries}
 
 

@@ -21,6 +21,11 @@ the allow-list. A required template (patient, conditions, observations) that can
 412 naming it and why; an optional one (medications, procedures) that cannot be had stays unknown, and
 the card says so (a record without medication scopes still gets its triage).
 
+A Bundle inside a Bundle (a batch-response of searchsets, say), under any key, is not read: the call
+answers 412 (``fhir-incomplete``) naming the key, as for a fetched search left in part, never a card
+from the rest (a finding inside it would be lost). Reading nested Bundles would mean reading their
+own paging, totals and outcomes, each a way to read a record in part.
+
 Malformed FHIR under a declared key (a Bundle ``entry`` that is not an array, a value that is not a
 resource) is a 400 naming the key; under a key the service never asked for, it is ignored.
 """
@@ -40,6 +45,7 @@ from .fetch import (CannotFetch, FetchFailed, FetchSettings, FhirFetchError, all
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")   # a prefetch key echoed in a problem only when it looks like one
 OTHER_PATIENT = "urn:mscc-triage:problem:fhir-other-patient"
+INCOMPLETE = "urn:mscc-triage:problem:fhir-incomplete"
 log = logging.getLogger("mscc_triage.api")
 
 
@@ -109,10 +115,22 @@ def _resources_of(value: Any, name: str, strict: bool) -> list[dict[str, Any]]:
     found = []
     for entry in entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str) \
-                and resource["resourceType"] != "Bundle":
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            if resource["resourceType"] == "Bundle":   # never skipped: a finding inside it would be lost
+                raise nested_bundle_problem(name)
             found.append(resource)
     return found
+
+
+def nested_bundle_problem(name: str) -> ApiProblem:
+    """412: a Bundle inside a Bundle (a batch-response of searchsets, say) is not read, so the record
+    would be read in part; never a card from the rest."""
+    key = name if SAFE_KEY.match(name) else "(a key)"
+    reason = f"prefetch.{key} holds a Bundle inside a Bundle, which is not read"
+    return ApiProblem(412, "Precondition Failed",
+                      f"{reason}: the record was not all read, and a card from part of it could wrongly reassure. "
+                      f"Send each search as its own prefetch key (a searchset Bundle of resources).",
+                      INCOMPLETE, errors=[{"prefetch": key, "code": "fhir-incomplete", "reason": reason}])
 
 
 # The resource types the mapping reads about the patient: each must name its patient, by a reference to

@@ -470,3 +470,34 @@ def test_a_prefetch_with_a_key_given_twice_is_a_400(client):
                       '"resourceType": "Bundle", "type": "searchset", "entry": []', 1)
     response = client.post(SERVICE, data=raw, content_type="application/json")
     assert response.status_code == 400 and "appears twice" in response.get_json()["detail"]
+
+
+INCOMPLETE = "urn:mscc-triage:problem:fhir-incomplete"
+
+
+def test_a_bundle_inside_a_prefetch_bundle_is_a_412_never_dropped(client):
+    """Audit2 finding 3: a nested searchset holding 'weakness present' was skipped; the rest gave info."""
+    body = reassuring_request()
+    body["prefetch"]["observations"]["entry"].append({"resource": searchset(observation("26544005", True))})
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 412, response.get_data(as_text=True)
+    problem = response.get_json()
+    assert problem["type"] == INCOMPLETE and "cards" not in problem
+    assert problem["errors"] == [{"prefetch": "observations", "code": "fhir-incomplete",
+                                  "reason": "prefetch.observations holds a Bundle inside a Bundle, which is not read"}]
+    # a batch-response of searchsets, under a key of the client's own: the same
+    body = reassuring_request()
+    body["prefetch"]["everything"] = {"resourceType": "Bundle", "type": "batch-response",
+                                      "entry": [{"resource": searchset(observation("26544005", True))}]}
+    assert client.post(SERVICE, json=body).get_json()["type"] == INCOMPLETE
+
+
+def test_a_bundle_inside_a_fetched_bundle_is_a_412_never_dropped(client, fhir):
+    absent = [observation(code, False) for code in SYMPTOMS]
+    response = fetched_observations(client, fhir, lambda path, query: {
+        **searchset(*absent), "entry": [{"resource": r} for r in absent]
+        + [{"resource": searchset(observation("26544005", True))}]})
+    assert response.status_code == 412, response.get_data(as_text=True)
+    problem = response.get_json()
+    assert problem["type"] == INCOMPLETE and "cards" not in problem
+    assert problem["errors"][0]["prefetch"] == "observations" and "Bundle inside" in problem["errors"][0]["reason"]
