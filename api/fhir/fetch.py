@@ -23,7 +23,9 @@ Precondition Failed naming the data that could not be had and why)::
     │                                                              another status
     ├── Incomplete                       fhir-incomplete           search pages left unread: past the page cap, a
     │                                                              next link off the server, or a Bundle inside
-    │                                                              the Bundle (never a partial record)
+    │                                                              the Bundle, a total above the entries read, a
+    │                                                              warning OperationOutcome entry (never a
+    │                                                              partial record)
     └── Unreachable                      fhir-unreachable          connection refused or reset, TLS failure, 5xx
 
 Nothing here imports Flask: :func:`fetch_all` is testable against any HTTP server.
@@ -397,7 +399,43 @@ def _query(base: str, query: str, token: Optional[_Token], deadline: float,
            for e in entries):   # never skipped: a finding inside it would be lost
         raise Incomplete("a search page holds a Bundle inside the Bundle, which is not read; the record was not "
                          "all read")
-    return {**first, "entry": entries}
+    unread = unread_matches(first, entries)
+    if unread is not None:   # the server says it answered in part: as a page left unread
+        raise Incomplete(f"{unread}; the record was not all read")
+    joined = {**first, "entry": entries}   # every page in one: their links no longer describe it
+    joined.pop("link", None)
+    return joined
+
+
+def unread_matches(bundle: dict[str, Any], entries: list[Any]) -> Optional[str]:
+    """Why a search Bundle says it holds more than ``entries`` (every page read), or None.
+
+    ``total`` (the number of matches of the whole search) larger than the match entries read (those
+    not marked ``include`` or ``outcome``), or an OperationOutcome entry with an issue above
+    ``information`` (a server's "too-costly, results truncated"): the search was answered in part.
+    The server's own words are never echoed."""
+    matches = 0
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        search = entry.get("search") if isinstance(entry, dict) else None
+        mode = search.get("mode") if isinstance(search, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+            issues = resource.get("issue")
+            if not isinstance(issues, list) or any(not isinstance(i, dict) or i.get("severity") != "information"
+                                                   for i in issues):
+                return "the search answered with a warning or an error (an OperationOutcome entry): its results " \
+                       "may be incomplete"
+        elif mode not in ("include", "outcome"):
+            matches += 1
+    total = bundle.get("total")
+    if total is None:
+        return None
+    if isinstance(total, bool) or not isinstance(total, int):
+        return "the search's total is not a whole number"
+    if total > matches:
+        said = f"{total} results" if total < 10 ** 9 else "more results"
+        return f"the search says it has {said} and {matches} were returned"
+    return None
 
 
 # ------------------------------------------------------------------------------------ a call

@@ -21,8 +21,10 @@ the allow-list. A required template (patient, conditions, observations) that can
 412 naming it and why; an optional one (medications, procedures) that cannot be had stays unknown, and
 the card says so (a record without medication scopes still gets its triage).
 
-A Bundle inside a Bundle (a batch-response of searchsets, say), under any key, is not read: the call
-answers 412 (``fhir-incomplete``) naming the key, as for a fetched search left in part, never a card
+A Bundle inside a Bundle (a batch-response of searchsets, say), under any key, is not read, and a
+search Bundle that says it holds more than it sent (a ``total`` above its matches, a warning
+OperationOutcome entry, a ``next`` link) is not all there: the call answers 412 (``fhir-incomplete``)
+naming the key, as for a fetched search left in part, never a card
 from the rest (a finding inside it would be lost). Reading nested Bundles would mean reading their
 own paging, totals and outcomes, each a way to read a record in part.
 
@@ -40,7 +42,7 @@ from typing import Any, Optional
 
 from ..problems import ApiProblem
 from .fetch import (CannotFetch, FetchFailed, FetchSettings, FhirFetchError, allowed_base, fetch_all,
-                    normalise_base, token_of)
+                    normalise_base, token_of, unread_matches)
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")   # a prefetch key echoed in a problem only when it looks like one
@@ -117,19 +119,26 @@ def _resources_of(value: Any, name: str, strict: bool) -> list[dict[str, Any]]:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             if resource["resourceType"] == "Bundle":   # never skipped: a finding inside it would be lost
-                raise nested_bundle_problem(name)
+                raise incomplete_prefetch(name, "holds a Bundle inside a Bundle, which is not read")
             found.append(resource)
+    unread = unread_matches(value, entries)
+    if unread is not None:
+        raise incomplete_prefetch(name, f"is a search answered in part ({unread})")
+    links = value.get("link")
+    if any(isinstance(link, dict) and link.get("relation") == "next" and link.get("url")
+           for link in (links if isinstance(links, list) else [])):
+        raise incomplete_prefetch(name, "is a search page with a next page, which was not sent")
     return found
 
 
-def nested_bundle_problem(name: str) -> ApiProblem:
-    """412: a Bundle inside a Bundle (a batch-response of searchsets, say) is not read, so the record
-    would be read in part; never a card from the rest."""
+def incomplete_prefetch(name: str, why: str) -> ApiProblem:
+    """412: part of a prefetch value is not read (a Bundle inside a Bundle) or was not sent (a search
+    that says it has more); never a card from the rest."""
     key = name if SAFE_KEY.match(name) else "(a key)"
-    reason = f"prefetch.{key} holds a Bundle inside a Bundle, which is not read"
+    reason = f"prefetch.{key} {why}"
     return ApiProblem(412, "Precondition Failed",
                       f"{reason}: the record was not all read, and a card from part of it could wrongly reassure. "
-                      f"Send each search as its own prefetch key (a searchset Bundle of resources).",
+                      f"Send each search whole under its own prefetch key (a searchset Bundle of resources).",
                       INCOMPLETE, errors=[{"prefetch": key, "code": "fhir-incomplete", "reason": reason}])
 
 

@@ -501,3 +501,63 @@ def test_a_bundle_inside_a_fetched_bundle_is_a_412_never_dropped(client, fhir):
     problem = response.get_json()
     assert problem["type"] == INCOMPLETE and "cards" not in problem
     assert problem["errors"][0]["prefetch"] == "observations" and "Bundle inside" in problem["errors"][0]["reason"]
+
+
+TRUNCATED = {"search": {"mode": "outcome"},
+             "resource": {"resourceType": "OperationOutcome",
+                          "issue": [{"severity": "warning", "code": "too-costly", "diagnostics": "results truncated at 8"}]}}
+
+
+@pytest.mark.parametrize("marked", ["total 50", "total 9", "outcome too-costly", "outcome error"])
+def test_a_fetched_search_that_says_it_is_incomplete_is_a_412(client, fhir, marked):
+    """Audit2 finding 4: total larger than the entries, or a truncation OperationOutcome, gave info."""
+    bundle = searchset(*(observation(code, False) for code in SYMPTOMS))
+    if marked.startswith("total"):
+        bundle["total"] = int(marked.split()[1])
+    else:
+        outcome = json.loads(json.dumps(TRUNCATED))
+        outcome["resource"]["issue"][0]["severity"] = marked.split()[1].replace("too-costly", "warning")
+        bundle["entry"].append(outcome)
+    response = fetched_observations(client, fhir, lambda path, query: bundle)
+    assert response.status_code == 412, response.get_data(as_text=True)
+    problem = response.get_json()
+    assert problem["type"] == INCOMPLETE and "cards" not in problem
+    assert problem["errors"][0]["prefetch"] == "observations" and problem["errors"][0]["code"] == "fhir-incomplete"
+    assert "truncated" not in problem["detail"]   # the server's own words are not echoed
+
+
+def test_a_fetched_search_whose_total_counts_every_page_read_is_complete(client, fhir):
+    """total counts the matches of every page: a total met across pages (and _include entries, an
+    information outcome) is a complete search."""
+    absent = [observation(code, False) for code in SYMPTOMS]
+    info = json.loads(json.dumps(TRUNCATED))
+    info["resource"]["issue"][0].update(severity="information", code="informational")
+
+    def answer(path, query):
+        page = int((query.get("_page") or ["0"])[0])
+        bundle = searchset(*absent[page * 4:page * 4 + 4], total=8)
+        bundle["entry"].append({"search": {"mode": "include"}, "resource": {"resourceType": "Practitioner", "id": "pr"}})
+        if page == 0:
+            bundle["entry"].append(info)
+            bundle["link"] = [{"relation": "next", "url": f"{fhir.base('open')}/Observation?patient=mscc-2&_page=1"}]
+        return bundle
+
+    response = fetched_observations(client, fhir, answer)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["cards"][0]["indicator"] == "info"
+
+
+@pytest.mark.parametrize("marked", ["total 50", "outcome", "next"])
+def test_a_prefetch_search_that_says_it_is_incomplete_is_a_412(client, marked):
+    body = reassuring_request()
+    bundle = body["prefetch"]["observations"]
+    if marked == "total 50":
+        bundle["total"] = 50
+    elif marked == "outcome":
+        bundle["entry"].append(TRUNCATED)
+    else:
+        bundle["link"] = [{"relation": "next", "url": "https://ehr.example/fhir/Observation?page=2"}]
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 412, response.get_data(as_text=True)
+    problem = response.get_json()
+    assert problem["type"] == INCOMPLETE and problem["errors"][0]["prefetch"] == "observations"

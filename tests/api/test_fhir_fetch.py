@@ -301,7 +301,8 @@ class RawServer(LinkServer):
 
 @pytest.mark.parametrize("body, outcome", [
     (b'{"resourceType": "Bundle", "total": ' + b"9" * 4301 + b"}", "fhir-not-fhir"),          # Python's digit limit
-    (b'{"resourceType": "Bundle", "total": 1' + b"0" * 400 + b"}", "ok"),                       # a huge int is JSON
+    (b'{"resourceType": "Bundle", "total": 1' + b"0" * 400 + b"}", "fhir-incomplete"),          # JSON, but more than sent
+    (b'{"resourceType": "Bundle", "total": 0}', "ok"),
     (b'{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "id": "\\ud800"}}]}', "ok"),
     (b'{"resourceType": "\\ud800"}', "ok"),
     (b'{"resourceType": "Bundle", "link": [{"relation": "next", "url": "\\ud800"}]}', "fhir-not-fhir"),
