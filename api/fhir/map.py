@@ -511,12 +511,17 @@ def _observations(record: Record, codemap: CodeMap, case: dict[str, Any], mapped
         codes = codemap.codings(obs.get("code"))
         path = next((codemap.observations[c] for c in codes if c in codemap.observations), None)
         if path is not None:
-            value: Optional[bool] = None
+            # value[x] is one choice in FHIR: a resource with two (invalid) is read so that present wins,
+            # never lower, and an absent is taken only when it is the Observation's one value, with no
+            # dataAbsentReason beside it (false and Present together: present; false beside a reason: unknown)
+            said: list[Optional[bool]] = []
             if isinstance(obs.get("valueBoolean"), bool):
-                value = obs["valueBoolean"]
-            else:
+                said.append(obs["valueBoolean"])
+            if obs.get("valueCodeableConcept") is not None:
                 answers = set(codemap.codings(obs.get("valueCodeableConcept")))
-                value = True if answers & codemap.present else False if answers & codemap.absent else None
+                said.append(True if answers & codemap.present else False if answers & codemap.absent else None)
+            values = sum(1 for key in obs if key.startswith("value")) + ("dataAbsentReason" in obs)
+            value: Optional[bool] = True if True in said else False if said == [False] and values == 1 else None
             hit = next(c for c in codes if c in codemap.observations)
             evidence = Evidence("Observation", *hit, _display(obs.get("code"), *hit))
             if value is False:

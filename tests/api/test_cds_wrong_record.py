@@ -561,3 +561,28 @@ def test_a_prefetch_search_that_says_it_is_incomplete_is_a_412(client, marked):
     assert response.status_code == 412, response.get_data(as_text=True)
     problem = response.get_json()
     assert problem["type"] == INCOMPLETE and problem["errors"][0]["prefetch"] == "observations"
+
+
+PRESENT = {"coding": [{"system": "http://snomed.info/sct", "code": "52101004"}]}
+
+
+def test_an_observation_with_two_values_absent_and_present_is_read_present(client):
+    """Audit2 finding 5: valueBoolean false and a Present valueCodeableConcept (invalid FHIR) read absent."""
+    body = reassuring_request()
+    weakness = next(e["resource"] for e in body["prefetch"]["observations"]["entry"]
+                    if e["resource"]["code"]["coding"][0]["code"] == "26544005")
+    weakness["valueCodeableConcept"] = PRESENT
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    card = response.get_json()["cards"][0]
+    assert card["indicator"] == "critical" and "Limb weakness: Yes" in card["detail"]
+
+
+def test_an_absent_value_beside_a_data_absent_reason_is_not_taken(client):
+    body = reassuring_request()
+    weakness = next(e["resource"] for e in body["prefetch"]["observations"]["entry"]
+                    if e["resource"]["code"]["coding"][0]["code"] == "26544005")
+    weakness["dataAbsentReason"] = {"coding": [{"code": "unknown"}]}
+    response = client.post(SERVICE, json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "Limb weakness: No" not in response.get_json()["cards"][0]["detail"]
