@@ -448,7 +448,7 @@ def test_an_emergency_headline_says_now_never_today():
     fast = triage.evaluate({"patient": {"cancer": breast}, "assessment": clear,
                             "presentation": {"weakness": {"present": True, "limbs": "legs", "progressive": True}}})
     assert fast.urgency == "emergency" and "neurology_review_now" in fast.action_ids()
-    assert fast.headline == "MRI shows no compression but the deficit is fast or recent: neurology review now"
+    assert fast.headline == "MRI shows no compression but the deficit is progressing, recent or stops walking: neurology review now"
     slow = triage.evaluate({"patient": {"cancer": breast}, "assessment": clear, "presentation": {
         "weakness": {"present": True, "limbs": "legs", "progressive": False, "onset_hours": 72},
         "ambulatory_status": "independent"}})
