@@ -45,6 +45,9 @@ def browser():
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--disable-quic", "--window-size=1280,1800", f"--user-data-dir={profile}"):
         options.add_argument(arg)
+    # English whatever the machine's locale: "/" sends a browser that prefers French to "/fr/"
+    options.add_argument("--lang=en-US")
+    options.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
