@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import urllib.error
 import urllib.request
 
-from serverctl import server_log, start_server, stop_server, wait_for_workers  # tests/api is on sys.path
+from serverctl import children, server_log, start_server, stop_server, wait_for_workers  # tests/api is on sys.path
 
 CASE = json.dumps({"patient": {"cancer": {"history": "current"}}, "presentation": {"weakness": {"present": True}}})
 
@@ -28,6 +29,26 @@ def post(url: str) -> int:
     except urllib.error.HTTPError as err:
         err.close()
         return err.code
+
+
+def listening(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on ``port`` (each worker binds its own: SO_REUSEPORT)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:   # 0A: LISTEN
+                inodes.add(fields[9])
+    try:
+        links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    return any(f"socket:[{inode}]" in links for inode in inodes)
 
 
 def test_a_worker_started_after_the_record_was_removed_refuses_and_makes_no_new_file(tmp_path):
@@ -44,8 +65,15 @@ def test_a_worker_started_after_the_record_was_removed_refuses_and_makes_no_new_
             record.with_name(record.name + suffix).unlink(missing_ok=True)
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
-        after = wait_for_workers(proc.pid, 2)
-        assert after and victim not in after, server_log(proc)
+        deadline = time.monotonic() + 20   # the killed worker gone (not only signalled), its successor up
+        while time.monotonic() < deadline and not ((after := children(proc.pid)) and len(after) == 2
+                                                   and victim not in after):
+            time.sleep(0.05)
+        assert len(after) == 2 and victim not in after, server_log(proc)
+        port = int(url.rsplit(":", 1)[1])
+        while time.monotonic() < deadline and not all(listening(pid, port) for pid in after):
+            time.sleep(0.05)   # the new worker listens: requests reach it, not only the old one
+        assert all(listening(pid, port) for pid in after), server_log(proc)
         # 2 workers, each with a socket of its own: 20 requests reach both, the new one among them
         answers = [post(url) for _ in range(20)]
         assert set(answers) == {503}, (answers, server_log(proc)[-3000:])
