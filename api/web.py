@@ -261,8 +261,6 @@ def _page(lang: str):  # type: ignore[no-untyped-def]
     ), status
 
 
-URGENCY_RANK = {"routine": 0, "urgent": 1, "emergency": 2}
-
 # The five symptom groups of the case model: until one of their findings is answered, nothing was asked.
 SYMPTOM_GROUPS = ("focal_vertebral_pain", "weakness", "paraesthesia", "sphincter_disturbance", "sciatica")
 
@@ -319,10 +317,7 @@ def cited_sources(result: Any, rules: dict[str, Any], lang: str, t: FormTexts) -
 
 def _raising(result: Any) -> Optional[str]:
     """The highest urgency an unknown could lead to, when it is above the result's; else None."""
-    if result is None:
-        return None
-    top = max((u.could_raise_to for u in result.unknowns), key=URGENCY_RANK.__getitem__, default=result.urgency)
-    return top if URGENCY_RANK[top] > URGENCY_RANK[result.urgency] else None
+    return None if result is None else result.raised_by_unknowns()
 
 
 def display_values(values: dict[str, str], lang: str, t: FormTexts) -> list[tuple[str, str]]:

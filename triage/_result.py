@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from ._compile import Unit, settle_actions, urgency_of
+from ._conditions import URGENCY_RANK
 from ._ruleset import Rule, RulesetData, SEVERITIES, TIMINGS
 from ._sins import sins_category
 
@@ -122,6 +123,12 @@ class Result(_Frozen):
         if indent == 2:
             return orjson.dumps(dumped, option=orjson.OPT_INDENT_2).decode("utf-8")
         return json.dumps(dumped, ensure_ascii=False, indent=indent)
+
+    def raised_by_unknowns(self) -> Optional[str]:
+        """The highest urgency a finding not assessed could lead to (``unknowns``), when it is above this
+        result's: the "so far" of the form and the CDS card; None when no unknown could raise it."""
+        top = max((u.could_raise_to for u in self.unknowns), key=URGENCY_RANK.__getitem__, default=self.urgency)
+        return top if URGENCY_RANK[top] > URGENCY_RANK[self.urgency] else None
 
     def action_ids(self) -> list[str]:
         return [a.id for a in self.actions]

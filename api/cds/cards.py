@@ -669,8 +669,8 @@ def card_for(result: triage.Result, ruleset: triage.Ruleset, mapped: Sequence[Ma
     # An answer not in the record could raise the urgency: the card says "so far", as the form does (a
     # routine card read "No MSCC pathway today" with four of the five symptom groups never recorded).
     # The indicator is the result's own: a card for every chart whose record is incomplete stays info.
-    raising = max((u.could_raise_to for u in result.unknowns), key=URGENCY_RANK.__getitem__, default=result.urgency)
-    if URGENCY_RANK[raising] > URGENCY_RANK[result.urgency]:
+    raising = result.raised_by_unknowns()
+    if raising is not None:
         so_far = words.phrase("so_far_summary", headline=headline)
         summary = so_far if len(so_far) <= HEADLINE_MAX else headline
         lines = [f"**{words.urgency(result.urgency)}** ({words.phrase('so_far_line', level=words.urgency_in_text(raising))})"
