@@ -70,15 +70,9 @@ class SqliteStore(RecordStore):
         # The record holds clinical findings: a folder of its own only its owner can enter (0700), a file
         # only its owner can read (0600; SQLite gives its WAL and shared-memory files the same mode).
         # A folder that already exists (chosen by the operator) keeps its mode.
-        if not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():
-            if self._had_file:
-                self._identity()   # raises _FileGone: a new empty file would begin another chain in silence
-            try:
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:   # another process made it first
-                pass
+        if not self.path.exists() and self._had_file:
+            self._identity()   # raises _FileGone: a new empty file would begin another chain in silence
+        self._make_file()
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
             self._files[id(conn)] = self._identity()
@@ -113,13 +107,20 @@ class SqliteStore(RecordStore):
         refuses to make a new one (503) when it has been removed. A folder or file that cannot be made
         is left to the first write, which reports it (503, /healthz) as it always did."""
         try:
-            if not self.path.parent.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            self._make_file()
         except OSError:
             return
         self._had_file = True
+
+    def _make_file(self) -> None:
+        """The record's folder (0700) and an empty file (0600), unless they exist."""
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:   # another process made it first
+                pass
 
     def _identity(self) -> tuple[int, int]:
         try:
